@@ -1,0 +1,76 @@
+"""dryrun.env: read with python-dotenv, edited line by line so that comments and
+every line we do not change stay byte for byte."""
+from __future__ import annotations
+
+import difflib
+import io
+import re
+from typing import Dict, Mapping
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from .errors import DeployError
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+-]*$")
+
+
+def read(text: str) -> Dict[str, str]:
+    """Values as python-dotenv reads them (no interpolation, as deploy/up exports them)."""
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items() if v is not None}
+
+
+def _format(key: str, value: str) -> str:
+    if "\n" in value or "\x00" in value:
+        raise DeployError(f"value for {key} contains a line break; refusing to write it to the env file")
+    if _PLAIN.match(value):
+        return f"{key}={value}"
+    return "{}='{}'".format(key, value.replace("\\", "\\\\").replace("'", "\\'"))
+
+
+def update(text: str, changes: Mapping[str, str]) -> str:
+    """Return `text` with each key of `changes` set; untouched lines stay as they were.
+
+    A key that is missing is appended at the end.
+    """
+    out = []
+    seen = set()
+    for binding in parse_stream(io.StringIO(text)):
+        original = binding.original.string
+        if binding.key in changes and binding.key not in seen and not binding.error:
+            seen.add(binding.key)
+            ending = "\n" if original.endswith("\n") else ""
+            # blank lines before the binding belong to it in python-dotenv's parse
+            lines = original.splitlines(keepends=True)
+            i = 0
+            while i < len(lines) - 1 and not lines[i].strip():
+                i += 1
+            out.append("".join(lines[:i]))
+            line = "".join(lines[i:]).rstrip("\n")
+            # keep a trailing comment on the same line, if any
+            comment = ""
+            m = re.search(r"\s+#[^'\"]*$", line)
+            if m and read(line[: m.start()] + "\n").get(binding.key) == binding.value:
+                comment = line[m.start():]
+            out.append(_format(binding.key, changes[binding.key]) + comment + ending)
+        else:
+            out.append(original)
+    tail = [k for k in changes if k not in seen]
+    if tail:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.extend(_format(k, changes[k]) + "\n" for k in tail)
+    return "".join(out)
+
+
+def diff(old: str, new: str, path: str, redact_keys=()) -> str:
+    """A unified diff of an env file edit; values of `redact_keys` are masked."""
+
+    def mask(text: str) -> list:
+        lines = []
+        for line in text.splitlines(keepends=True):
+            key = line.split("=", 1)[0].strip()
+            lines.append(f"{key}=*****\n" if key in redact_keys else line)
+        return lines
+
+    return "".join(difflib.unified_diff(mask(old), mask(new), f"{path}", f"{path} (new)"))

@@ -1,0 +1,108 @@
+"""The chain: make-style pre-tasks that share one version, one --dry, one run.
+
+invoke runs pre-tasks without arguments and its maintainers decline to change
+that (pyinvoke/invoke#229, #261; #730 never merged). Rather than keep the version
+in a global config key that every pre-task must remember to read, this executor
+passes the options the operator typed (`SHARED`) down to every pre-task that
+declares a parameter of that name. So `invoke pull --version v0.3.5` runs
+image, push and pull each with version=v0.3.5, exactly as if typed one by one,
+and a task still works when called on its own. Steps are deduplicated by task,
+so each runs once per invocation. Everything is validated before the first
+task runs, and any exception is turned into one `error:` line.
+"""
+from __future__ import annotations
+
+import inspect
+
+from invoke import Call, Executor, Task
+from invoke.exceptions import Exit, ParseError, UnexpectedExit
+
+from . import console, run as runs
+from .errors import DeployError, debug_enabled, describe
+
+SHARED = ("version", "dry", "yes")
+
+
+def _params(task: Task) -> set:
+    return set(inspect.signature(task.body).parameters)
+
+
+class ChainExecutor(Executor):
+    def expand_calls(self, calls, inherited=None):
+        ret = []
+        for call in calls:
+            if isinstance(call, Task):
+                call = Call(call)
+            kwargs = dict(call.kwargs)
+            params = _params(call.task)
+            for key, value in (inherited or {}).items():
+                if key in params and kwargs.get(key) in (None, False, ""):
+                    kwargs[key] = value
+            call = Call(call.task, called_as=call.called_as, args=call.args, kwargs=kwargs)
+            passing = dict(inherited or {})
+            passing.update({k: kwargs[k] for k in SHARED if kwargs.get(k) not in (None, False, "")})
+            ret.extend(self.expand_calls(call.pre, passing))
+            ret.append(call)
+            ret.extend(self.expand_calls(call.post, passing))
+        return ret
+
+    def dedupe(self, calls):
+        """One call per task; a later call's options fill what an earlier lacks."""
+        out = []
+        by_task = {}
+        for call in calls:
+            first = by_task.get(call.task)
+            if first is None:
+                by_task[call.task] = call
+                out.append(call)
+                continue
+            for key, value in call.kwargs.items():
+                if first.kwargs.get(key) in (None, False, "", ()) and value not in (None, False, "", ()):
+                    first.kwargs[key] = value
+        return out
+
+    def execute(self, *tasks):
+        runtime_file = None
+        try:
+            runtime_file = self.core[0].args["config"].value if self.core else None
+        except (KeyError, IndexError, AttributeError):
+            runtime_file = None
+        r = runs.begin(self.config, runtime_file)
+        try:
+            calls = self.dedupe(self.expand_calls(self.normalize(tasks)))
+            # Validate before anything runs: settings, the one version, --dry.
+            r.settings
+            for call in calls:
+                r.set_version(call.kwargs.get("version"))
+                if call.kwargs.get("dry"):
+                    r.dry = True
+                if call.kwargs.get("yes"):
+                    r.yes = True
+            r.steps = [c.task.name for c in calls]
+            return self._run_calls(calls, tasks)
+        except (DeployError, Exit, ParseError, UnexpectedExit):
+            raise
+        except KeyboardInterrupt:
+            raise DeployError("interrupted; nothing more was started", 130) from None
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            raise DeployError(describe(exc)) from None
+        finally:
+            if r.unknown_facts:
+                console.warn("could not read: " + "; ".join(r.unknown_facts))
+            runs.end()
+
+    def _run_calls(self, calls, tasks):
+        direct = self.normalize(tasks)
+        results = {}
+        for call in calls:
+            config = self.config
+            config.load_collection(self.collection.configuration(call.called_as))
+            config.load_shell_env()
+            context = call.make_context(config)
+            result = call.task(context, *call.args, **call.kwargs)
+            if call in direct and call.autoprint:
+                print(result)
+            results[call.task] = result
+        return results

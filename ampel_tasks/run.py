@@ -1,0 +1,113 @@
+"""The state of one invocation: settings, version, --dry, hosts, steps done.
+
+Why a run object and not the config: invoke gives each task its own config copy
+(pyinvoke/invoke#309) and runs pre-tasks without arguments (#229, #261), so the
+version given to `invoke deploy --version v0.3.5` must travel another way. The
+`ChainExecutor` (configured as `tasks.executor_class`) reads the version, --dry
+and --yes from the calls the operator typed, validates them once before any
+task runs, hands them to every pre-task that takes them, and opens this Run;
+every task of the chain then shares its settings and its SSH connections.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Set
+
+from .errors import DeployError
+from .settings import Settings, build_settings
+from .version import validate_version
+
+_current: Optional["Run"] = None
+
+
+class Run:
+    def __init__(self, config, runtime_file: Optional[str] = None):
+        self.config = config
+        self.runtime_file = runtime_file
+        self._settings: Optional[Settings] = None
+        self._hosts = None
+        self.version: Optional[str] = None
+        self.dry = bool(config.get("run", {}).get("dry", False)) if hasattr(config, "get") else False
+        self.yes = False
+        self.force: Set[str] = set()
+        self.steps: List[str] = []
+        self.done: Dict[str, str] = {}
+        self.unknown_facts: List[str] = []
+        self.cache: Dict[str, object] = {}
+        self.cleanups = []
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = build_settings(self.config, self.runtime_file)
+        return self._settings
+
+    @property
+    def hosts(self):
+        if self._hosts is None:
+            from .hosts import HostPool
+
+            self._hosts = HostPool(self.settings, self.dry)
+        return self._hosts
+
+    def host(self, name: str):
+        return self.hosts.get(name)
+
+    def set_version(self, version: Optional[str]) -> Optional[str]:
+        if version in (None, ""):
+            return self.version
+        checked = validate_version(version, self.settings.version_pattern)
+        if self.version is not None and checked != self.version:
+            raise DeployError(f"two versions in one run ({self.version} and {checked}); deploy one at a time")
+        self.version = checked
+        return checked
+
+    def require_version(self) -> str:
+        if self.version is None:
+            raise DeployError("no version given; pass --version, e.g. --version v0.3.5")
+        return self.version
+
+    def cant_read(self, what: str) -> None:
+        """Record a fact --dry could not read (say so at the end, never guess)."""
+        if what not in self.unknown_facts:
+            self.unknown_facts.append(what)
+
+    def close(self) -> None:
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception:
+                pass
+        self.cleanups.clear()
+        if self._hosts is not None:
+            self._hosts.close()
+
+
+def begin(config, runtime_file: Optional[str] = None) -> Run:
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = Run(config, runtime_file)
+    return _current
+
+
+def end() -> None:
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = None
+
+
+def start(c, version: Optional[str] = None, dry: bool = False) -> Run:
+    """The run a task belongs to (a fresh one when called outside the executor)."""
+    global _current
+    if _current is None:
+        _current = Run(c.config)
+    if dry:
+        _current.dry = True
+    _current.set_version(version)
+    return _current
+
+
+def operator_name() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "operator"
