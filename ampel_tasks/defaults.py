@@ -42,6 +42,9 @@ DEFAULTS = {
             "org": "AmpelProject",
             "keys_page": "https://github.com/{org}/{repo}/settings/keys/new",
             "schema_marker": "ampel/db_schema.py",
+            # where `tag` pushes the host copies (as the operator, from the service host)
+            "push_url": "git@{git_host}:{org}/{repo}.git",
+            "tag_pattern": "{version}",
         },
         "image": {"name": "ampel", "label_prefix": "org.ampelproject"},
         "registry": {

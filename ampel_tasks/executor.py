@@ -21,6 +21,7 @@ from . import console, run as runs
 from .errors import DeployError, debug_enabled, describe
 
 SHARED = ("version", "dry", "yes")
+STEPS = ("image", "push", "pull", "src", "db", "tag", "secrets", "up")
 
 
 def _params(task: Task) -> set:
@@ -78,13 +79,27 @@ class ChainExecutor(Executor):
                     r.dry = True
                 if call.kwargs.get("yes"):
                     r.yes = True
+                for key, value in call.kwargs.items():
+                    if value not in (None, False, "", (), []):
+                        r.options.setdefault(key, value)
+            forced = r.options.get("force")
+            r.force = set(forced) if isinstance(forced, (list, tuple)) else set()
+            unknown = r.force - set(STEPS)
+            if unknown:
+                raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(STEPS)}")
             r.steps = [c.task.name for c in calls]
-            return self._run_calls(calls, tasks)
-        except (DeployError, Exit, ParseError, UnexpectedExit):
+            result = self._run_calls(calls, tasks)
+            for hook in r.on_success:
+                hook()
+            return result
+        except (DeployError, Exit, ParseError, UnexpectedExit) as exc:
+            self._failed(r, str(exc))
             raise
         except KeyboardInterrupt:
+            self._failed(r, "interrupted")
             raise DeployError("interrupted; nothing more was started", 130) from None
         except Exception as exc:
+            self._failed(r, describe(exc))
             if debug_enabled():
                 raise
             raise DeployError(describe(exc)) from None
@@ -92,6 +107,14 @@ class ChainExecutor(Executor):
             if r.unknown_facts:
                 console.warn("could not read: " + "; ".join(r.unknown_facts))
             runs.end()
+
+    @staticmethod
+    def _failed(r, error):
+        for hook in r.on_failure:
+            try:
+                hook(error)
+            except Exception as exc:  # the original error matters more
+                console.warn(f"could not record the failure: {exc}")
 
     def _run_calls(self, calls, tasks):
         direct = self.normalize(tasks)
@@ -101,7 +124,17 @@ class ChainExecutor(Executor):
             config.load_collection(self.collection.configuration(call.called_as))
             config.load_shell_env()
             context = call.make_context(config)
-            result = call.task(context, *call.args, **call.kwargs)
+            before = set(runs.current().changed) if runs.current() else set()
+            name = call.task.name
+            try:
+                result = call.task(context, *call.args, **call.kwargs)
+            except BaseException:
+                if runs.current():
+                    runs.current().results[name] = "failed"
+                raise
+            r = runs.current()
+            if r is not None and name in STEPS:
+                r.results[name] = "changed" if (r.changed - before) else "unchanged"
             if call in direct and call.autoprint:
                 print(result)
             results[call.task] = result

@@ -32,8 +32,15 @@ class Run:
         self.force: Set[str] = set()
         self.steps: List[str] = []
         self.done: Dict[str, str] = {}
+        # steps that changed something on a host, the engine or the registry
+        self.changed: Set[str] = set()
+        self.options: Dict[str, object] = {}
+        self.results: Dict[str, str] = {}
+        self.on_success: list = []
+        self.on_failure: list = []
+        self.healthy = False
         self.unknown_facts: List[str] = []
-        self.cache: Dict[str, object] = {}
+        self.cache: Dict[str, object] = {"t0": __import__("time").time()}
         self.cleanups = []
 
     @property
@@ -72,6 +79,21 @@ class Run:
         if what not in self.unknown_facts:
             self.unknown_facts.append(what)
 
+    def evidence(self, key: str, gather):
+        """Gather a fact once per run. In --dry a fact that cannot be read (host
+        unreachable, nothing built yet) is recorded as unknown and returns None."""
+        if key in self.cache:
+            return self.cache[key]
+        try:
+            value = gather()
+        except DeployError as exc:
+            if not self.dry:
+                raise
+            self.cant_read(f"{key} ({exc.text})")
+            value = None
+        self.cache[key] = value
+        return value
+
     def close(self) -> None:
         for fn in reversed(self.cleanups):
             try:
@@ -106,6 +128,10 @@ def start(c, version: Optional[str] = None, dry: bool = False) -> Run:
     if dry:
         _current.dry = True
     _current.set_version(version)
+    return _current
+
+
+def current() -> Optional[Run]:
     return _current
 
 

@@ -1,0 +1,23 @@
+"""ampel-tasks: the AMPEL deployment runbook as invoke tasks.
+
+`ns` is the collection `invoke` (through tasks.py) and `ampel-deploy` run.
+Heavy libraries (docker, fabric, GitPython) are imported inside the tasks that
+need them, so `invoke --list` stays fast.
+"""
+from invoke import Collection
+
+from . import deploy, gitops, image, remote
+from .defaults import DEFAULTS
+from .errors import install_excepthook
+
+install_excepthook()
+
+ns = Collection()
+for t in (
+    image.keys, image.image, image.push,
+    remote.pull, remote.src, remote.db, gitops.tag, remote.secrets, remote.up, remote.logs,
+    deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback,
+):
+    ns.add_task(t)
+ns.configure(DEFAULTS)
+ns.configure({"tasks": {"executor_class": "ampel_tasks.executor.ChainExecutor"}})

@@ -1,0 +1,163 @@
+"""The runbook's "Build and push a new Ampel image ... Necessary if": evidence and decision.
+
+Evidence: the repos the Dockerfile clones and their commits now (git ls-remote with
+each repo's deploy key), the labels of the previous image (recipe hash, repos,
+commits), and which dependency files changed between those commits (read from
+local mirrors fetched with the same keys).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from . import dockerfile
+from .errors import DeployError
+
+# Files whose change means new dependencies or console_scripts entry points.
+DEPENDENCY_FILES = ("setup.py", "setup.cfg", "pyproject.toml", "environment.yml", "requirements.txt")
+CACHE = Path(os.environ.get("AMPEL_TASKS_CACHE", Path.home() / ".cache" / "ampel-tasks"))
+
+
+@dataclass(frozen=True)
+class Repo:
+    name: str
+    url: str
+    key: Path
+    commit: str = ""
+
+
+def key_path(image_dir: Path, pattern: str, repo: str) -> Path:
+    return image_dir / "deploy-keys" / pattern.format(repo=repo)
+
+
+def local_ssh_config(image_dir: Path) -> str:
+    """deploy-keys/config points at /root/.ssh inside the build; on the operator's
+    side the same entries must point at the local deploy-keys directory."""
+    keys = image_dir / "deploy-keys"
+    cfg = keys / "config"
+    text = cfg.read_text() if cfg.is_file() else ""
+    text = text.replace("/root/.ssh", str(keys))
+    fd, path = tempfile.mkstemp(prefix="ampel-deploy-keys-", suffix=".ssh_config")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def repos(image_dir: Path, settings) -> List[Repo]:
+    text = (image_dir / "Dockerfile").read_text()
+    out = []
+    for line in dockerfile.clone_lines(text):
+        key = key_path(image_dir, settings.source["key_pattern"], line.repo)
+        if not key.is_file():
+            raise DeployError(
+                f"the Dockerfile clones {line.repo} through {line.alias}, but its deploy key {key} is missing; "
+                f"run `invoke keys --repo {line.repo}`"
+            )
+        out.append(Repo(line.repo, f"git@{line.alias}:{line.org}/{line.repo}.git", key))
+    return out
+
+
+def _git_env(ssh_config: str) -> dict:
+    return dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {ssh_config} -o BatchMode=yes -o ConnectTimeout=15",
+                GIT_TERMINAL_PROMPT="0")
+
+
+def remote_commits(found: List[Repo], image_dir: Path) -> List[Repo]:
+    cfg = local_ssh_config(image_dir)
+    try:
+        out = []
+        for r in found:
+            p = subprocess.run(["git", "ls-remote", r.url, "HEAD"], capture_output=True, text=True,
+                               env=_git_env(cfg), timeout=60)
+            if p.returncode != 0 or not p.stdout.split():
+                err = (p.stderr.strip().splitlines() or ["no HEAD"])[-1]
+                raise DeployError(f"cannot read {r.url} with deploy key {r.key.name}: {err}")
+            out.append(Repo(r.name, r.url, r.key, p.stdout.split()[0]))
+        return out
+    finally:
+        os.unlink(cfg)
+
+
+def mirror(repo: Repo, image_dir: Path) -> Path:
+    """A bare local mirror of `repo`, fetched with its deploy key (GitPython)."""
+    import git
+
+    path = CACHE / "repos" / f"{repo.name}.git"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git.Repo.init(path, bare=True)
+    cfg = local_ssh_config(image_dir)
+    try:
+        g = git.Repo(path)
+        with g.git.custom_environment(GIT_SSH_COMMAND=_git_env(cfg)["GIT_SSH_COMMAND"]):
+            g.git.fetch(repo.url, "+HEAD:refs/remotes/origin/HEAD", "--quiet")
+    except git.GitCommandError as exc:
+        raise DeployError(f"cannot fetch {repo.url}: {exc.stderr.strip().splitlines()[-1] if exc.stderr else exc}") from None
+    finally:
+        os.unlink(cfg)
+    return path
+
+
+def changed_dependency_files(path: Path, old: str, new: str) -> Optional[List[str]]:
+    """Dependency files that differ between two commits; None if `old` is unknown."""
+    import git
+
+    g = git.Repo(path)
+    try:
+        g.commit(old)
+    except (ValueError, git.BadName):
+        return None
+    names = g.git.diff("--name-only", old, new).splitlines()
+    return [n for n in names if Path(n).name in DEPENDENCY_FILES]
+
+
+def labels_for(version: str, recipe: str, found: List[Repo], prefix: str, built: str) -> Dict[str, str]:
+    labels = {
+        f"{prefix}.version": version,
+        f"{prefix}.recipe-hash": recipe,
+        f"{prefix}.built": built,
+        f"{prefix}.repos": json.dumps({r.name: {"url": r.url, "commit": r.commit} for r in found}, sort_keys=True),
+    }
+    for r in found:
+        labels[f"{prefix}.repo.{r.name}.url"] = r.url
+        labels[f"{prefix}.repo.{r.name}.commit"] = r.commit
+    return labels
+
+
+def commits_digest(found: List[Repo]) -> str:
+    return hashlib.sha256(json.dumps({r.name: r.commit for r in found}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def decide(previous: Optional[dict], recipe: str, found: List[Repo], prefix: str, diff_for) -> tuple:
+    """(build?, reason). `diff_for(repo, old_commit)` lists changed dependency files or None."""
+    if previous is None:
+        return True, "no previous image to reuse"
+    old_repos = json.loads(previous.get(f"{prefix}.repos", "{}") or "{}")
+    added = [r.name for r in found if r.name not in old_repos]
+    if added:
+        return True, f"repo added to the Dockerfile: {', '.join(added)}"
+    if previous.get(f"{prefix}.recipe-hash") != recipe:
+        return True, "Dockerfile or environment.yml changed since the previous image"
+    reasons = []
+    for r in found:
+        old = old_repos[r.name]["commit"]
+        if old == r.commit:
+            continue
+        files = diff_for(r, old)
+        if files is None:
+            reasons.append(f"{r.name}: previous commit {old[:10]} is unknown")
+        elif files:
+            reasons.append(f"{r.name}: {', '.join(files)} changed ({old[:10]}..{r.commit[:10]})")
+    if reasons:
+        return True, "dependencies or console_scripts may have changed: " + "; ".join(reasons)
+    same = all(old_repos[r.name]["commit"] == r.commit for r in found)
+    if same:
+        return False, "same recipe and same commits as the previous image"
+    return False, "only code changed since the previous image (no dependency or entry-point file); sources are mounted from AMPEL_SRC"

@@ -1,0 +1,213 @@
+"""Tasks plan, deploy, status, history, rollback: the runbook as one decided run."""
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+import time
+
+from invoke import task
+
+from . import console, run as runs
+from .errors import DeployError
+from .gitops import tag
+from .image import DRY_HELP, VERSION_HELP, image, push
+from .plan import ORDER
+from .remote import db, pull, secrets, src, up
+
+LOCK_HELP = {
+    "lock_wait": "wait up to SECONDS for another deploy's lock instead of failing at once",
+    "break_lock": "break a lock left by a dead run (its holder is shown first)",
+}
+
+
+@task(help={"version": VERSION_HELP, "json": "print the plan as JSON", "dry": DRY_HELP})
+def plan(c, version=None, json=False, dry=False):
+    """Show which runbook steps are necessary for a version, and why.
+
+    Every step is `run`, `skip` or `maybe`, with the evidence behind it: image
+    labels vs the repos' commits, the registry digest, image files on the hosts,
+    AMPEL_SRC, dryrun.env values, secrets, host copies, the running version. A
+    fact that only an earlier step can produce is `maybe`, never a confident skip.
+    Inside `deploy` the plan is printed first and confirmed on a terminal.
+    """
+    from . import plan as planning
+
+    r = runs.start(c, version=version, dry=dry)
+    v = r.require_version()
+    in_deploy = "deploy" in r.steps
+    steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
+    decisions = planning.decide(r, steps)
+    r.cache["plan"] = decisions
+    if json and not in_deploy:
+        print(jsonlib.dumps({"version": v, "steps": [d.as_json() for d in decisions]}, indent=2))
+        return
+    planning.show(decisions, v)
+    if in_deploy and not r.dry and not r.yes and sys.stdin.isatty():
+        if all(d.action == "skip" for d in decisions):
+            return
+        answer = input("proceed with this plan? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise DeployError("deploy cancelled at the plan; nothing was changed")
+
+
+@task(
+    pre=[plan, image, push, pull, src, db, tag, secrets, up],
+    iterable=["force"],
+    help={
+        "version": VERSION_HELP,
+        "yes": "do not ask for confirmation of the plan",
+        "force": "run this step even if the plan skips it (repeatable): " + ", ".join(ORDER),
+        "new_db": "start a new live database for this version",
+        "message": "commit message for outstanding changes in the host copies (tag step)",
+        "dry": DRY_HELP,
+        **LOCK_HELP,
+    },
+)
+def deploy(c, version=None, yes=False, force=None, new_db=False, message=None, lock_wait=None, break_lock=False, dry=False):
+    """Deploy a version: the whole runbook, skipping what is up to date.
+
+    Prints the plan, asks on a terminal unless --yes, then runs image, push,
+    pull (transit, burst), src, db, tag, secrets and up with its health gate,
+    each step only where necessary. The deploy lock on burst is held from the
+    first change until the health gate has passed; the result is kept as a
+    manifest, `current` and a history line.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    elapsed = time.time() - r.cache.get("t0", time.time())
+    changed = [s for s in ORDER if s in r.changed]
+    if r.dry:
+        console.out(f"dry run of {r.version}: nothing was changed")
+    elif changed:
+        console.out(f"deployed {r.version} in {elapsed:.0f} s; changed: {', '.join(changed)}")
+    else:
+        console.out(f"{r.version} is up to date; nothing to do ({elapsed:.1f} s)")
+
+
+def _running(r):
+    from . import state
+
+    st = state.State(r)
+    current = st.current_version()
+    return st, current, (st.manifest(current) if current else None)
+
+
+@task(help={"json": "print the status as JSON"})
+def status(c, json=False):
+    """Show what runs now on burst, compared with the last deployment's manifest."""
+    from . import health, stacklist
+    from .site import Site
+
+    r = runs.start(c)
+    st, current, manifest = _running(r)
+    s = r.settings
+    listing = r.host(s.service_host.name).run(s.commands["list"], user=s.service_user, mutating=False, warn=True)
+    services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
+    problems = None
+    if current:
+        r.set_version(current)
+        problems = health.quick(r, Site(r))
+    data = {
+        "version": current,
+        "since": (manifest or {}).get("ended"),
+        "operator": (manifest or {}).get("operator"),
+        "image_digest": (manifest or {}).get("image_digest"),
+        "env": (manifest or {}).get("env"),
+        "services": {k: v["replicas"] for k, v in services.items()},
+        "healthy": problems == [] if problems is not None else None,
+        "problems": problems or [],
+        "lock": st.lock_info(),
+    }
+    if json:
+        print(jsonlib.dumps(data, indent=2))
+        return
+    if not current:
+        console.out("no deployment recorded on this service host yet")
+    else:
+        console.out(f"running {current} since {data['since']} (deployed by {data['operator']})")
+        console.out(f"image digest {data['image_digest']}")
+        for k, v in (data["env"] or {}).items():
+            console.out(f"  {k}={v}")
+    console.out("services: " + (", ".join(f"{k} x{v}" for k, v in sorted(services.items())) or "none running"))
+    if problems:
+        console.out("health: " + "; ".join(problems))
+    elif problems == []:
+        console.out("health: every service and replica of the stack file is up")
+    if data["lock"]:
+        console.out(f"deploy lock held by {data['lock'].get('operator')} since {data['lock'].get('since')}")
+
+
+@task(help={"json": "print the history as JSON"})
+def history(c, json=False):
+    """List deployments recorded on burst, newest first."""
+    from . import state
+
+    r = runs.start(c)
+    manifests = state.State(r).manifests()
+    if json:
+        print(jsonlib.dumps(manifests, indent=2))
+        return
+    if not manifests:
+        console.out("no deployments recorded yet")
+    for m in manifests:
+        prev = f" (after {m['previous']})" if m.get("previous") else ""
+        console.out(f"{m.get('version', '?'):12} {m.get('result', '?'):10.40} {m.get('operator', '?'):10} "
+                    f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}")
+
+
+@task(help={
+    "to": "version to go back to (default: the last successful one before the running version)",
+    "yes": "do not ask for confirmation",
+    "dry": DRY_HELP,
+    **LOCK_HELP,
+})
+def rollback(c, to=None, yes=False, lock_wait=None, break_lock=False, dry=False):
+    """Redeploy an earlier version's image file and dryrun.env values.
+
+    Without --to, goes back to the last successful deployment before the
+    running one and says which. The newer version's database directory,
+    sources, image file, manifest and logs are all kept.
+    """
+    from . import envfile, remote, state
+    from .site import Site
+
+    r = runs.start(c, dry=dry)
+    st, current, _ = _running(r)
+    manifests = st.manifests()
+    if to:
+        from .version import validate_version
+
+        validate_version(to, r.settings.version_pattern)
+        target = next((m for m in manifests if m.get("version") == to), None)
+        if target is None:
+            known = ", ".join(m.get("version", "?") for m in manifests) or "none"
+            raise DeployError(f"no deployment of {to} is recorded; recorded: {known}")
+    else:
+        target = next((m for m in manifests if m.get("result") == "ok" and m.get("version") != current), None)
+        if target is None:
+            raise DeployError(f"no earlier successful deployment to go back to (running: {current or 'nothing recorded'})")
+    console.step("rollback", f"from {current or 'unknown'} to {target['version']}")
+    if not target.get("env"):
+        raise DeployError(f"manifest of {target['version']} has no dryrun.env values; cannot roll back to it")
+    if sys.stdin.isatty() and not yes and not r.dry:
+        if input(f"roll back from {current} to {target['version']}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise DeployError("rollback cancelled; nothing was changed")
+    r.set_version(target["version"])
+    site = Site(r)
+    host = site.service_host
+    if not host.exists(target["image_file"], user=r.settings.service_user):
+        raise DeployError(f"image file {target['image_file']} of {target['version']} is gone from {host.name}; "
+                          f"deploy {target['version']} again instead")
+    state.lock(r)
+    text = host.read_file(site.env_file)
+    if text is not None:
+        wanted = {k: v for k, v in target["env"].items() if v is not None}
+        new = envfile.update(text, wanted)
+        if new != text:
+            if r.dry:
+                console.diff(envfile.diff(text, new, site.env_file))
+            host.write_file(site.env_file, new, backup=True, show=f"restore {site.env_file} values of {target['version']}")
+    r.force.add("up")
+    remote.do_up(r)
+    if not r.dry:
+        st.audit(f"rollback from {current} to {target['version']}")
+        console.out(f"rolled back to {target['version']}; {current}'s database, sources and logs are kept")

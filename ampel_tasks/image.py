@@ -1,0 +1,351 @@
+"""Tasks keys, image and push: the runbook's "Build and push a new Ampel image"."""
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from invoke import task
+
+from . import console, run as runs
+from .errors import DeployError
+
+VERSION_HELP = "version to deploy, e.g. v0.3.5 (reaches every step of the chain)"
+DRY_HELP = "print every command and file edit, change nothing (same as invoke -R/--dry)"
+
+
+@task(help={
+    "repo": "repository short name, e.g. ampel-contrib-foo (must match the Dockerfile's fake host name)",
+    "kind": "key type: rsa (4096 bits, the default) or ed25519",
+    "dry": DRY_HELP,
+})
+def keys(c, repo, kind="rsa", dry=False):
+    """Make a repo's deploy key and add it to the Dockerfile and environment.yml.
+
+    Generates deploy-keys/id_rsa.<repo> (unencrypted, as the runbook says), adds the
+    `Host github-<repo>` entry to deploy-keys/config, a `git clone` line to the
+    Dockerfile and the `- -e` / `- /Ampel/<repo>` pair to environment.yml's pip
+    section, keeping every other byte. Prints the public key and the repository's
+    deploy-keys page to paste it into. Re-running changes nothing.
+    """
+    from . import dockerfile
+
+    r = runs.start(c, dry=dry)
+    s = r.settings
+    if not repo or not all(ch.isalnum() or ch in "-_." for ch in repo) or repo.startswith((".", "-")):
+        raise DeployError(f"repo name {repo!r} is not valid; expected something like ampel-contrib-foo")
+    if kind not in ("rsa", "ed25519"):
+        raise DeployError(f"--kind must be rsa or ed25519, got {kind!r}")
+    image_dir = s.image_dir
+    docker_path, env_path = dockerfile.files(image_dir)
+    keys_dir = image_dir / "deploy-keys"
+    key = keys_dir / s.source["key_pattern"].format(repo=repo)
+    alias = s.source["host_alias"].format(repo=repo)
+    cfg = keys_dir / "config"
+    old_cfg = cfg.read_text() if cfg.exists() else ""
+    entry = (
+        f"Host {alias}\n  HostName {s.source['git_host']}\n  User git\n  IdentityFile /root/.ssh/{key.name}\n"
+        "  IdentitiesOnly yes\n  UserKnownHostsFile /root/.ssh/known_hosts\n  StrictHostKeyChecking yes\n"
+    )
+    new_cfg = old_cfg if f"Host {alias}\n" in old_cfg else old_cfg + ("\n" if old_cfg and not old_cfg.endswith("\n\n") else "") + entry
+    clone = f"git clone git@{alias}:{s.source['org']}/{repo}.git /Ampel/{repo}"
+    old_docker = docker_path.read_text()
+    new_docker = dockerfile.add_clone_line(old_docker, clone, repo)
+    old_env = env_path.read_text()
+    new_env = dockerfile.add_pip_editable(old_env, f"/Ampel/{repo}")
+    edits = [(cfg, old_cfg, new_cfg), (docker_path, old_docker, new_docker), (env_path, old_env, new_env)]
+    console.step("keys", f"deploy key for {repo}")
+    if key.exists():
+        console.note(f"{key} exists; keeping it")
+    elif r.dry:
+        console.command("local", f"ssh-keygen -t {kind}{' -b 4096' if kind == 'rsa' else ''} -N '' -f {key}")
+    else:
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        argv = ["ssh-keygen", "-q", "-t", kind] + (["-b", "4096"] if kind == "rsa" else [])
+        p = subprocess.run(argv + ["-N", "", "-C", f"deploy-key-{repo}", "-f", str(key)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise DeployError(f"ssh-keygen failed: {p.stderr.strip()}")
+        os.chmod(key, 0o600)
+    _ignore_keys(keys_dir, r.dry)
+    changed = False
+    for path, old, new in edits:
+        if old == new:
+            continue
+        changed = True
+        if r.dry:
+            console.diff("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path), f"{path} (new)")))
+        else:
+            _atomic_write(path, new)
+            console.note(f"edited {path}")
+    if not changed:
+        console.note("Dockerfile, environment.yml and deploy-keys/config already include it; nothing to change")
+    pub = key.with_name(key.name + ".pub")
+    if pub.exists():
+        console.out(pub.read_text().strip())
+    page = s.source["keys_page"].format(org=s.source["org"], repo=repo)
+    console.note(f"paste the public key above into {page} (read access only)")
+
+
+def _ignore_keys(keys_dir: Path, dry: bool) -> None:
+    ignore = keys_dir / ".gitignore"
+    text = ignore.read_text() if ignore.exists() else ""
+    if "id_*" not in text.split():
+        if dry:
+            console.command("local", f"add 'id_*' to {ignore}")
+        else:
+            _atomic_write(ignore, text + ("" if text.endswith("\n") or not text else "\n") + "id_*\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@task(help={
+    "version": VERSION_HELP,
+    "force": "build even when no runbook condition makes a new image necessary",
+    "dry": DRY_HELP,
+})
+def image(c, version=None, force=False, dry=False):
+    """Build and label the Ampel image, only when the runbook says it is necessary.
+
+    Necessary if a repo was added to the Dockerfile, or dependencies or
+    console_scripts entry points changed in any repo (setup.py, setup.cfg,
+    pyproject.toml, environment.yml) since the commits recorded in the previous
+    image's labels. Otherwise the previous image is reused under the new tag.
+    The deploy keys live only in the Dockerfile's clone stage, which is never
+    tagged or pushed.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_image(r, force=force or "image" in r.force)
+
+
+def _image_evidence(r):
+    from . import build, dockerengine, dockerfile
+    from .site import Site
+
+    site = Site(r)
+    s = r.settings
+    image_dir = s.image_dir
+    dockerfile.files(image_dir)
+    found = build.remote_commits(build.repos(image_dir, s), image_dir)
+    recipe = dockerfile.recipe_hash(image_dir)
+    client = dockerengine.client()
+    return {
+        "site": site, "found": found, "recipe": recipe, "client": client,
+        "target": dockerengine.image_or_none(client, site.image_ref),
+        "previous": dockerengine.image_or_none(client, f"{s.image['name']}:latest"),
+    }
+
+
+def decide_image(r):
+    """Decision for `image`: the runbook's "Necessary if", from labels and git."""
+    from . import build
+    from .plan import Decision
+
+    ev = r.evidence("image evidence", lambda: _image_evidence(r))
+    if ev is None:
+        return None
+    prefix = r.settings.image["label_prefix"]
+    site, found, recipe = ev["site"], ev["found"], ev["recipe"]
+    target = ev["target"]
+    if target is not None:
+        labels = target.labels or {}
+        want = build.labels_for(site.version, recipe, found, prefix, "")
+        if labels.get(f"{prefix}.repos") == want[f"{prefix}.repos"] and labels.get(f"{prefix}.recipe-hash") == recipe:
+            return Decision("image", "skip", f"{site.image_ref} exists, built from the same recipe and commits",
+                            {"reuse": target, "tag": False})
+    previous = ev["previous"]
+
+    def diff_for(repo, old):
+        return build.changed_dependency_files(build.mirror(repo, r.settings.image_dir), old, repo.commit)
+
+    necessary, reason = build.decide(previous.labels if previous is not None else None, recipe, found, prefix, diff_for)
+    if necessary:
+        return Decision("image", "run", reason)
+    return Decision("image", "skip", f"{reason}: reusing {previous.short_id} as {site.image_ref}",
+                    {"reuse": previous, "tag": True})
+
+
+def do_image(r, force=False):
+    from . import build
+    from .site import Site
+
+    site = Site(r)
+    s = r.settings
+    name = s.image["name"]
+    d = decide_image(r)
+    if d is not None and d.action == "skip" and not force:
+        console.skip("image", d.reason)
+        if d.data["tag"]:
+            if r.dry:
+                console.command("local", f"docker tag {name} {site.image_ref}")
+            else:
+                d.data["reuse"].tag(name, site.version)
+                r.changed.add("image")
+        r.done["image"] = d.data["reuse"].id
+        return d.data["reuse"]
+    reason = "--force" if force else (d.reason if d else "no evidence could be read")
+    console.step("image", f"building {site.image_ref} ({reason})")
+    ev = r.cache.get("image evidence")
+    if ev is None:
+        console.command("local", f"docker build --network host -t {site.image_ref} {s.image_dir}  (labelled)")
+        console.command("local", f"docker tag {site.image_ref} {name}")
+        return None
+    found = ev["found"]
+    built = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = build.labels_for(site.version, ev["recipe"], found, s.image["label_prefix"], built)
+    for repo in found:
+        console.note(f"{repo.name} {repo.commit[:12]} ({repo.url})")
+    if r.dry:
+        console.command("local", f"docker build --network host --build-arg AMPEL_COMMITS={build.commits_digest(found)} "
+                        f"-t {site.image_ref} {s.image_dir}  (with {len(labels)} labels)")
+        console.command("local", f"docker tag {site.image_ref} {name}")
+        return None
+    client = ev["client"]
+    image_id = _build(client, s.image_dir, site.image_ref, labels, build.commits_digest(found))
+    img = client.images.get(image_id)
+    img.tag(name, site.version)
+    img.tag(name, "latest")
+    console.note(f"built {img.short_id} as {site.image_ref} and {name}")
+    r.done["image"] = img.id
+    r.changed.add("image")
+    return img
+
+
+def _build(client, image_dir, ref, labels, commits):
+    import docker
+
+    t0 = time.time()
+    tail = []
+    step = ""
+    image_id = None
+    try:
+        stream = client.api.build(
+            path=str(image_dir), tag=ref, labels=labels, network_mode="host", rm=True, forcerm=True,
+            buildargs={"AMPEL_COMMITS": commits}, decode=True, pull=False,
+        )
+        for chunk in stream:
+            if "error" in chunk or "errorDetail" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+                last = " | ".join(l for l in tail[-5:] if l.strip())
+                raise DeployError(f"image build failed at {step or 'the first step'}: {detail.strip()} (last output: {last[-400:]})")
+            text = chunk.get("stream", "")
+            for line in text.splitlines():
+                if line.startswith("Step "):
+                    step = line.strip()
+                    console.note(line.strip())
+                elif line.strip():
+                    tail.append(line.rstrip())
+                    tail = tail[-20:]
+                    console.out(f"      {line.rstrip()}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    except docker.errors.APIError as exc:
+        raise DeployError(f"image build failed: {exc.explanation or exc}") from None
+    if image_id is None:
+        raise DeployError(f"image build of {ref} ended without an image id; see the output above")
+    console.note(f"build took {time.time() - t0:.0f} s")
+    return image_id
+
+
+@task(pre=[image], help={"version": VERSION_HELP, "dry": DRY_HELP})
+def push(c, version=None, dry=False):
+    """Publish the image to the private registry on 127.0.0.1, digest verified.
+
+    Starts the registry as the runbook does but bound to loopback only
+    (`docker run -d -p 127.0.0.1:5000:5000 --restart=always --name registry
+    registry:2`): running is fine, stopped is restarted, a port held by anything
+    else is an error naming it. Tags localhost:5000/ampel:VERSION, pushes with
+    progress, and checks the digest the registry serves. Skips when the registry
+    already has the image's digest.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_push(r)
+
+
+def _push_evidence(r):
+    from . import dockerengine, registry
+    from .site import Site
+
+    site = Site(r)
+    s = r.settings
+    reg = s.registry
+    client = dockerengine.client()
+    img = dockerengine.image_or_none(client, site.image_ref)
+    repo = f"{site.registry}/{s.image['name']}"
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.version) if registry_up(reg) else None
+    local = set()
+    if img is not None:
+        local = {d.split("@", 1)[1] for d in img.attrs.get("RepoDigests", []) if d.startswith(repo + "@")}
+    return {"client": client, "image": img, "repo": repo, "served": served, "local": local}
+
+
+def decide_push(r):
+    """Decision for `push`: does the registry already serve this image's digest?"""
+    from .plan import Decision
+    from .site import Site
+
+    ev = r.evidence("registry evidence", lambda: _push_evidence(r))
+    if ev is None or ev["image"] is None:
+        return None
+    site = Site(r)
+    if ev["served"] and ev["served"] in ev["local"]:
+        return Decision("push", "skip", f"registry already serves {site.pushed_ref} as {ev['served'][:19]}",
+                        {"digest": ev["served"]})
+    if ev["served"]:
+        return Decision("push", "run", f"registry serves another image as {site.pushed_ref}")
+    return Decision("push", "run", f"registry does not have {site.pushed_ref}")
+
+
+def do_push(r):
+    from . import dockerengine, registry
+    from .site import Site
+
+    site = Site(r)
+    s = r.settings
+    reg = s.registry
+    client = dockerengine.client()
+    if "image" in r.changed:
+        r.cache.pop("registry evidence", None)
+    d = decide_push(r)
+    if d is not None and d.action == "skip" and "push" not in r.force:
+        console.skip("push", d.reason)
+        r.done["push"] = d.data["digest"]
+        return d.data["digest"]
+    console.step("push", f"{site.image_ref} -> {site.pushed_ref}")
+    registry.ensure(client, s, r.dry)
+    img = dockerengine.image_or_none(client, site.image_ref)
+    repo = f"{site.registry}/{s.image['name']}"
+    if r.dry or img is None:
+        if img is None and not r.dry:
+            raise DeployError(f"image {site.image_ref} does not exist; run `invoke image --version {site.version}`")
+        console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
+        console.command("local", f"docker push {site.pushed_ref}")
+        return None
+    img.tag(repo, site.version)
+    digest = registry.push(client, repo, site.version)
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.version)
+    if served != digest:
+        raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
+    console.note(f"verified: registry serves {site.pushed_ref} as {digest}")
+    r.done["push"] = digest
+    r.changed.add("push")
+    return digest
+
+
+def registry_up(reg) -> bool:
+    from . import registry
+
+    try:
+        registry.wait_ready(reg["address"], reg["port"], timeout=0.5)
+        return True
+    except DeployError:
+        return False

@@ -1,0 +1,97 @@
+"""`invoke logs`: every replica of one or several services, merged, prefixed."""
+from __future__ import annotations
+
+import re
+import sys
+import threading
+
+from . import console, stacklist
+from .errors import DeployError
+
+COLORS = ["36", "32", "35", "33", "34", "31"]
+
+
+def known_services(r, site) -> list:
+    s = r.settings
+    res = site.service_host.run(s.commands["list"], user=s.service_user, mutating=False)
+    return sorted(stacklist.parse_list(res.stdout).get(s.stack["name"], {}))
+
+
+class _Lines:
+    """An out_stream that prints complete lines, filtered and coloured."""
+
+    def __init__(self, grep, replica, color):
+        self.buf = ""
+        self.grep = re.compile(grep) if grep else None
+        self.replica = replica
+        self.color = color
+
+    def write(self, data):
+        self.buf += data
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            self.emit(line)
+
+    def emit(self, line):
+        parsed = stacklist.parse_log_line(line)
+        if self.replica is not None and parsed and parsed[2] != int(self.replica):
+            return
+        if self.grep and not self.grep.search(line):
+            return
+        if parsed and sys.stdout.isatty():
+            tag = f"{parsed[1]}:{parsed[2]}"
+            line = line.replace(tag, f"\033[{self.color}m{tag}\033[0m", 1)
+        console.out(line)
+
+    def flush(self):
+        pass
+
+
+def follow(r, site, services, replica=None, since=None, grep=None, follow=True):
+    s = r.settings
+    if grep:
+        try:
+            re.compile(grep)
+        except re.error as exc:
+            raise DeployError(f"--grep {grep!r} is not a valid regular expression: {exc}") from None
+    if replica is not None and not str(replica).isdigit():
+        raise DeployError(f"--replica must be a number, got {replica!r}")
+    if since is not None and not re.fullmatch(r"\d+[smhd]|\d{4}-\d\d-\d\d([T ][0-9:]+)?", since):
+        raise DeployError(f"--since {since!r} is not understood; use e.g. 5m, 2h, 1d or 2018-06-01T12:00")
+    known = known_services(r, site)
+    if not services:
+        raise DeployError(f"name at least one service; running services: {', '.join(known) or 'none'}")
+    unknown = [x for x in services if x not in known]
+    if unknown:
+        raise DeployError(f"unknown service {unknown[0]}; running services: {', '.join(known) or 'none'}")
+    host = site.service_host
+    errors = []
+
+    def one(i, svc):
+        cmd = site.command("logs", stack=s.stack["name"], service=svc)
+        if replica is not None:
+            cmd += f" {int(replica)}"
+        if since:
+            cmd += f" --since {since}"
+        if follow:
+            cmd += " -f"
+        try:
+            host.connection().run(
+                __import__("ampel_tasks.hosts", fromlist=["as_user"]).as_user(cmd, s.service_user),
+                hide=True, warn=True, out_stream=_Lines(grep, replica, COLORS[i % len(COLORS)]),
+            )
+        except Exception as exc:  # reported once below
+            errors.append(f"{svc}: {exc}")
+
+    threads = [threading.Thread(target=one, args=(i, svc), daemon=True) for i, svc in enumerate(services)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        console.out("")
+        return
+    if errors:
+        raise DeployError("logs: " + "; ".join(errors))

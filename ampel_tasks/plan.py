@@ -1,0 +1,83 @@
+"""Which runbook steps are necessary, and why: one decision function for `plan` and `deploy`.
+
+Each step module offers `decide_<step>(run) -> Decision | None` reading evidence
+from the hosts, the registry, the engine and git; None means the evidence does
+not exist yet. `combine` (pure) then accounts for the order of the runbook: a
+step whose evidence an earlier step will change is "maybe", never a confident
+skip (pyinfra-dev/pyinfra#387).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+ORDER = ["image", "push", "pull", "src", "db", "tag", "secrets", "up"]
+# A skip of the key step is void when one of these earlier steps runs.
+INVALIDATED_BY = {
+    "push": ["image"],
+    "pull": ["push"],
+    "db": ["src"],
+    "tag": ["src"],
+    "secrets": ["src"],
+    "up": ["image", "push", "pull", "src", "db", "tag", "secrets"],
+}
+# What a step needs in order to be decided at all.
+NEEDS = {"db": "src", "tag": "src", "secrets": "src", "push": "image", "pull": "push"}
+
+
+@dataclass
+class Decision:
+    step: str
+    action: str  # run | skip | maybe
+    reason: str
+    data: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"step": self.step, "action": self.action, "reason": self.reason}
+
+
+def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
+    """Decisions in runbook order, from each step's own evidence (pure)."""
+    out: List[Decision] = []
+    done: Dict[str, Decision] = {}
+    for step in ORDER:
+        if step not in own:
+            continue
+        d = own[step]
+        if step in forced:
+            d = Decision(step, "run", "--force " + step)
+        elif d is None:
+            dep = NEEDS.get(step, "an earlier step")
+            d = Decision(step, "maybe", f"cannot be known before {dep} runs")
+        elif d.action == "skip":
+            movers = [e for e in INVALIDATED_BY.get(step, []) if e in done and done[e].action in ("run", "maybe")]
+            if movers:
+                action = "run" if step == "up" and any(done[e].action == "run" for e in movers) else "maybe"
+                d = Decision(step, action, f"{', '.join(movers)} may change what this step sees (now: {d.reason})", d.data)
+        done[step] = d
+        out.append(d)
+    return out
+
+
+def decide(r, steps: List[str]) -> List[Decision]:
+    """Gather each step's evidence (read-only) and combine."""
+    from . import gitops, image, remote
+
+    deciders = {
+        "image": image.decide_image, "push": image.decide_push, "pull": remote.decide_pull,
+        "src": remote.decide_src, "db": remote.decide_db, "tag": gitops.decide_tag,
+        "secrets": remote.decide_secrets, "up": remote.decide_up,
+    }
+    own = {}
+    for step in ORDER:
+        if step in steps:
+            own[step] = deciders[step](r)
+    return combine(own, forced=r.force)
+
+
+def show(decisions: List[Decision], version: str) -> None:
+    from . import console
+
+    console.out(f"plan for {version}:")
+    for d in decisions:
+        console.out(f"  {d.step:8} {d.action:5}  {d.reason}")

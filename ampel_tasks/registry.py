@@ -1,0 +1,172 @@
+"""The private registry of the runbook, on loopback only, and verified pushes."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Optional
+
+from . import console
+from .errors import DeployError
+
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def run_command(s) -> str:
+    """The runbook's command, but published on loopback only."""
+    r = s.registry
+    return (
+        f"docker run -d -p {r['address']}:{r['port']}:5000 --restart=always "
+        f"--name {r['name']} {r['image']}"
+    )
+
+
+def port_holder(port: int) -> str:
+    """Who listens on a local TCP port: 'pid N (name)' or a plain description."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].split(":")[1], 16) == port and parts[3] == "0A":
+                        inodes.add(parts[9])
+        except OSError:
+            continue
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    name = open(f"/proc/{pid}/comm").read().strip()
+                    return f"pid {pid} ({name})"
+        except OSError:
+            continue
+    return "another process"
+
+
+def port_free(address: str, port: int) -> bool:
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _published(container) -> list:
+    ports = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return [(b.get("HostIp") or "0.0.0.0", int(b["HostPort"])) for bs in ports.values() for b in (bs or [])]
+
+
+def ensure(client, s, dry: bool) -> None:
+    """Make sure the registry answers on 127.0.0.1:<port>: start, restart or create it."""
+    import docker
+
+    r = s.registry
+    where = f"{r['address']}:{r['port']}"
+    try:
+        c = client.containers.get(r["name"])
+    except docker.errors.NotFound:
+        c = None
+    if c is not None:
+        bound = _published(c)
+        if bound and any(ip not in ("127.0.0.1", "::1") for ip, _ in bound):
+            raise DeployError(
+                f"container {r['name']} publishes the registry on {bound[0][0]}:{bound[0][1]}, reachable from "
+                f"the network; remove it (`docker rm -f {r['name']}`) and re-run to get it on {where} only"
+            )
+        if c.status == "running":
+            console.note(f"registry {r['name']} already running on {where}")
+        else:
+            console.note(f"registry {r['name']} exists but is {c.status}: starting it")
+            if dry:
+                console.command("local", f"docker start {r['name']}")
+                return
+            c.start()
+    else:
+        if not port_free(r["address"], r["port"]):
+            raise DeployError(
+                f"registry port {r['port']} on {r['address']} is held by {port_holder(r['port'])}; "
+                "stop it or set ampel.registry.port"
+            )
+        if dry:
+            console.command("local", run_command(s))
+            return
+        console.note(f"starting the registry: {run_command(s)}")
+        try:
+            client.containers.run(
+                r["image"], detach=True, name=r["name"], ports={"5000/tcp": (r["address"], r["port"])},
+                restart_policy={"Name": "always"},
+            )
+        except docker.errors.ImageNotFound:
+            raise DeployError(f"image {r['image']} is not available locally; load it (`docker load`) or set ampel.registry.image") from None
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot start the registry: {exc.explanation or exc}") from None
+    if not dry:
+        wait_ready(r["address"], r["port"])
+
+
+def wait_ready(address: str, port: int, timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{address}:{port}/v2/", timeout=2).close()
+            return
+        except (urllib.error.URLError, OSError):
+            if time.time() > deadline:
+                raise DeployError(f"registry on {address}:{port} does not answer /v2/ after {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
+def served_digest(address: str, port: int, name: str, tag: str) -> Optional[str]:
+    """The manifest digest the registry serves for name:tag, or None."""
+    req = urllib.request.Request(
+        f"http://{address}:{port}/v2/{name}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_V2}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.headers.get("Docker-Content-Digest")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise DeployError(f"registry on {address}:{port} answered {exc.code} for {name}:{tag}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeployError(f"registry on {address}:{port} is not reachable: {getattr(exc, 'reason', exc)}") from None
+
+
+def push(client, repository: str, tag: str) -> str:
+    """Push with progress; any errorDetail in the stream is an error (docker/docker-py#3161)."""
+    digest = None
+    shown = {}
+    for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
+        if "errorDetail" in chunk or "error" in chunk:
+            detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+            raise DeployError(f"push of {repository}:{tag} failed: {detail}")
+        aux = chunk.get("aux") or {}
+        if aux.get("Digest"):
+            digest = aux["Digest"]
+        status, layer = chunk.get("status", ""), chunk.get("id", "")
+        if layer and status in ("Pushed", "Layer already exists", "Mounted from") and shown.get(layer) != status:
+            shown[layer] = status
+            console.note(f"{layer}: {status}")
+        elif status and not layer:
+            console.note(status)
+    if digest is None:
+        raise DeployError(f"push of {repository}:{tag} ended without a digest; the registry may have refused it")
+    return digest
+
+
+def manifest_layers(address: str, port: int, name: str, tag: str) -> list:
+    req = urllib.request.Request(
+        f"http://{address}:{port}/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_V2}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)["layers"]

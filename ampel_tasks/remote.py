@@ -1,0 +1,460 @@
+"""Tasks pull, src, db, secrets, up, logs: the runbook's steps on transit and burst."""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shlex
+
+from invoke import task
+
+from . import console, envfile, run as runs
+from .errors import DeployError
+from .image import DRY_HELP, VERSION_HELP, push
+
+
+def _site(r):
+    from .site import Site
+
+    return Site(r)
+
+
+def registry_digest(r, site):
+    """The digest the registry serves for this version (None when --dry cannot know it)."""
+    from . import registry
+
+    if r.done.get("push"):
+        return r.done["push"]
+    reg = r.settings.registry
+    try:
+        return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.version)
+    except DeployError:
+        if r.dry:
+            return None
+        raise
+
+
+@task(pre=[push], help={"version": VERSION_HELP, "dry": DRY_HELP})
+def pull(c, version=None, dry=False):
+    """Pull the image onto transit and burst through an ssh -R tunnel.
+
+    For each host with the `pull` role: opens the runbook's reverse tunnel
+    (OpenSSH `ssh -R 5000:localhost:5000`, ExitOnForwardFailure, started only once
+    it is up), becomes the service user and, in the singularity directory, runs
+    `SINGULARITY_NOHTTPS=1 singularity pull` into a temporary name, renamed when
+    complete, with the registry digest recorded beside it. A host whose image
+    file already has that digest is skipped.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_pull(r)
+
+
+def _pull_evidence(r, site):
+    digest = registry_digest(r, site)
+    hosts = {}
+    for host in site.pull_hosts:
+        record = site.image_path + ".digest"
+        have = host.fact(f"cat {shlex.quote(record)} 2>/dev/null && test -f {shlex.quote(site.image_path)}",
+                         user=r.settings.service_user)
+        hosts[host.name] = None if have is None else (have.stdout.strip() if have.ok else "")
+    return {"digest": digest, "hosts": hosts}
+
+
+def decide_pull(r):
+    """Decision for `pull`: does each host have the image file with the registry's digest?"""
+    from .plan import Decision
+
+    site = _site(r)
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site))
+    if ev is None or ev["digest"] is None or None in ev["hosts"].values():
+        return None
+    todo = [h for h, d in ev["hosts"].items() if d != ev["digest"]]
+    if not todo:
+        return Decision("pull", "skip", f"{site.image_file} with digest {ev['digest'][:19]} on {', '.join(ev['hosts'])}")
+    return Decision("pull", "run", f"{site.image_file} missing or outdated on {', '.join(todo)}", {"hosts": todo})
+
+
+def do_pull(r):
+    from .hosts import Tunnel
+    from . import state
+
+    site = _site(r)
+    s = r.settings
+    if "push" in r.changed:
+        r.cache.pop("pull evidence", None)
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
+    digest = ev["digest"]
+    user = s.service_user
+    directory = s.paths["singularity_dir"]
+    for host in site.pull_hosts:
+        have = ev["hosts"].get(host.name)
+        if digest and have == digest and "pull" not in r.force:
+            console.skip(f"pull {host.name}", f"{site.image_path} exists with digest {digest[:19]}")
+            continue
+        state.lock(r)
+        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path}")
+        part = f".{site.image_file}.part-{os.getpid()}"
+        pull_cmd = site.command(
+            "pull", file=part, registry_port=s.registry["port"], image=s.image["name"], version=site.version
+        )
+        cmd = (
+            f"cd {shlex.quote(directory)} && rm -f {shlex.quote(part)} && {pull_cmd} && "
+            f"mv -f {shlex.quote(part)} {shlex.quote(site.image_file)} && "
+            f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
+        )
+        if r.dry:
+            Tunnel(host, s.registry["port"], "localhost", s.registry["port"]).__enter__()
+            host.run(cmd, user=user)
+            continue
+        with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+            res = host.run(cmd, user=user, stream=True, warn=True)
+        if not res.ok:
+            host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
+            raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}); no image file was left")
+        r.changed.add("pull")
+
+
+@task(pre=[pull], help={"version": VERSION_HELP, "dry": DRY_HELP})
+def src(c, version=None, dry=False):
+    """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst.
+
+    Runs `singularity-stack volume init <image file> /Ampel $AMPEL_SRC` as the
+    operator (the runbook: "as your normal user", not ampel), only when AMPEL_SRC
+    does not exist yet. An existing source tree is never overwritten.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_src(r)
+
+
+def decide_src(r):
+    """Decision for `src`: AMPEL_SRC is created once and never overwritten."""
+    from .plan import Decision
+
+    site = _site(r)
+    host = site.service_host
+    exists = r.evidence("src evidence", lambda: host.exists(site.ampel_src))
+    if exists is None:
+        return None
+    if exists:
+        return Decision("src", "skip", f"{site.ampel_src} exists on {host.name}; an existing source tree is never overwritten")
+    return Decision("src", "run", f"{site.ampel_src} does not exist on {host.name}")
+
+
+def do_src(r):
+    from . import state
+
+    site = _site(r)
+    host = site.service_host
+    d = decide_src(r)
+    if d is not None and d.action == "skip":
+        console.skip("src", d.reason)
+        return
+    state.lock(r)
+    console.step("src", f"{site.image_path}:/Ampel -> {site.ampel_src} on {host.name}")
+    host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src), stream=True)
+    r.changed.add("src")
+
+
+@task(pre=[src], help={
+    "version": VERSION_HELP,
+    "new_db": "start a new live database for this version even if no schema change asks for one",
+    "dry": DRY_HELP,
+})
+def db(c, version=None, new_db=False, dry=False):
+    """Point dryrun.env at this version; start a new live database when necessary.
+
+    Always sets AMPEL_TAG and AMPEL_SRC. A new live database is necessary with
+    --new-db, when the schema marker (ampel.source.schema_marker) differs from the
+    running sources', or when MONGO_PATH names no existing directory; then, as
+    ampel, creates <mongo live dir>/<version> and sets MONGO_PATH and GROUP_NAME
+    (ampel-<version>). The edit keeps every other line byte for byte, writes a
+    temporary file, keeps dryrun.env.bak-<timestamp> and renames. A database
+    directory is never deleted.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_db(r, new_db=new_db)
+
+
+def _db_evidence(r, site):
+    text = site.service_host.read_file(site.env_file)
+    if text is None:
+        return None
+    values = envfile.read(text)
+    new_db = bool(r.options.get("new_db"))
+    necessary, reason = new_db_needed(r, site, site.service_host, values, new_db)
+    changes = {"AMPEL_TAG": site.version, "AMPEL_SRC": site.ampel_src}
+    if necessary:
+        changes.update({"MONGO_PATH": site.mongo_path, "GROUP_NAME": site.group_name})
+    return {"text": text, "values": values, "new_db": necessary, "reason": reason,
+            "new_text": envfile.update(text, changes), "changes": changes}
+
+
+def decide_db(r):
+    """Decision for `db`: dryrun.env values and whether a new live database is necessary."""
+    from .plan import Decision
+
+    site = _site(r)
+    if "src" in r.changed:
+        r.cache.pop("db evidence", None)
+    ev = r.evidence("db evidence", lambda: _db_evidence(r, site))
+    if ev is None:
+        return None
+    if ev["new_db"]:
+        return Decision("db", "run", f"new live database {site.mongo_path}: {ev['reason']}")
+    if ev["new_text"] != ev["text"]:
+        changed = [k for k, v in ev["changes"].items() if ev["values"].get(k) != v]
+        return Decision("db", "run", f"{ev['reason']}; set {', '.join(changed)} in dryrun.env")
+    return Decision("db", "skip", f"{ev['reason']}; dryrun.env already has AMPEL_TAG={site.version}")
+
+
+def do_db(r, new_db=False):
+    from . import state
+
+    site = _site(r)
+    s = r.settings
+    host = site.service_host
+    if new_db:
+        r.options["new_db"] = True
+        r.cache.pop("db evidence", None)
+    d = decide_db(r)
+    ev = r.cache.get("db evidence")
+    if d is None or ev is None:
+        console.step("db", f"set AMPEL_TAG={site.version}, AMPEL_SRC={site.ampel_src} in {site.env_file}; "
+                     f"if a new live database is necessary: mkdir {site.mongo_path}, MONGO_PATH, GROUP_NAME={site.group_name}")
+        host.run(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
+        host.run(f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)", mutating=True)
+        return
+    if d.action == "skip" and "db" not in r.force:
+        console.skip("db", d.reason)
+        return
+    state.lock(r)
+    console.step("db", d.reason)
+    if ev["new_db"]:
+        listing = host.fact(f"ls -A {shlex.quote(site.mongo_path)} 2>/dev/null | head -1", user=s.service_user)
+        if listing is not None and listing.stdout.strip() and ev["values"].get("MONGO_PATH") != site.mongo_path:
+            raise DeployError(
+                f"on {host.name}: {site.mongo_path} exists and is not empty; it may hold another deployment's "
+                "data. Move it aside yourself or point ampel.env.mongo_path elsewhere"
+            )
+        host.run(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
+    text, new = ev["text"], ev["new_text"]
+    if new == text:
+        return
+    if r.dry:
+        console.diff(envfile.diff(text, new, site.env_file))
+    host.write_file(site.env_file, new, backup=True, mode="0644", show=f"update {site.env_file} (backup kept)")
+    if not r.dry:
+        console.note(f"updated {site.env_file}: " + ", ".join(
+            f"{k}={v}" for k, v in ev["changes"].items() if ev["values"].get(k) != v))
+        r.changed.add("db")
+
+
+def new_db_needed(r, site, host, values, new_db):
+    if new_db:
+        return True, "--new-db"
+    current = values.get("MONGO_PATH", "")
+    if current == site.mongo_path and host.exists(current, user=r.settings.service_user):
+        return False, f"MONGO_PATH is already {current}"
+    if not current or not host.exists(current, user=r.settings.service_user):
+        return True, f"MONGO_PATH {current or '(unset)'} does not exist on {host.name}"
+    marker = r.settings.source["schema_marker"]
+    mine = host.fact(f"sha256sum {shlex.quote(posixpath.join(site.core_dir, marker))}")
+    running = r.cache.get("running_schema")
+    if running and mine is not None and mine.ok and mine.stdout.split()[0] != running:
+        return True, f"{marker} changed since the running version"
+    return False, f"keeping the live database {current} (no schema change; pass --new-db for a fresh one)"
+
+
+def stack_doc(r, site):
+    import yaml
+
+    text = site.service_host.read_file(site.stack_file)
+    if text is None:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DeployError(f"{site.stack_file} on {site.service_host.name} is not valid YAML: {exc}") from None
+
+
+@task(help={"version": VERSION_HELP, "dry": DRY_HELP})
+def secrets(c, version=None, dry=False):
+    """Copy the secrets the stack file names into <dryrun dir>/secrets on burst.
+
+    Only secrets that are missing or differ (compared by hash) are copied, from
+    the operator's ampel.secrets.local_dir; files are created 0600 and owned by
+    ampel, the directory 0700, both checked afterwards. Values are never printed
+    nor put on a command line.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_secrets(r)
+
+
+def _secrets_evidence(r, site):
+    s = r.settings
+    host = site.service_host
+    doc = stack_doc(r, site)
+    if doc is None:
+        return None
+    wanted = {name: spec["file"] for name, spec in (doc.get("secrets") or {}).items()}
+    local_dir = s.local_secrets_dir
+    local = {}
+    for name, rel in wanted.items():
+        path = local_dir / posixpath.basename(rel)
+        if path.is_file():
+            data = path.read_bytes()
+            console.register_secret(data.decode(errors="replace"))
+            local[name] = data
+    quoted = " ".join(shlex.quote(rel) for rel in wanted.values())
+    res = host.fact(
+        f"cd {shlex.quote(s.paths['dryrun_dir'])} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && sha256sum \"$f\"; done; true",
+        user=s.service_user)
+    if res is None:
+        return None
+    remote = {}
+    for line in res.stdout.splitlines():
+        digest, _, rel = line.partition("  ")
+        remote[rel.strip()] = digest
+    todo = []
+    for name, rel in wanted.items():
+        if name not in local:
+            if rel in remote:
+                continue
+            raise DeployError(
+                f"secret {name} ({rel}) is neither in {local_dir} nor on {host.name}; put it in "
+                f"{local_dir / posixpath.basename(rel)}"
+            )
+        if remote.get(rel) != hashlib.sha256(local[name]).hexdigest():
+            todo.append((name, rel))
+    return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted}
+
+
+def decide_secrets(r):
+    """Decision for `secrets`: those named in the stack file, missing or different on burst."""
+    from .plan import Decision
+
+    site = _site(r)
+    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site))
+    if ev is None:
+        return None
+    if ev["todo"]:
+        return Decision("secrets", "run", f"missing or different on {site.service_host.name}: {', '.join(n for n, _ in ev['todo'])}")
+    return Decision("secrets", "skip", f"all {len(ev['wanted'])} secrets present and unchanged in {r.settings.paths['dryrun_dir']}")
+
+
+def do_secrets(r):
+    from . import state
+
+    site = _site(r)
+    s = r.settings
+    host = site.service_host
+    user = s.service_user
+    dryrun = s.paths["dryrun_dir"]
+    if "src" in r.changed:
+        r.cache.pop("secrets evidence", None)
+    d = decide_secrets(r)
+    ev = r.cache.get("secrets evidence")
+    if d is None or ev is None:
+        console.step("secrets", f"copy the stack file's missing secrets into {dryrun}/secrets (0600, owner {user})")
+        return
+    if d.action == "skip":
+        console.skip("secrets", d.reason)
+    else:
+        state.lock(r)
+        console.step("secrets", f"copying {', '.join(n for n, _ in ev['todo'])} to {host.name}:{dryrun}")
+        host.run(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
+        for name, rel in ev["todo"]:
+            target = posixpath.join(dryrun, rel)
+            host.run(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
+            host.write_file(target, ev["local"][name].decode(), user=user, mode="0600",
+                            show=f"write {target} (mode 0600, content not shown)")
+        r.changed.add("secrets")
+    if r.dry:
+        return
+    check = host.run(f"cd {shlex.quote(dryrun)} && stat -c '%U %a %n' secrets {ev['quoted']}", user=user, warn=True)
+    for line in check.stdout.splitlines():
+        owner, mode, path = line.split(" ", 2)
+        want = "700" if path == "secrets" else "600"
+        if owner != user or mode != want:
+            raise DeployError(f"on {host.name}: {dryrun}/{path} is owned by {owner} with mode {mode}; expected {user} and {want}")
+
+
+@task(pre=[src, db, secrets], help={"version": VERSION_HELP, "dry": DRY_HELP})
+def up(c, version=None, dry=False):
+    """Redeploy the stack with deploy/up, then wait until it is healthy.
+
+    In the directory holding `secrets`, as ampel: `$AMPEL_SRC/ampel-core/deploy/up
+    dryrun burst`, output streamed live. Then the health gate: every service of
+    the stack file listed, alertprocessor replicas = NUM_STREAMS, ports
+    answering, no ERROR or Traceback lines (ampel.health.error_patterns) and no
+    restarts during a stable window. Unhealthy: exit 1 with the offending lines;
+    nothing is stopped, so the evidence stays for inspection.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_up(r)
+
+
+def decide_up(r):
+    """Decision for `up`: skip only when this version already runs, healthy, and nothing changed."""
+    from . import health, state
+    from .plan import Decision
+
+    site = _site(r)
+    current = r.evidence("running version", lambda: state.State(r).current_version())
+    if current != site.version:
+        return Decision("up", "run", f"running version is {current or 'unknown'}, wanted {site.version}")
+    problems = r.evidence("stack health", lambda: health.quick(r, site))
+    if problems is None:
+        return None
+    if problems:
+        return Decision("up", "run", f"{site.version} runs but is not healthy: {problems[0]}")
+    return Decision("up", "skip", f"{site.version} already runs with every service and replica")
+
+
+def do_up(r):
+    from . import health, state
+
+    site = _site(r)
+    s = r.settings
+    host = site.service_host
+    if not r.changed and "up" not in r.force:
+        d = decide_up(r)
+        if d is not None and d.action == "skip":
+            console.skip("up", d.reason)
+            return
+    state.lock(r)
+    console.step("up", f"{site.up_script} {s.stack['config']} in {s.paths['dryrun_dir']} on {host.name}")
+    start = host.fact("date +%Y-%m-%dT%H:%M:%S")
+    cmd = f"cd {shlex.quote(s.paths['dryrun_dir'])} && " + site.command(
+        "up", up_script=site.up_script, config=s.stack["config"], machine=s.stack["machine"]
+    )
+    r.changed.add("up")
+    host.run(cmd, user=s.service_user, stream=True)
+    if r.dry:
+        console.note("then: the health gate (services, replicas, ports, logs)")
+        return
+    health.gate(r, site, since=start.stdout.strip() if start else None)
+    r.healthy = True
+
+
+@task(
+    positional=["service"],
+    iterable=["service"],
+    help={
+        "service": "service name(s) of the stack, e.g. alertprocessor (repeatable)",
+        "replica": "only this replica number",
+        "since": "only lines since, e.g. 5m, 1d or 2018-06-01T12:00",
+        "grep": "only lines matching this regular expression",
+        "no_follow": "print what is there and stop instead of following",
+    },
+)
+def logs(c, service=None, replica=None, since=None, grep=None, no_follow=False):
+    """Follow the logs of every replica of one or several services.
+
+    Each line carries `service:replica`; follows until Ctrl-C. An unknown service
+    is an error listing the known ones.
+    """
+    from . import logstream
+
+    r = runs.start(c)
+    logstream.follow(r, _site(r), service or [], replica=replica, since=since, grep=grep, follow=not no_follow)

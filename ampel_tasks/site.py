@@ -1,0 +1,122 @@
+"""Where things are for one version: paths on the hosts and filled command templates.
+
+Templates come from the config (`ampel.commands`, `ampel.image_file`, ...); every
+value put into a command is shell-quoted here, so a path with a space or a
+version string can never become shell syntax.
+"""
+from __future__ import annotations
+
+import posixpath
+import shlex
+import string
+from functools import cached_property
+from pathlib import Path
+
+from . import envfile
+from .errors import DeployError
+
+
+def fill(template: str, where: str, **values) -> str:
+    """Fill a command template, quoting every value for the shell."""
+    try:
+        return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+    except KeyError as exc:
+        raise DeployError(f"template {where} uses {{{exc.args[0]}}}, which is not known; known: {', '.join(sorted(values))}") from None
+
+
+def fill_path(template: str, where: str, **values) -> str:
+    """Fill a path template (no shell quoting: the result is quoted where it is used)."""
+    try:
+        return string.Formatter().vformat(template, (), values)
+    except KeyError as exc:
+        raise DeployError(f"template {where} uses {{{exc.args[0]}}}, which is not known; known: {', '.join(sorted(values))}") from None
+
+
+class Site:
+    def __init__(self, run):
+        self.run = run
+        self.s = run.settings
+
+    @property
+    def version(self) -> str:
+        return self.run.require_version()
+
+    @cached_property
+    def local_env(self) -> dict:
+        """The operator's checkout's dryrun.env: where AMPEL_SRC comes from when not configured."""
+        path = self.s.source_dir / self.s.source["env_file"]
+        if not path.is_file():
+            return {}
+        return envfile.read(path.read_text())
+
+    @cached_property
+    def ampel_src(self) -> str:
+        template = self.s.paths["ampel_src"]
+        if not template:
+            template = self.local_env.get("AMPEL_SRC", "")
+            if not template:
+                raise DeployError(
+                    "AMPEL_SRC is not known: set ampel.paths.ampel_src or AMPEL_SRC in "
+                    f"{self.s.source_dir / self.s.source['env_file']}"
+                )
+        return fill_path(template, "ampel.paths.ampel_src", version=self.version)
+
+    @property
+    def core_dir(self) -> str:
+        return posixpath.join(self.ampel_src, "ampel-core")
+
+    @property
+    def env_file(self) -> str:
+        return posixpath.join(self.core_dir, self.s.source["env_file"])
+
+    @property
+    def stack_file(self) -> str:
+        return posixpath.join(self.core_dir, self.s.source["stack_file"])
+
+    @property
+    def up_script(self) -> str:
+        return posixpath.join(self.core_dir, "deploy", "up")
+
+    @property
+    def image_file(self) -> str:
+        return fill_path(self.s.image_file, "ampel.image_file", version=self.version)
+
+    @property
+    def image_path(self) -> str:
+        return posixpath.join(self.s.paths["singularity_dir"], self.image_file)
+
+    @property
+    def mongo_path(self) -> str:
+        return fill_path(self.s.env["mongo_path"], "ampel.env.mongo_path",
+                         mongo_live_dir=self.s.paths["mongo_live_dir"], version=self.version)
+
+    @property
+    def group_name(self) -> str:
+        return fill_path(self.s.env["group_name"], "ampel.env.group_name", version=self.version)
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.s.image['name']}:{self.version}"
+
+    @property
+    def registry(self) -> str:
+        return f"localhost:{self.s.registry['port']}"
+
+    @property
+    def pushed_ref(self) -> str:
+        return f"{self.registry}/{self.s.image['name']}:{self.version}"
+
+    def command(self, name: str, **values) -> str:
+        return fill(self.s.commands[name], f"ampel.commands.{name}", **values)
+
+    @property
+    def service_host(self):
+        return self.run.host(self.s.service_host.name)
+
+    @property
+    def pull_hosts(self):
+        return [self.run.host(h.name) for h in self.s.hosts_with("pull")]
+
+    @property
+    def local_image_dir(self) -> Path:
+        return self.s.image_dir

@@ -1,0 +1,190 @@
+"""What is deployed, kept on the service host under ampel.paths.state_dir (owned by ampel):
+
+    deployments/<version>.json   one manifest per deployment
+    current                      the version that runs now
+    history.log                  one audit line per action, append-only
+    lock/                        mkdir is atomic: held for the whole deploy,
+                                 health gate included; lock/info.json says who
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Optional
+
+from . import console
+from .errors import DeployError
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class State:
+    def __init__(self, r):
+        self.r = r
+        self.s = r.settings
+        self.dir = self.s.paths["state_dir"]
+        self.user = self.s.service_user
+        self.host = r.host(self.s.service_host.name)
+
+    def path(self, *parts) -> str:
+        return posixpath.join(self.dir, *parts)
+
+    # -- reading ----------------------------------------------------------
+    def current_version(self) -> Optional[str]:
+        res = self.host.fact(f"cat {shlex.quote(self.path('current'))} 2>/dev/null", user=self.user)
+        if res is None:
+            self.r.cant_read("the running version (state on the service host)")
+            return None
+        return res.stdout.strip() or None
+
+    def manifest(self, version: str) -> Optional[dict]:
+        res = self.host.fact(f"cat {shlex.quote(self.path('deployments', version + '.json'))} 2>/dev/null", user=self.user)
+        if res is None or not res.ok or not res.stdout.strip():
+            return None
+        try:
+            return json.loads(res.stdout)
+        except ValueError:
+            raise DeployError(f"manifest {version}.json in {self.dir} on {self.host.name} is damaged; inspect it") from None
+
+    def manifests(self) -> list:
+        cmd = f"cd {shlex.quote(self.path('deployments'))} 2>/dev/null && for f in *.json; do test -f \"$f\" && cat \"$f\" && echo; done; true"
+        res = self.host.fact(cmd, user=self.user)
+        out = []
+        for line in (res.stdout if res else "").splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return sorted(out, key=lambda m: m.get("started", ""), reverse=True)
+
+    def lock_info(self) -> Optional[dict]:
+        res = self.host.fact(f"cat {shlex.quote(self.path('lock', 'info.json'))} 2>/dev/null", user=self.user)
+        if res is None or not res.stdout.strip():
+            return None
+        try:
+            return json.loads(res.stdout)
+        except ValueError:
+            return {"operator": "?", "since": "?", "raw": res.stdout.strip()[:100]}
+
+    # -- writing ----------------------------------------------------------
+    def audit(self, what: str) -> None:
+        line = f"{now()}\t{self.s.operator}\t{what}".replace("\n", " ")
+        self.host.run(
+            f"mkdir -p {shlex.quote(self.dir)} && printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(self.path('history.log'))}",
+            user=self.user, show=f"append to {self.path('history.log')}: {what}",
+        )
+
+    def write_manifest(self, manifest: dict) -> None:
+        self.host.run(f"mkdir -p {shlex.quote(self.path('deployments'))}", user=self.user)
+        self.host.write_file(self.path("deployments", manifest["version"] + ".json"),
+                             json.dumps(manifest, sort_keys=True) + "\n", user=self.user, mode="0644")
+
+    def set_current(self, version: str) -> None:
+        self.host.write_file(self.path("current"), version + "\n", user=self.user, mode="0644")
+
+    def acquire(self, wait: float = 0, break_lock: bool = False) -> None:
+        """Take the deploy lock (atomic mkdir) or explain who holds it."""
+        info = json.dumps({
+            "operator": self.s.operator, "since": now(), "version": self.r.version,
+            "pid": __import__("os").getpid(), "from": socket.gethostname(),
+        })
+        lock = self.path("lock")
+        cmd = (
+            f"mkdir -p {shlex.quote(self.dir)} && mkdir {shlex.quote(lock)} 2>/dev/null && "
+            f"printf '%s\\n' {shlex.quote(info)} > {shlex.quote(posixpath.join(lock, 'info.json'))}"
+        )
+        deadline = time.time() + wait
+        announced = False
+        while True:
+            res = self.host.run(cmd, user=self.user, warn=True, show=f"take the deploy lock {lock}")
+            if res.ok:
+                self.r.cleanups.append(self.release)
+                self.audit(f"lock taken for {self.r.version or 'maintenance'}")
+                return
+            holder = self.lock_info() or {}
+            who = f"{holder.get('operator', '?')} since {holder.get('since', '?')} (version {holder.get('version', '?')}, pid {holder.get('pid', '?')} on {holder.get('from', '?')})"
+            if break_lock:
+                console.warn(f"breaking the deploy lock held by {who}")
+                self.host.run(f"rm -rf {shlex.quote(lock)}", user=self.user)
+                self.audit(f"broke the lock held by {who}")
+                break_lock = False
+                continue
+            if time.time() >= deadline:
+                raise DeployError(
+                    f"another deploy holds the lock on {self.host.name}: {who}; wait with --lock-wait SECONDS, "
+                    "or if that run is dead, --break-lock"
+                )
+            if not announced:
+                console.note(f"waiting for the deploy lock held by {who}")
+                announced = True
+            time.sleep(1)
+
+    def release(self) -> None:
+        self.host.run(f"rm -rf {shlex.quote(self.path('lock'))}", user=self.user, warn=True, show="release the deploy lock")
+
+
+def lock(r) -> None:
+    """Hold the deploy lock from the first step that changes a host until the run ends.
+
+    Also registers what the end of the run records: a manifest per deployment, the
+    `current` pointer on success, one history line either way.
+    """
+    if r.dry or r.cache.get("locked"):
+        return
+    st = State(r)
+    st.acquire(wait=float(r.options.get("lock_wait") or 0), break_lock=bool(r.options.get("break_lock")))
+    r.cache["locked"] = True
+    r.cache["started"] = now()
+    r.on_success.append(lambda: record(r, st, "ok"))
+    r.on_failure.append(lambda error: record(r, st, f"failed: {error}"))
+
+
+def record(r, st: "State", result: str) -> None:
+    from . import envfile
+    from .site import Site
+
+    if "up" not in r.changed and result == "ok":
+        st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
+        return
+    site = Site(r)
+    try:
+        values = envfile.read(site.service_host.read_file(site.env_file) or "")
+    except DeployError:
+        values = {}
+    labels = {}
+    try:
+        from . import dockerengine
+
+        img = dockerengine.image_or_none(dockerengine.client(), site.image_ref)
+        labels = (img.labels or {}) if img is not None else {}
+    except DeployError:
+        pass
+    prefix = r.settings.image["label_prefix"]
+    manifest = {
+        "version": r.version,
+        "result": result,
+        "image": site.pushed_ref,
+        "image_file": site.image_path,
+        "image_digest": r.done.get("push") or r.cache.get("pull evidence", {}) and r.cache["pull evidence"].get("digest"),
+        "repos": json.loads(labels.get(f"{prefix}.repos", "{}") or "{}"),
+        "ampel_src": site.ampel_src,
+        "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
+        "operator": r.settings.operator,
+        "started": r.cache.get("started"),
+        "ended": now(),
+        "steps": dict(r.results),
+    }
+    previous = st.current_version()
+    if previous and previous != r.version:
+        manifest["previous"] = previous
+    st.write_manifest(manifest)
+    if result == "ok":
+        st.set_current(r.version)
+    st.audit(f"deploy {r.version}: {result}")
