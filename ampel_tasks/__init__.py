@@ -20,4 +20,4 @@ for t in (
 ):
     ns.add_task(t)
 ns.configure(DEFAULTS)
-ns.configure({"tasks": {"executor_class": "ampel_tasks.executor.ChainExecutor"}})
+

@@ -19,7 +19,7 @@ from .remote import src
 
 STATUS_SCRIPT = (
     'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
-    'echo "@@repo $d"; git -C "$d" status --porcelain; '
+    'echo "@@repo $d"; git -C "$d" status --porcelain --untracked-files=no; '
     'echo "@@tags"; git -C "$d" tag --points-at HEAD; '
     'echo "@@branch"; git -C "$d" rev-parse --abbrev-ref HEAD; done'
 )
@@ -118,11 +118,15 @@ def do_tag(r, message=None):
         fetch = host.run(f"git -C {repo_dir} fetch -q {url} {shlex.quote(branch)}", warn=True, mutating=False)
         if fetch.ok:
             ok = host.run(f"git -C {repo_dir} merge-base --is-ancestor FETCH_HEAD HEAD", warn=True, mutating=False)
-            if not ok.ok and not st["dirty"]:
-                raise DeployError(f"{name} on {host.name} has diverged from {url.strip(chr(39))}; reconcile it by hand first")
             if not ok.ok:
-                raise DeployError(f"{name} on {host.name} has diverged from its remote; reconcile it by hand, then re-run tag")
+                raise DeployError(
+                    f"{name} on {host.name} has diverged from {url.strip(chr(39))} ({branch} there has commits the "
+                    "host copy lacks); reconcile it by hand, then re-run tag"
+                )
         if st["dirty"]:
+            ours = {r.settings.source["env_file"]}
+            if not message and all(line.split(None, 1)[-1] in ours for line in st["dirty"]):
+                message = f"{tag_name}: {', '.join(sorted(ours))} for this deployment (ampel-tasks)"
             if not message:
                 if sys.stdin.isatty() and not r.dry:
                     message = input(f"commit message for outstanding changes in {name}: ").strip()
@@ -130,7 +134,18 @@ def do_tag(r, message=None):
                     raise DeployError(f"{name} has outstanding changes; pass --message to commit them")
             host.run(f"git -C {repo_dir} {ident} commit -q -a -m {shlex.quote(message)}")
         if tag_name not in st["tags"]:
-            host.run(f"git -C {repo_dir} {ident} tag -a {shlex.quote(tag_name)} -m {shlex.quote('Ampel ' + tag_name)}")
+            theirs = host.run(f"git -C {repo_dir} ls-remote {url} refs/tags/{shlex.quote(tag_name)}^{{}} "
+                              f"refs/tags/{shlex.quote(tag_name)}", warn=True, mutating=False).stdout.split()
+            head = host.run(f"git -C {repo_dir} rev-parse HEAD", mutating=False).stdout.strip()
+            if theirs and head not in theirs[::2] and not r.dry:
+                raise DeployError(
+                    f"{name}: tag {tag_name} already exists on {url.strip(chr(39))} for another commit; "
+                    "pick another version or move that tag by hand"
+                )
+            if theirs:
+                host.run(f"git -C {repo_dir} fetch -q {url} refs/tags/{shlex.quote(tag_name)}:refs/tags/{shlex.quote(tag_name)}")
+            else:
+                host.run(f"git -C {repo_dir} {ident} tag -a {shlex.quote(tag_name)} -m {shlex.quote('Ampel ' + tag_name)}")
         host.run(f"git -C {repo_dir} push -q {url} HEAD:refs/heads/{shlex.quote(branch)} refs/tags/{shlex.quote(tag_name)}")
         console.note(f"{name}: tagged {tag_name} and pushed")
     r.changed.add("tag")

@@ -25,13 +25,12 @@ def registry_digest(r, site):
 
     if r.done.get("push"):
         return r.done["push"]
+    from .image import registry_up
+
     reg = r.settings.registry
-    try:
-        return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.version)
-    except DeployError:
-        if r.dry:
-            return None
-        raise
+    if not registry_up(reg):
+        return None
+    return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.version)
 
 
 @task(pre=[push], help={"version": VERSION_HELP, "dry": DRY_HELP})
@@ -53,8 +52,8 @@ def _pull_evidence(r, site):
     digest = registry_digest(r, site)
     hosts = {}
     for host in site.pull_hosts:
-        record = site.image_path + ".digest"
-        have = host.fact(f"cat {shlex.quote(record)} 2>/dev/null && test -f {shlex.quote(site.image_path)}",
+        record = site.image_path_on(host) + ".digest"
+        have = host.fact(f"cat {shlex.quote(record)} 2>/dev/null && test -f {shlex.quote(site.image_path_on(host))}",
                          user=r.settings.service_user)
         hosts[host.name] = None if have is None else (have.stdout.strip() if have.ok else "")
     return {"digest": digest, "hosts": hosts}
@@ -84,15 +83,17 @@ def do_pull(r):
         r.cache.pop("pull evidence", None)
     ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
+    if digest is None and not r.dry:
+        raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
     user = s.service_user
-    directory = s.paths["singularity_dir"]
     for host in site.pull_hosts:
+        directory = site.singularity_dir(host)
         have = ev["hosts"].get(host.name)
         if digest and have == digest and "pull" not in r.force:
-            console.skip(f"pull {host.name}", f"{site.image_path} exists with digest {digest[:19]}")
+            console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}")
             continue
         state.lock(r)
-        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path}")
+        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")
         part = f".{site.image_file}.part-{os.getpid()}"
         pull_cmd = site.command(
             "pull", file=part, registry_port=s.registry["port"], image=s.image["name"], version=site.version
@@ -307,7 +308,7 @@ def _secrets_evidence(r, site):
             local[name] = data
     quoted = " ".join(shlex.quote(rel) for rel in wanted.values())
     res = host.fact(
-        f"cd {shlex.quote(s.paths['dryrun_dir'])} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && sha256sum \"$f\"; done; true",
+        f"cd {shlex.quote(site.dryrun_dir)} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && sha256sum \"$f\"; done; true",
         user=s.service_user)
     if res is None:
         return None
@@ -339,7 +340,7 @@ def decide_secrets(r):
         return None
     if ev["todo"]:
         return Decision("secrets", "run", f"missing or different on {site.service_host.name}: {', '.join(n for n, _ in ev['todo'])}")
-    return Decision("secrets", "skip", f"all {len(ev['wanted'])} secrets present and unchanged in {r.settings.paths['dryrun_dir']}")
+    return Decision("secrets", "skip", f"all {len(ev['wanted'])} secrets present and unchanged in {site.dryrun_dir}")
 
 
 def do_secrets(r):
@@ -349,7 +350,7 @@ def do_secrets(r):
     s = r.settings
     host = site.service_host
     user = s.service_user
-    dryrun = s.paths["dryrun_dir"]
+    dryrun = site.dryrun_dir
     if "src" in r.changed:
         r.cache.pop("secrets evidence", None)
     d = decide_secrets(r)
@@ -423,9 +424,9 @@ def do_up(r):
             console.skip("up", d.reason)
             return
     state.lock(r)
-    console.step("up", f"{site.up_script} {s.stack['config']} in {s.paths['dryrun_dir']} on {host.name}")
+    console.step("up", f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}")
     start = host.fact("date +%Y-%m-%dT%H:%M:%S")
-    cmd = f"cd {shlex.quote(s.paths['dryrun_dir'])} && " + site.command(
+    cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + site.command(
         "up", up_script=site.up_script, config=s.stack["config"], machine=s.stack["machine"]
     )
     r.changed.add("up")

@@ -59,7 +59,8 @@ class Site:
                     "AMPEL_SRC is not known: set ampel.paths.ampel_src or AMPEL_SRC in "
                     f"{self.s.source_dir / self.s.source['env_file']}"
                 )
-        return fill_path(template, "ampel.paths.ampel_src", version=self.version)
+        path = fill_path(template, "ampel.paths.ampel_src", version=self.version)
+        return self.s.service_host.path(path) if self.s.paths["ampel_src"] else path
 
     @property
     def core_dir(self) -> str:
@@ -81,14 +82,28 @@ class Site:
     def image_file(self) -> str:
         return fill_path(self.s.image_file, "ampel.image_file", version=self.version)
 
+    def on(self, key: str, host=None) -> str:
+        """ampel.paths.<key> on `host` (default: the service host)."""
+        return self.s.path_on(host.spec if host is not None else self.s.service_host, key)
+
+    def singularity_dir(self, host=None) -> str:
+        return self.on("singularity_dir", host)
+
+    def image_path_on(self, host=None) -> str:
+        return posixpath.join(self.singularity_dir(host), self.image_file)
+
     @property
     def image_path(self) -> str:
-        return posixpath.join(self.s.paths["singularity_dir"], self.image_file)
+        return self.image_path_on()
+
+    @property
+    def dryrun_dir(self) -> str:
+        return self.on("dryrun_dir")
 
     @property
     def mongo_path(self) -> str:
         return fill_path(self.s.env["mongo_path"], "ampel.env.mongo_path",
-                         mongo_live_dir=self.s.paths["mongo_live_dir"], version=self.version)
+                         mongo_live_dir=self.on("mongo_live_dir"), version=self.version)
 
     @property
     def group_name(self) -> str:
