@@ -440,9 +440,8 @@ def do_up(r):
 
 @task(
     positional=["service"],
-    iterable=["service"],
     help={
-        "service": "service name(s) of the stack, e.g. alertprocessor (repeatable)",
+        "service": "service of the stack, e.g. alertprocessor; several as alertprocessor,mongo",
         "replica": "only this replica number",
         "since": "only lines since, e.g. 5m, 1d or 2018-06-01T12:00",
         "grep": "only lines matching this regular expression",
@@ -452,10 +451,12 @@ def do_up(r):
 def logs(c, service=None, replica=None, since=None, grep=None, no_follow=False):
     """Follow the logs of every replica of one or several services.
 
-    Each line carries `service:replica`; follows until Ctrl-C. An unknown service
-    is an error listing the known ones.
+    `invoke logs alertprocessor` merges all replicas, each line carrying
+    `service:replica`; `invoke logs alertprocessor,mongo` follows both. Follows
+    until Ctrl-C. An unknown service is an error listing the running ones.
     """
     from . import logstream
 
     r = runs.start(c)
-    logstream.follow(r, _site(r), service or [], replica=replica, since=since, grep=grep, follow=not no_follow)
+    names = [x for x in (service or "").split(",") if x]
+    logstream.follow(r, _site(r), names, replica=replica, since=since, grep=grep, follow=not no_follow)
