@@ -53,6 +53,8 @@ def main(argv=None):
         raise
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        os._exit(0)
     except Exception as exc:
         if debug_enabled():
             raise

@@ -11,10 +11,11 @@ def client():
         c = docker.from_env(timeout=600)
         c.ping()
         return c
-    except Exception as exc:
-        raise DeployError(
-            f"cannot talk to the Docker engine ({type(exc).__name__}: {str(exc)[:160]}); is dockerd running?"
-        ) from None
+    except Exception:
+        import os
+
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        raise DeployError(f"cannot talk to the Docker engine at {where}; is dockerd running?") from None
 
 
 def image_or_none(c, ref: str):

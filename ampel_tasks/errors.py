@@ -56,6 +56,8 @@ def _excepthook(kind, exc, tb):  # pragma: no cover - exercised through subproce
     if isinstance(exc, KeyboardInterrupt):
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(exc, BrokenPipeError):  # e.g. `invoke --list | head`
+        os._exit(0)
     if debug_enabled():
         sys.__excepthook__(kind, exc, tb)
         return

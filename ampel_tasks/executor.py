@@ -104,8 +104,12 @@ class ChainExecutor(Executor):
                 raise
             raise DeployError(describe(exc)) from None
         finally:
+            for host in (r._hosts._hosts.values() if r._hosts is not None else ()):
+                if host.unreachable and r.dry:
+                    r.cant_read(host.unreachable)
             if r.unknown_facts:
-                console.warn("could not read: " + "; ".join(r.unknown_facts))
+                console.warn("facts that could not be read (steps depending on them are shown as they would run):\n  - "
+                             + "\n  - ".join(r.unknown_facts))
             runs.end()
 
     @staticmethod

@@ -47,8 +47,11 @@ def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
         if step in forced:
             d = Decision(step, "run", "--force " + step)
         elif d is None:
-            dep = NEEDS.get(step, "an earlier step")
-            d = Decision(step, "maybe", f"cannot be known before {dep} runs")
+            dep = NEEDS.get(step)
+            if dep in done and done[dep].action in ("run", "maybe"):
+                d = Decision(step, "maybe", f"cannot be known before {dep} runs")
+            else:
+                d = Decision(step, "maybe", "its evidence could not be read (listed at the end)")
         elif d.action == "skip":
             movers = [e for e in INVALIDATED_BY.get(step, []) if e in done and done[e].action in ("run", "maybe")]
             if movers:

@@ -54,6 +54,9 @@ class Site:
         template = self.s.paths["ampel_src"]
         if not template:
             template = self.local_env.get("AMPEL_SRC", "")
+            if not template and self.run.dry:
+                self.run.cant_read("AMPEL_SRC (shown as $AMPEL_SRC): not configured and no local dryrun.env")
+                return "$AMPEL_SRC"
             if not template:
                 raise DeployError(
                     "AMPEL_SRC is not known: set ampel.paths.ampel_src or AMPEL_SRC in "
