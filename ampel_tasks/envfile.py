@@ -66,11 +66,16 @@ def update(text: str, changes: Mapping[str, str]) -> str:
 def diff(old: str, new: str, path: str, redact_keys=()) -> str:
     """A unified diff of an env file edit; values of `redact_keys` are masked."""
 
-    def mask(text: str) -> list:
+    before, after = read(old), read(new)
+
+    def mask(text: str, mark: bool) -> list:
         lines = []
         for line in text.splitlines(keepends=True):
-            key = line.split("=", 1)[0].strip()
-            lines.append(f"{key}=*****\n" if key in redact_keys else line)
+            key = line.split("=", 1)[0].replace("export ", "").strip()
+            if key in redact_keys:
+                changed = mark and before.get(key) != after.get(key)
+                line = f"{key}=*****{' (changed)' if changed else ''}\n"
+            lines.append(line)
         return lines
 
-    return "".join(difflib.unified_diff(mask(old), mask(new), f"{path}", f"{path} (new)"))
+    return "".join(difflib.unified_diff(mask(old, False), mask(new, True), f"{path}", f"{path} (new)"))

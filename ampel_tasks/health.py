@@ -17,7 +17,8 @@ from typing import List
 from . import console, envfile, stacklist
 from .errors import DeployError
 
-RESTART = re.compile(r"exited with code|restart", re.I)
+# the nanny's lines when a service process dies and is started again
+RESTART = re.compile(r"exited with code|\(restart \d+\)")
 
 
 def expected(doc: dict, env: dict) -> dict:
@@ -49,7 +50,7 @@ def check(want: dict, listed: dict, ports_ok: dict, lines: List[tuple], patterns
             if not ports_ok.get(p):
                 waiting.append(f"{name}: port {p} does not answer")
     for t, service, replica, source, msg in lines:
-        if source == "nanny" and RESTART.search(msg) and "starting" not in msg:
+        if source == "nanny" and RESTART.search(msg):
             fatal.append(f"{t} {service}:{replica} restarted: {msg}")
         elif any(re.search(p, msg) for p in patterns):
             fatal.append(f"{t} {service}:{replica} {source}: {msg}")

@@ -1,0 +1,63 @@
+"""Plan decisions as pure functions over recorded evidence."""
+from ampel_tasks import build
+from ampel_tasks.plan import Decision, combine
+
+
+def d(step, action, reason="r"):
+    return Decision(step, action, reason)
+
+
+def test_everything_up_to_date_skips_every_step():
+    own = {s: d(s, "skip") for s in ["image", "push", "pull", "src", "db", "tag", "secrets", "up"]}
+    assert [x.action for x in combine(own)] == ["skip"] * 8
+
+
+def test_a_new_image_makes_later_skips_maybe_and_up_run():
+    own = {s: d(s, "skip") for s in ["push", "pull", "src", "db", "tag", "secrets", "up"]}
+    own["image"] = d("image", "run", "repo added")
+    got = {x.step: x.action for x in combine(own)}
+    assert got == {"image": "run", "push": "maybe", "pull": "maybe", "src": "skip", "db": "skip",
+                   "tag": "skip", "secrets": "skip", "up": "run"}
+
+
+def test_unknown_evidence_is_maybe_never_skip():
+    own = {"src": d("src", "run"), "db": None, "secrets": None}
+    got = combine(own)
+    assert [(x.step, x.action) for x in got] == [("src", "run"), ("db", "maybe"), ("secrets", "maybe")]
+    assert "before src runs" in got[1].reason
+
+
+def test_force_runs_a_skipped_step():
+    got = combine({"secrets": d("secrets", "skip")}, forced={"secrets"})
+    assert got[0].action == "run" and "--force" in got[0].reason
+
+
+def _repo(name, commit):
+    return build.Repo(name, f"git@github-{name}:AmpelProject/{name}.git", None, commit)
+
+
+def _labels(repos, recipe="h1"):
+    return build.labels_for("v0.3.4", recipe, repos, "org.ampelproject", "2018-06-01T00:00:00Z")
+
+
+def test_image_necessary_if_runbook_conditions():
+    old = [_repo("ampel-core", "a" * 40), _repo("ampel-base", "b" * 40)]
+    no_diff = lambda repo, old_commit: []  # noqa: E731
+    assert build.decide(None, "h1", old, "org.ampelproject", no_diff)[0] is True
+    # a repo added to the Dockerfile
+    added = old + [_repo("ampel-contrib-foo", "c" * 40)]
+    need, why = build.decide(_labels(old), "h1", added, "org.ampelproject", no_diff)
+    assert need and "ampel-contrib-foo" in why
+    # the recipe changed
+    need, why = build.decide(_labels(old), "h2", old, "org.ampelproject", no_diff)
+    assert need and "Dockerfile" in why
+    # dependencies changed in one repo
+    moved = [_repo("ampel-core", "a" * 40), _repo("ampel-base", "d" * 40)]
+    need, why = build.decide(_labels(old), "h1", moved, "org.ampelproject", lambda r, o: ["setup.py"])
+    assert need and "ampel-base: setup.py changed" in why
+    # only code changed: reuse
+    need, why = build.decide(_labels(old), "h1", moved, "org.ampelproject", no_diff)
+    assert not need and "only code changed" in why
+    # nothing changed
+    need, why = build.decide(_labels(old), "h1", old, "org.ampelproject", no_diff)
+    assert not need and "same recipe and same commits" in why
