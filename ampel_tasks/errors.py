@@ -35,16 +35,11 @@ def debug_enabled() -> bool:
 
 def describe(exc: BaseException) -> str:
     """One line for an exception that escaped our own checks."""
-    try:
-        import yaml
-
-        if isinstance(exc, yaml.YAMLError):
-            where = getattr(exc, "problem_mark", None)
-            name = getattr(where, "name", "a config file")
-            line = f" line {where.line + 1}" if where is not None else ""
-            return f"{name}{line} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the file"
-    except ImportError:  # pragma: no cover
-        pass
+    if "yaml" in type(exc).__module__:  # PyYAML, or a copy vendored by invoke
+        where = getattr(exc, "problem_mark", None)
+        name = getattr(where, "name", "a config file")
+        line = f" line {where.line + 1}" if where is not None else ""
+        return f"{name}{line} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the file"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return (
         f"unexpected {type(exc).__name__}: {text} "

@@ -22,6 +22,8 @@ from .errors import DeployError, debug_enabled, describe
 
 SHARED = ("version", "dry", "yes")
 STEPS = ("image", "push", "pull", "src", "db", "tag", "secrets", "up")
+# tasks that act on one version and cannot run without it
+VERSIONED = set(STEPS) | {"plan", "deploy"}
 
 
 def _params(task: Task) -> set:
@@ -70,6 +72,9 @@ class ChainExecutor(Executor):
             runtime_file = None
         r = runs.begin(self.config, runtime_file)
         try:
+            # every layer, INVOKE_AMPEL_* included, before the one validation
+            self.config.load_collection(self.collection.configuration())
+            self.config.load_shell_env()
             calls = self.dedupe(self.expand_calls(self.normalize(tasks)))
             # Validate before anything runs: settings, the one version, --dry.
             r.settings
@@ -88,6 +93,9 @@ class ChainExecutor(Executor):
             if unknown:
                 raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(STEPS)}")
             r.steps = [c.task.name for c in calls]
+            if r.version is None and set(r.steps) & VERSIONED:
+                need = next(s for s in r.steps if s in VERSIONED)
+                raise DeployError(f"no version given for {need}; pass --version, e.g. --version v0.3.5")
             result = self._run_calls(calls, tasks)
             for hook in r.on_success:
                 hook()

@@ -6,6 +6,7 @@ the runbook's `sudo su ampel`), and where an SSH fault becomes one DeployError.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
@@ -38,6 +39,21 @@ def as_user(cmd: str, user: Optional[str]) -> str:
     if not user:
         return cmd
     return f"sudo -n -u {shlex.quote(user)} -H -- sh -c {shlex.quote(cmd)}"
+
+
+class _LastError(logging.Handler):
+    """paramiko reports some faults (a missing SSH banner) only in its log; keep the
+    last one for our error line instead of letting it print on stderr."""
+
+    last = ""
+
+    def emit(self, record):
+        _LastError.last = record.getMessage()
+
+
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.addHandler(_LastError(level=logging.ERROR))
+_paramiko_log.propagate = False
 
 
 class Host:
@@ -272,6 +288,10 @@ class _Redacting:
 
 def _connect_error(where: str, exc: Exception, known_hosts: str, conn) -> str:
     text = str(exc) or type(exc).__name__
+    transport = getattr(conn.client, "_transport", None)
+    saved = getattr(transport, "saved_exception", None)
+    if saved is not None:
+        text = f"{text} ({saved})"
     name = type(exc).__name__
     if "not found in known_hosts" in text:
         return (
@@ -280,7 +300,7 @@ def _connect_error(where: str, exc: Exception, known_hosts: str, conn) -> str:
         )
     if name == "BadHostKeyException":
         return f"host key of {where} does not match {known_hosts}: possible man-in-the-middle; check with your admins"
-    if "banner" in text.lower():
+    if "banner" in text.lower() or "banner" in _LastError.last.lower():
         return f"{where} accepted the connection but never spoke SSH (banner timeout); is sshd running there?"
     if isinstance(exc, socket.timeout) or "timed out" in text:
         return f"cannot reach {where}: connection timed out; check the host name, tunnel and ampel.hosts settings"
