@@ -1,6 +1,6 @@
 """What is deployed, kept on the service host under ampel.paths.state_dir (owned by ampel):
 
-    deployments/<version>.json   one manifest per deployment
+    deployments/<version>.<start>.json   one manifest per deployment
     current                      the version that runs now
     history.log                  one audit line per action, append-only
     lock/                        mkdir is atomic: held for the whole deploy,
@@ -44,13 +44,9 @@ class State:
         return res.stdout.strip() or None
 
     def manifest(self, version: str) -> Optional[dict]:
-        res = self.host.fact(f"cat {shlex.quote(self.path('deployments', version + '.json'))} 2>/dev/null", user=self.user)
-        if res is None or not res.ok or not res.stdout.strip():
-            return None
-        try:
-            return json.loads(res.stdout)
-        except ValueError:
-            raise DeployError(f"manifest {version}.json in {self.dir} on {self.host.name} is damaged; inspect it") from None
+        """The newest manifest of `version` (a successful one if there is any)."""
+        mine = [m for m in self.manifests() if m.get("version") == version]
+        return next((m for m in mine if m.get("result") == "ok"), mine[0] if mine else None)
 
     def manifests(self) -> list:
         cmd = f"cd {shlex.quote(self.path('deployments'))} 2>/dev/null && for f in *.json; do test -f \"$f\" && cat \"$f\" && echo; done; true"
@@ -83,7 +79,9 @@ class State:
 
     def write_manifest(self, manifest: dict) -> None:
         self.host.run(f"mkdir -p {shlex.quote(self.path('deployments'))}", user=self.user)
-        self.host.write_file(self.path("deployments", manifest["version"] + ".json"),
+        stamp = manifest["started"] or now()
+        name = f"{manifest['version']}.{stamp.replace(':', '').replace('-', '')}.json"
+        self.host.write_file(self.path("deployments", name),
                              json.dumps(manifest, sort_keys=True) + "\n", user=self.user, mode="0644")
 
     def set_current(self, version: str) -> None:

@@ -38,7 +38,8 @@ def sandbox():
         if os.environ.get("CI"):
             pytest.fail("the sandbox needs root; CI runs as root")
         pytest.skip("the sandbox needs root")
-    sandbox_cmd("reset")
+    # AMPEL_SANDBOX_KEEP=1 reuses the running sandbox (while iterating on one test)
+    sandbox_cmd("up" if os.environ.get("AMPEL_SANDBOX_KEEP") else "reset")
     status = json.loads(sandbox_cmd("status", "--json").stdout)
     status["host"] = {h["name"]: h for h in status["hosts"]}
     return status

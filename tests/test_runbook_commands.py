@@ -1,0 +1,173 @@
+"""Each step runs exactly the runbook's commands on the right host, as the right user.
+
+Hosts are replaced by recorders that answer facts from a script, so these read
+like the runbook: "on burst, as ampel, in /data/ampel/singularity: singularity pull".
+"""
+import re
+
+import pytest
+from invoke import Config
+
+from ampel_tasks import hosts, run as runs
+from ampel_tasks.defaults import DEFAULTS
+from ampel_tasks.hosts import Result
+
+ENV = """# dryrun
+AMPEL_TAG=v0.3.0
+AMPEL_SRC=/scratch/ampel/Ampel-v0.3.0
+MONGO_PATH=/data/ampel/mongo/live/v0.3.0
+GROUP_NAME=ampel-v0.3.0
+NUM_STREAMS=16
+"""
+
+
+class RecordingHost(hosts.Host):
+    """A host whose commands are recorded; facts answered by (regex, Result) pairs."""
+
+    def __init__(self, spec, settings, dry, answers, log):
+        super().__init__(spec, settings, dry)
+        self.answers = answers
+        self.log = log
+
+    def run(self, cmd, *, user=None, mutating=True, warn=False, stream=False, in_stream=None, show=None):
+        if self.dry and mutating:
+            return super().run(cmd, user=user, mutating=mutating, show=show)
+        self.log.append((self.name, user, cmd))
+        for pattern, result in self.answers:
+            if re.search(pattern, cmd):
+                return result
+        return Result("", "", 0)
+
+    def run_with_input(self, cmd, data, *, user=None, show=None):
+        self.log.append((self.name, user, show or cmd, data.decode()))
+        return Result("", "", 0)
+
+
+@pytest.fixture
+def site(monkeypatch):
+    log = []
+    answers = []
+
+    def get(pool, name):
+        if name not in pool._hosts:
+            pool._hosts[name] = RecordingHost(pool.settings.hosts[name], pool.settings, pool.dry, answers, log)
+        return pool._hosts[name]
+
+    monkeypatch.setattr(hosts.HostPool, "get", get)
+    config = Config(overrides={})
+    config.load_collection(DEFAULTS)
+    config.set_runtime_path(None)
+    config["ampel"]["paths"]["ampel_src"] = "/scratch/ampel/Ampel-{version}"
+    config["ampel"]["paths"]["state_dir"] = "/home/ampel/dryrun/.ampel-tasks"
+    r = runs.begin(config)
+    r.set_version("v0.3.5")
+    r.cache["locked"] = True  # the lock has its own tests on the sandbox
+    yield r, answers, log
+    runs.end()
+
+
+def commands(log):
+    return [(h, u, c) for h, u, c, *_ in log]
+
+
+def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
+    from ampel_tasks import remote
+
+    r, answers, log = site
+    answers.append((r"^test -e /scratch/ampel/Ampel-v0.3.5$", Result("", "", 1)))
+    remote.do_src(r)
+    assert commands(log)[-1] == (
+        "burst", None,
+        "singularity-stack volume init /data/ampel/singularity/ampel_v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3.5",
+    )
+
+
+def test_src_never_overwrites_existing_sources(site):
+    from ampel_tasks import remote
+
+    r, answers, log = site
+    answers.append((r"^test -e", Result("", "", 0)))
+    remote.do_src(r)
+    assert not any("volume init" in c for _, _, c in commands(log))
+
+
+def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):
+    from ampel_tasks import remote
+
+    r, answers, log = site
+    answers.append((r"^cat /scratch/ampel/Ampel-v0.3.5/ampel-core/deploy/production/dryrun.env$", Result(ENV, "", 0)))
+    answers.append((r"^test -e /data/ampel/mongo/live/v0.3.0", Result("", "", 1)))
+    answers.append((r"^ls -A", Result("", "", 0)))
+    remote.do_db(r)
+    assert ("burst", "ampel", "mkdir -p /data/ampel/mongo/live/v0.3.5") in commands(log)
+    write = [e for e in log if len(e) == 4][-1]
+    assert write[0] == "burst" and "backup kept" in write[2]
+    new = write[3]
+    assert "MONGO_PATH=/data/ampel/mongo/live/v0.3.5\n" in new and "GROUP_NAME=ampel-v0.3.5\n" in new
+    assert "AMPEL_TAG=v0.3.5\n" in new and new.startswith("# dryrun\n") and "NUM_STREAMS=16\n" in new
+    assert not any(c.startswith("rm ") or " rm -r" in c for _, _, c in commands(log))
+
+
+def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatch):
+    from ampel_tasks import remote
+
+    r, answers, log = site
+    opened = []
+
+    class FakeTunnel:
+        def __init__(self, host, remote_port, local_host, local_port):
+            opened.append((host.name, remote_port, local_host, local_port))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(hosts, "Tunnel", FakeTunnel)
+    r.done["push"] = "sha256:" + "a" * 64
+    answers.append((r"^cat .*\.digest", Result("", "", 1)))
+    remote.do_pull(r)
+    assert opened == [("burst", 5000, "127.0.0.1", 5000), ("transit", 5000, "127.0.0.1", 5000)]
+    pulls = [(h, u, c) for h, u, c in commands(log) if "singularity pull" in c]
+    assert [h for h, _, _ in pulls] == ["burst", "transit"]
+    for _, user, cmd in pulls:
+        assert user == "ampel"
+        assert cmd.startswith("cd /data/ampel/singularity && ")
+        assert re.search(r"SINGULARITY_NOHTTPS=1 singularity pull \.ampel_v0\.3\.5\.simg\.part-\d+ docker://localhost:5000/ampel:v0\.3\.5", cmd)
+        assert "mv -f .ampel_v0.3.5.simg.part-" in cmd and "ampel_v0.3.5.simg.digest" in cmd
+
+
+def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
+    from ampel_tasks import health, remote
+
+    r, answers, log = site
+    monkeypatch.setattr(health, "gate", lambda *a, **k: None)
+    r.changed.add("db")
+    remote.do_up(r)
+    assert ("burst", "ampel", "cd /home/ampel/dryrun && /scratch/ampel/Ampel-v0.3.5/ampel-core/deploy/up dryrun burst") in commands(log)
+
+
+def test_version_is_quoted_where_it_meets_a_shell(site):
+    from ampel_tasks.site import fill
+
+    assert fill("singularity pull {file}", "t", file="a b;c") == "singularity pull 'a b;c'"
+
+
+def test_secrets_never_reach_a_command_line(site, tmp_path):
+    from ampel_tasks import remote
+
+    r, answers, log = site
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    (secret_dir / "mongo-writer.txt").write_text("hunter2-very-secret\n")
+    r.settings.secrets["local_dir"] = str(secret_dir)
+    stack = "services: {}\nsecrets:\n  mongo-writer:\n    file: secrets/mongo-writer.txt\n"
+    answers.append((r"^cat .*burst\.yml$", Result(stack, "", 0)))
+    answers.append((r"sha256sum", Result("", "", 0)))
+    answers.append((r"stat -c", Result("ampel 700 secrets\nampel 600 secrets/mongo-writer.txt\n", "", 0)))
+    remote.do_secrets(r)
+    writes = [e for e in log if len(e) == 4]
+    assert writes and writes[0][1] == "ampel" and writes[0][3] == "hunter2-very-secret\n"
+    assert "0600" in writes[0][2]
+    assert not any("hunter2" in c for _, _, c in commands(log))

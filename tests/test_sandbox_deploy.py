@@ -1,0 +1,408 @@
+"""The whole runbook on the sandbox: real engine, registry, sshd hosts, git server.
+
+The tests run in file order and build on each other, as an operator's day does:
+deploy v0.3.5, re-run it, look at it, break it, add a repo, deploy v0.3.6, roll back.
+"""
+import hashlib
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, sandbox_cmd, tool
+
+pytestmark = pytest.mark.sandbox
+STATE = Path("/var/lib/ampel-sandbox")
+SECRETS = ["writer-s3cr3t-8c41e", "reader-s3cr3t-0b7d2", "dcloud-s3cr3t-77aa1"]
+
+
+def burst(sandbox, *parts):
+    return Path(sandbox["host"]["burst"]["root"], *parts)
+
+
+def transit(sandbox, *parts):
+    return Path(sandbox["host"]["transit"]["root"], *parts)
+
+
+def no_secret_in(*texts):
+    for text in texts:
+        for value in SECRETS:
+            assert value not in text, "a secret value was printed"
+
+
+def accepted(sandbox, host):
+    log = Path(sandbox["host"][host]["root"], "sshd.log")
+    return log.read_text().count("Accepted publickey") if log.exists() else 0
+
+
+def status(sandbox):
+    p = tool("status", "--json", check=True)
+    return json.loads(p.stdout)
+
+
+def tree_digest(root: Path, skip=("var/log", "sshd.log", "run/")) -> dict:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if any(rel.startswith(s) for s in skip):
+            continue
+        for name in filenames:
+            p = Path(dirpath, name)
+            relp = os.path.relpath(p, root)
+            if any(relp.startswith(s) for s in skip) or p.is_symlink():
+                continue
+            st = p.stat()
+            out[relp] = (hashlib.sha256(p.read_bytes()).hexdigest() if st.st_size < 50_000_000 else st.st_size,
+                         stat.S_IMODE(st.st_mode), st.st_uid)
+        out[rel + "/"] = stat.S_IMODE(os.stat(dirpath).st_mode)
+    return out
+
+
+# -- v0.3.5, first deployment -------------------------------------------------------
+def test_first_deploy_runs_the_whole_runbook(sandbox):
+    p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    out = p.stdout
+    for header in ["==> image: building ampel:v0.3.5", "==> push:", "==> pull burst:", "==> pull transit:",
+                   "==> src:", "==> db: new live database", "==> tag:", "==> secrets: copying", "==> up:"]:
+        assert header in out
+    assert out.index("==> image") < out.index("==> push") < out.index("==> pull burst") < out.index("==> src") \
+        < out.index("==> db") < out.index("==> tag") < out.index("==> secrets") < out.index("==> up")
+    # the runbook's own evidence: mongod stand-ins polled, the stack table, health
+    assert "connection refused on burst:27018, retry after 1 s" in out and "connected to burst:27017" in out
+    assert re.search(r"burst\s+alertprocessor\s+16\s+a9404f1e", out)
+    assert "healthy after" in out and "alertprocessor x16" in out
+    no_secret_in(p.stdout, p.stderr)
+
+
+def test_first_deploy_left_the_runbooks_products_on_the_hosts(sandbox):
+    digest = None
+    for root in (burst(sandbox), transit(sandbox)):
+        image = root / "data/ampel/singularity/ampel-v0.3.5.simg"
+        assert image.is_file() and image.stat().st_size > 1_000_000
+        assert image.stat().st_uid == int(subprocess.check_output(["id", "-u", "ampel"]))
+        recorded = (root / "data/ampel/singularity/ampel-v0.3.5.simg.digest").read_text().strip()
+        assert recorded.startswith("sha256:") and recorded == (digest or recorded)
+        digest = recorded
+        assert not list((root / "data/ampel/singularity").glob(".*part*")), "a partial pull was left behind"
+    src = burst(sandbox, "scratch/ampel/Ampel-v0.3.5")
+    assert (src / ".singularity-stack-volume").read_text().strip().endswith(":/Ampel")
+    for repo in ("ampel-core", "ampel-base", "ampel-contrib-hu"):
+        assert (src / repo / ".git").is_dir()
+    env = src / "ampel-core/deploy/production/dryrun.env"
+    text = env.read_text()
+    assert f"MONGO_PATH={burst(sandbox, 'data/ampel/mongo/live/v0.3.5')}\n" in text
+    assert "GROUP_NAME=ampel-v0.3.5\n" in text and "AMPEL_TAG=v0.3.5\n" in text
+    assert text.startswith("# Ampel \"dryrun\" configuration")
+    backups = list(env.parent.glob("dryrun.env.bak-*"))
+    assert len(backups) == 1 and "GROUP_NAME=ampel-v0.3.0" in backups[0].read_text()
+    assert burst(sandbox, "data/ampel/mongo/live/v0.3.5/mongod.lock").exists()
+    secrets = burst(sandbox, "home/ampel/dryrun/secrets")
+    ampel_uid = int(subprocess.check_output(["id", "-u", "ampel"]))
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700 and secrets.stat().st_uid == ampel_uid
+    for f in secrets.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600 and f.stat().st_uid == ampel_uid
+    assert sorted(f.name for f in secrets.iterdir()) == ["desycloud.txt", "mongo-reader.txt", "mongo-writer.txt"]
+
+
+def test_sandbox_status_shows_the_hosts_roots(sandbox):
+    data = json.loads(sandbox_cmd("status", "--json").stdout)
+    hosts = {h["name"]: h for h in data["hosts"]}
+    assert set(hosts) >= {"burst", "transit", "github"}
+    for name in ("burst", "transit"):
+        assert Path(hosts[name]["root"], "data/ampel/singularity/ampel-v0.3.5.simg").is_file()
+    assert Path(hosts["burst"]["root"], "home/ampel/dryrun/secrets/mongo-writer.txt").is_file()
+    assert data["registry"]["running"] is True
+
+
+def test_redeploy_skips_every_step_with_one_connection_per_host(sandbox):
+    before = {h: accepted(sandbox, h) for h in ("burst", "transit")}
+    p = tool("plan", "--version", "v0.3.5", "--json", check=True)
+    plan = json.loads(p.stdout)
+    assert plan["version"] == "v0.3.5"
+    assert [s["step"] for s in plan["steps"]] == ["image", "push", "pull", "src", "db", "tag", "secrets", "up"]
+    assert all(s["action"] == "skip" and s["reason"] for s in plan["steps"]), plan
+    mid = {h: accepted(sandbox, h) for h in ("burst", "transit")}
+    assert mid == {h: before[h] + 1 for h in before}, "plan must use one SSH connection per host"
+    p = tool("deploy", "--version", "v0.3.5", "--yes", check=True)
+    assert "v0.3.5 is up to date; nothing to do" in p.stdout
+    assert "Stopping" not in p.stdout
+    after = {h: accepted(sandbox, h) for h in ("burst", "transit")}
+    assert after == {h: mid[h] + 1 for h in mid}, "deploy must use one SSH connection per host"
+
+
+def test_status_and_history_name_the_running_version(sandbox):
+    data = status(sandbox)
+    assert data["version"] == "v0.3.5" and data["healthy"] is True
+    assert data["services"]["alertprocessor"] == 16 and len(data["services"]) == 7
+    assert data["env"]["GROUP_NAME"] == "ampel-v0.3.5"
+    p = tool("history", check=True)
+    assert p.stdout.splitlines()[0].startswith("v0.3.5") and " ok " in p.stdout
+    log = burst(sandbox, "home/ampel/dryrun/.ampel-tasks/history.log").read_text()
+    assert "deploy v0.3.5: ok" in log and "ampelop" in log
+
+
+def test_logs_follow_all_16_replicas(sandbox):
+    p = tool("logs", "alertprocessor", "--no-follow", check=True)
+    replicas = {m.group(1) for m in re.finditer(r" alertprocessor:(\d+) ", p.stdout)}
+    assert replicas == {str(i) for i in range(16)}
+    one = tool("logs", "alertprocessor", "--replica", "3", "--no-follow", "--grep", "starting", check=True)
+    assert one.stdout.strip() and all(" alertprocessor:3 " in l for l in one.stdout.splitlines())
+    # following: new lines arrive until interrupted
+    proc = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", "logs", "alertprocessor,stats"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err and proc.returncode in (0, 130)
+    assert " stats:0 " in out and " alertprocessor:" in out
+    bad = tool("logs", "alertprocesor", "--no-follow")
+    assert bad.returncode == 1 and "unknown service alertprocesor" in bad.stderr and "alertprocessor" in bad.stderr
+
+
+def test_dry_run_of_a_new_version_changes_nothing(sandbox):
+    roots = [burst(sandbox), transit(sandbox), Path(sandbox["host"]["github"]["root"]), STATE / "operator"]
+    before = [tree_digest(r) for r in roots]
+    images = subprocess.check_output(["/usr/bin/docker", "images", "-q", "--no-trunc"]).split()
+    p = tool("deploy", "--version", "v0.3.6", "--dry", "--new-db", timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "[burst] (as ampel) $ cd " in p.stdout and "singularity pull" in p.stdout
+    assert "[local] $ docker tag ampel localhost:5000/ampel:v0.3.6" in p.stdout and "volume init" in p.stdout
+    assert "dry run of v0.3.6: nothing was changed" in p.stdout
+    after = [tree_digest(r) for r in roots]
+    for b, a, root in zip(before, after, roots):
+        assert b == a, f"--dry changed {root}: {set(a.items()) ^ set(b.items())}"
+    assert subprocess.check_output(["/usr/bin/docker", "images", "-q", "--no-trunc"]).split() == images
+
+
+# -- locks ----------------------------------------------------------------------
+def test_a_held_lock_refuses_a_second_deploy_and_says_who(sandbox):
+    lock = burst(sandbox, "home/ampel/dryrun/.ampel-tasks/lock")
+    subprocess.run(["sudo", "-u", "ampel", "mkdir", str(lock)], check=True)
+    info = json.dumps({"operator": "jvs", "since": "2018-06-01T12:00:00Z", "version": "v0.3.4", "pid": 4242, "from": "laptop"})
+    subprocess.run(["sudo", "-u", "ampel", "sh", "-c", f"cat > {lock}/info.json"], input=info, text=True, check=True)
+    try:
+        p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up")
+        assert p.returncode == 1
+        assert "jvs since 2018-06-01T12:00:00Z" in p.stderr and "--lock-wait" in p.stderr
+        t0 = time.time()
+        p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", "--lock-wait", "3")
+        assert p.returncode == 1 and time.time() - t0 >= 3 and "waiting for the deploy lock" in p.stdout
+        assert lock.exists(), "a refused deploy must not take someone else's lock away"
+    finally:
+        p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", "--break-lock", timeout=300)
+    assert p.returncode == 0 and "breaking the deploy lock held by jvs" in p.stderr
+    assert not lock.exists()
+
+
+def test_two_concurrent_deploys_never_run_together(sandbox):
+    procs = [subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--yes",
+                               "--force", "up"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    codes = sorted(r[2] for r in results)
+    assert codes == [0, 1], results
+    loser = next(r for r in results if r[2] == 1)
+    assert "another deploy holds the lock" in loser[1]
+    assert "==> up:" not in loser[0] or "Stopping" not in loser[0]
+
+
+# -- health -----------------------------------------------------------------------
+def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(sandbox):
+    fault = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/ampel/core/FAULT")
+    fault.write_text("injected by the test\n")
+    try:
+        p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
+        assert p.returncode == 1
+        assert "stack unhealthy" in p.stderr and "ERROR" in p.stderr
+        assert "cannot reach the database" in p.stdout  # the offending lines, shown
+        assert "last lines of" in p.stdout
+        data = status(sandbox)
+        assert data["services"], "the failing stack must be left running for inspection"
+        assert "failed" in tool("history", check=True).stdout
+    finally:
+        fault.unlink()
+    p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
+    assert p.returncode == 0 and "healthy after" in p.stdout
+
+
+def test_a_missing_replica_is_seen(sandbox):
+    state = json.loads(burst(sandbox, "var/lib/singularity-stack/burst.json").read_text())
+    victim = next(i for i in state["instances"] if i["service"] == "alertprocessor" and i["replica"] == 5)
+    os.killpg(victim["pid"], 9)
+    time.sleep(0.5)
+    data = status(sandbox)
+    assert data["healthy"] is False and "alertprocessor: 15 of 16 replicas running" in data["problems"]
+    plan = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)
+    up = next(s for s in plan["steps"] if s["step"] == "up")
+    assert up["action"] == "run" and "15 of 16" in up["reason"]
+    assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0
+    assert status(sandbox)["healthy"] is True
+
+
+# -- git --------------------------------------------------------------------------
+def bare(sandbox, repo):
+    return Path(sandbox["host"]["github"]["root"], "srv/git/AmpelProject", f"{repo}.git")
+
+
+def test_tag_pushed_the_version_to_the_git_server(sandbox):
+    for repo in ("ampel-core", "ampel-base", "ampel-contrib-hu"):
+        tags = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, repo)), "tag"], text=True).split()
+        assert "v0.3.5" in tags
+    # the deploy's own dryrun.env edit was committed where another operator finds it
+    msg = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, "ampel-core")), "log", "-1", "--format=%s", "v0.3.5"], text=True)
+    assert "dryrun.env" in msg
+
+
+def test_a_deploy_key_reads_only_its_own_repo(sandbox):
+    keys = STATE / "operator/ampel-core/deploy/docker-images/devel/deploy-keys"
+    cfg = STATE / "deploy-key-test.ssh_config"
+    cfg.write_text(f"Host gh\n  HostName 10.77.3.2\n  User git\n  IdentityFile {keys}/id_rsa.ampel-base\n"
+                   f"  IdentitiesOnly yes\n  UserKnownHostsFile {keys}/known_hosts\n")
+    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {cfg} -o BatchMode=yes")
+    ok = subprocess.run(["git", "ls-remote", "gh:AmpelProject/ampel-base.git"], env=env, capture_output=True, text=True)
+    other = subprocess.run(["git", "ls-remote", "gh:AmpelProject/ampel-core.git"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "refs/heads/master" in ok.stdout
+    assert other.returncode != 0 and "Repository not found" in other.stderr
+
+
+# -- a new repo, a new image ----------------------------------------------------------
+def test_keys_adds_a_repo_keeping_every_other_byte(sandbox):
+    devel = STATE / "operator/ampel-core/deploy/docker-images/devel"
+    files = [devel / "Dockerfile", devel / "environment.yml", devel / "deploy-keys/config"]
+    before = [f.read_text() for f in files]
+    p = tool("keys", "--repo", "ampel-contrib-foo", "--dry", check=True)
+    assert "+RUN git clone git@github-ampel-contrib-foo:AmpelProject/ampel-contrib-foo.git /Ampel/ampel-contrib-foo" in p.stdout
+    assert "+    - /Ampel/ampel-contrib-foo" in p.stdout
+    assert [f.read_text() for f in files] == before and not (devel / "deploy-keys/id_rsa.ampel-contrib-foo").exists()
+    p = tool("keys", "--repo", "ampel-contrib-foo", check=True)
+    key = devel / "deploy-keys/id_rsa.ampel-contrib-foo"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "BEGIN" in key.read_text() and "ENCRYPTED" not in key.read_text()
+    assert p.stdout.count("ssh-rsa ") == 1 and "add-deploy-key ampel-contrib-foo" in p.stdout
+    after = [f.read_text() for f in files]
+    for old, new in zip(before, after):
+        assert new.startswith(old[: len(old) // 2]) and len(new) > len(old)
+    ignored = subprocess.run(["git", "-C", str(devel), "check-ignore", "-q", str(key)])
+    assert ignored.returncode == 0, "private keys must be kept out of git"
+    again = tool("keys", "--repo", "ampel-contrib-foo", check=True)
+    assert "nothing to change" in again.stdout and [f.read_text() for f in files] == after
+    sandbox_cmd("add-deploy-key", "ampel-contrib-foo", str(key) + ".pub")
+
+
+def test_the_next_image_clones_the_new_repo_and_labels_every_commit(sandbox):
+    p = tool("image", "--version", "v0.3.6", timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert "repo added to the Dockerfile: ampel-contrib-foo" in p.stdout
+    assert "Step " in p.stdout  # the build's own progress
+    out = subprocess.check_output(["/usr/bin/docker", "run", "--rm", "--entrypoint", "ls", "ampel:v0.3.6", "/Ampel"], text=True)
+    assert set(out.split()) == {"ampel-core", "ampel-base", "ampel-contrib-hu", "ampel-contrib-foo"}
+    labels = json.loads(subprocess.check_output(["/usr/bin/docker", "inspect", "-f", "{{json .Config.Labels}}", "ampel:v0.3.6"]))
+    assert labels["org.ampelproject.version"] == "v0.3.6"
+    repos = json.loads(labels["org.ampelproject.repos"])
+    assert set(repos) == {"ampel-core", "ampel-base", "ampel-contrib-hu", "ampel-contrib-foo"}
+    for name, info in repos.items():
+        head = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, name)), "rev-parse", "HEAD"], text=True).strip()
+        assert info["commit"] == head and labels[f"org.ampelproject.repo.{name}.commit"] == head
+    assert re.fullmatch(r"[0-9a-f]{16}", labels["org.ampelproject.recipe-hash"])
+    again = tool("image", "--version", "v0.3.6", check=True)
+    assert "==> image: skip (ampel:v0.3.6 exists, built from the same recipe and commits)" in again.stdout
+
+
+def test_no_private_key_in_any_layer_history_or_label(sandbox, tmp_path):
+    archive = tmp_path / "image.tar"
+    subprocess.run(["/usr/bin/docker", "save", "-o", str(archive), "ampel:v0.3.6"], check=True)
+    needles = [b"PRIVATE KEY", b"OPENSSH PRIVATE"]
+    keys_dir = STATE / "operator/ampel-core/deploy/docker-images/devel/deploy-keys"
+    bodies = [k.read_bytes().strip().splitlines()[1] for k in keys_dir.glob("id_rsa.*") if not k.name.endswith(".pub")]
+    assert len(bodies) == 4
+    scanned = 0
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            if member.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=__import__("io").BytesIO(data)) as layer:
+                    for f in layer.getmembers():
+                        assert not re.search(r"(^|/)id_rsa\.[^/]*$", f.name) or f.name.endswith(".pub"), f.name
+                        if f.isfile():
+                            content = layer.extractfile(f).read()
+                            scanned += 1
+                            for needle in needles + bodies:
+                                assert needle not in content, f"key material in {f.name}"
+            else:  # manifest, config (history, labels)
+                for needle in needles + bodies:
+                    assert needle not in data, f"key material in {member.name}"
+    assert scanned > 1000
+
+
+def test_registry_listens_on_loopback_only_and_push_is_verified(sandbox):
+    with socket.create_connection(("127.0.0.1", 5000), timeout=2):
+        pass
+    with pytest.raises(OSError):
+        socket.create_connection(("10.77.1.1", 5000), timeout=2)  # this machine's sandbox-side address
+    p = tool("push", "--version", "v0.3.6", check=True)
+    assert re.search(r"verified: registry serves localhost:5000/ampel:v0\.3\.6 as sha256:[0-9a-f]{64}", p.stdout)
+    again = tool("push", "--version", "v0.3.6", check=True)
+    assert "registry already serves localhost:5000/ampel:v0.3.6" in again.stdout
+
+
+def test_registry_port_held_by_something_else_is_named(sandbox):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    try:
+        p = tool("push", "--version", "v0.3.6", env={"INVOKE_AMPEL_REGISTRY_PORT": str(port),
+                                                      "INVOKE_AMPEL_REGISTRY_NAME": "registry-test"})
+        assert p.returncode == 1
+        assert f"registry port {port} on 127.0.0.1 is held by pid {os.getpid()}" in p.stderr
+    finally:
+        srv.close()
+
+
+# -- v0.3.6 and back ----------------------------------------------------------------
+def test_second_version_with_a_new_database_then_rollback(sandbox):
+    p = tool("deploy", "--version", "v0.3.6", "--new-db", "--yes", timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    data = status(sandbox)
+    assert data["version"] == "v0.3.6" and data["env"]["GROUP_NAME"] == "ampel-v0.3.6" and data["healthy"]
+    assert "Stopping a9404f1e instance of" in p.stdout
+    p = tool("rollback", "--yes", timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert "==> rollback: from v0.3.6 to v0.3.5" in p.stdout
+    data = status(sandbox)
+    assert data["version"] == "v0.3.5" and data["healthy"]
+    assert data["env"]["MONGO_PATH"].endswith("/mongo/live/v0.3.5") and data["env"]["GROUP_NAME"] == "ampel-v0.3.5"
+    assert burst(sandbox, "data/ampel/mongo/live/v0.3.6").is_dir(), "the newer database is kept"
+    assert list(burst(sandbox, "home/ampel/dryrun/.ampel-tasks/deployments").glob("v0.3.6.*.json"))
+    assert burst(sandbox, "scratch/ampel/Ampel-v0.3.6").is_dir()
+    log = burst(sandbox, "home/ampel/dryrun/.ampel-tasks/history.log").read_text()
+    assert "rollback from v0.3.6 to v0.3.5" in log
+
+
+def test_a_dependency_change_upstream_flips_exactly_the_image_steps(sandbox, tmp_path):
+    work = tmp_path / "ampel-base"
+    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
+    subprocess.run(["git", "clone", "-q", "github:AmpelProject/ampel-base.git", str(work)], env=env, check=True)
+    setup = work / "setup.py"
+    setup.write_text(setup.read_text().replace("install_requires=['ampel-core']", "install_requires=['ampel-core', 'PyYAML']"))
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["commit", "-qam", "depend on PyYAML"], check=True)
+    subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    plan = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)
+    got = {s["step"]: s for s in plan["steps"]}
+    assert got["image"]["action"] == "run" and "ampel-base: setup.py changed" in got["image"]["reason"]
+    assert got["push"]["action"] == "maybe" and got["pull"]["action"] == "maybe"
+    for step in ("src", "db", "tag", "secrets"):
+        assert got[step]["action"] == "skip", got[step]
+    assert got["up"]["action"] == "run"
