@@ -202,6 +202,8 @@ def do_image(r, force=False):
     reason = "--force" if force else (d.reason if d else "no evidence could be read")
     console.step("image", f"building {site.image_ref} ({reason})")
     ev = r.cache.get("image evidence")
+    # in --dry, "changed" means "would change": later steps decide on it
+    r.changed.add("image")
     if ev is None:
         console.command("local", f"docker build --network host -t {site.image_ref} {s.image_dir}  (labelled)")
         console.command("local", f"docker tag {site.image_ref} {name}")
@@ -327,6 +329,8 @@ def do_push(r):
         r.done["push"] = d.data["digest"]
         return d.data["digest"]
     console.step("push", f"{site.image_ref} -> {site.pushed_ref}")
+    if r.dry:
+        r.changed.add("push")
     client = r.evidence("the Docker engine", dockerengine.client)
     if client is None:  # --dry on a machine whose engine is not running
         console.command("local", registry.run_command(s))

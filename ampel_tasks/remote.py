@@ -106,6 +106,7 @@ def do_pull(r):
         if r.dry:
             Tunnel(host, s.registry["port"], "localhost", s.registry["port"]).__enter__()
             host.run(cmd, user=user)
+            r.changed.add("pull")
             continue
         with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
             res = host.run(cmd, user=user, stream=True, warn=True)
@@ -220,10 +221,13 @@ def do_db(r, new_db=False):
     d = decide_db(r)
     ev = r.cache.get("db evidence")
     if d is None or ev is None:
+        if not r.dry:
+            raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")
         console.step("db", f"set AMPEL_TAG={site.version}, AMPEL_SRC={site.ampel_src} in {site.env_file}; "
                      f"if a new live database is necessary: mkdir {site.mongo_path}, MONGO_PATH, GROUP_NAME={site.group_name}")
         host.run(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
-        host.run(f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)", mutating=True)
+        host.run(f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)")
+        r.changed.add("db")
         return
     if d.action == "skip" and "db" not in r.force:
         console.skip("db", d.reason)
@@ -244,10 +248,10 @@ def do_db(r, new_db=False):
     if r.dry:
         console.diff(envfile.diff(text, new, site.env_file))
     host.write_file(site.env_file, new, backup=True, mode="0644", show=f"update {site.env_file} (backup kept)")
+    r.changed.add("db")
     if not r.dry:
         console.note(f"updated {site.env_file}: " + ", ".join(
             f"{k}={v}" for k, v in ev["changes"].items() if ev["values"].get(k) != v))
-        r.changed.add("db")
 
 
 def new_db_needed(r, site, host, values, new_db):
