@@ -1,0 +1,112 @@
+"""1 GiB from this machine's loopback to transit's, three ways, in one run:
+
+- ampel-tasks' Tunnel (what `pull` uses: OpenSSH `ssh -R`, ExitOnForwardFailure,
+  readiness token),
+- a plain `ssh -R` started by hand, the runbook's own command,
+- fabric's in-process `Connection.forward_remote`.
+
+The receiving end on transit reads http://localhost:PORT/blob as `singularity pull`
+would, and reports MiB/s. The issue's bar: ours >= 0.8 of plain OpenSSH.
+
+    python3 benchmarks/tunnel.py [--mib 1024]
+"""
+import argparse
+import http.server
+import socketserver
+import subprocess
+import threading
+import time
+
+from _common import report
+
+CHUNK = b"\x5a" * (1 << 20)
+
+
+def serve(mib):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(mib << 20))
+            self.end_headers()
+            for _ in range(mib):
+                self.wfile.write(CHUNK)
+
+        def log_message(self, *a):
+            pass
+
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, srv.server_address[1]
+
+
+FETCH = (
+    "python3 -c \"import sys,time,urllib.request as u; t=time.time(); r=u.urlopen('http://localhost:{port}/blob');"
+    " n=0\nwhile True:\n b=r.read(1<<20)\n if not b: break\n n+=len(b)\n"
+    "print(n, time.time()-t)\""
+)
+
+
+def fetch(conn, port, limit):
+    res = conn.run(FETCH.format(port=port), hide=True, warn=True, timeout=limit)
+    n, secs = res.stdout.split()
+    return int(n) / 2**20 / float(secs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--fabric-mib", type=int, default=256, help="fabric's forward is slow; measure it on less")
+    args = ap.parse_args()
+
+    from invoke import Config
+
+    from ampel_tasks import run as runs
+    from ampel_tasks.hosts import Tunnel
+
+    config = Config(runtime_path="config/sandbox.yaml")
+    config.load_runtime()
+    from ampel_tasks.defaults import DEFAULTS
+
+    config.load_collection(DEFAULTS)
+    r = runs.begin(config)
+    host = r.host("transit")
+    conn = host.connection()
+    srv, port = serve(args.mib)
+    results = {}
+
+    # ours
+    with Tunnel(host, 15001, "127.0.0.1", port):
+        results["ampel_tasks_tunnel_mib_s"] = fetch(conn, 15001, 600)
+
+    # plain OpenSSH, as the runbook types it
+    s = r.settings
+    plain = subprocess.Popen(["ssh", "-F", s.ssh_config, "-N", "-o", "ExitOnForwardFailure=yes",
+                              "-R", f"15002:127.0.0.1:{port}", "transit"])
+    for _ in range(100):
+        if conn.run("timeout 1 bash -c '</dev/tcp/127.0.0.1/15002'", hide=True, warn=True).ok:
+            break
+        time.sleep(0.1)
+    try:
+        results["plain_ssh_R_mib_s"] = fetch(conn, 15002, 600)
+    finally:
+        plain.terminate()
+        plain.wait()
+
+    # fabric, in process, on a smaller amount
+    srv2, port2 = serve(args.fabric_mib)
+    try:
+        with conn.forward_remote(15003, local_port=port2, local_host="127.0.0.1"):
+            results["fabric_forward_remote_mib_s"] = fetch(conn, 15003, 900)
+    except Exception as exc:  # a wedge is a result too
+        results["fabric_forward_remote_error"] = str(exc)
+    runs.end()
+    results["mib"] = args.mib
+    results["ratio_ours_to_plain"] = round(results["ampel_tasks_tunnel_mib_s"] / results["plain_ssh_R_mib_s"], 3)
+    report("tunnel", results)
+    if results["ratio_ours_to_plain"] < 0.8:
+        raise SystemExit("our tunnel reaches less than 0.8 of plain ssh -R")
+
+
+if __name__ == "__main__":
+    main()
