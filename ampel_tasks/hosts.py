@@ -289,6 +289,9 @@ class _Redacting:
 def _connect_error(where: str, exc: Exception, known_hosts: str, conn) -> str:
     text = str(exc) or type(exc).__name__
     transport = getattr(conn.client, "_transport", None)
+    if transport is not None:
+        # paramiko's thread records why it gave up (e.g. no banner) a moment later
+        transport.join(timeout=2)
     saved = getattr(transport, "saved_exception", None)
     if saved is not None:
         text = f"{text} ({saved})"

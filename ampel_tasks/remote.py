@@ -262,12 +262,34 @@ def new_db_needed(r, site, host, values, new_db):
         return False, f"MONGO_PATH is already {current}"
     if not current or not host.exists(current, user=r.settings.service_user):
         return True, f"MONGO_PATH {current or '(unset)'} does not exist on {host.name}"
-    marker = r.settings.source["schema_marker"]
-    mine = host.fact(f"sha256sum {shlex.quote(posixpath.join(site.core_dir, marker))}")
-    running = r.cache.get("running_schema")
-    if running and mine is not None and mine.ok and mine.stdout.split()[0] != running:
-        return True, f"{marker} changed since the running version"
+    changed = schema_changed(r, site, host)
+    if changed:
+        return True, changed
     return False, f"keeping the live database {current} (no schema change; pass --new-db for a fresh one)"
+
+
+def schema_changed(r, site, host):
+    """The runbook's "changed the structure of the database": the schema marker file
+    (ampel.source.schema_marker) differs between the running version's sources and these."""
+    from . import state
+
+    st = state.State(r)
+    running = r.evidence("running version", st.current_version)
+    if not running or running == site.version:
+        return None
+    manifest = st.manifest(running) or {}
+    old_src = manifest.get("ampel_src")
+    if not old_src:
+        return None
+    marker = r.settings.source["schema_marker"]
+    files = [posixpath.join(src, "ampel-core", marker) for src in (old_src, site.ampel_src)]
+    res = host.fact("sha256sum " + " ".join(shlex.quote(f) for f in files))
+    if res is None or not res.ok:
+        return None
+    sums = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+    if len(sums) == 2 and sums[0] != sums[1]:
+        return f"{marker} changed since the running {running}"
+    return None
 
 
 def stack_doc(r, site):

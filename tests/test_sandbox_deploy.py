@@ -248,6 +248,37 @@ def test_a_missing_replica_is_seen(sandbox):
     assert status(sandbox)["healthy"] is True
 
 
+# -- hosts and secrets -------------------------------------------------------------
+def test_an_unknown_host_key_stops_the_run_and_says_how_to_accept_it(sandbox, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    p = tool("status", env={"INVOKE_AMPEL_KNOWN_HOSTS": str(empty)})
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "host key of burst" in p.stderr and f"ssh-keyscan -p 22 burst >> {empty}" in p.stderr
+
+
+def test_a_changed_secret_is_copied_and_never_printed_even_with_debug(sandbox):
+    local = STATE / "operator/secrets/mongo-writer.txt"
+    original = local.read_bytes()
+    remote = burst(sandbox, "home/ampel/dryrun/secrets/mongo-writer.txt")
+    try:
+        local.write_text("rotated-s3cr3t-5150\n")
+        p = subprocess.run(["invoke", "--debug", "-f", "config/sandbox.yaml", "secrets", "--version", "v0.3.5"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert "copying mongo-writer" in p.stdout
+        assert "rotated-s3cr3t-5150" not in p.stdout + p.stderr
+        no_secret_in(p.stdout, p.stderr)
+        assert remote.read_text() == "rotated-s3cr3t-5150\n"
+        assert stat.S_IMODE(remote.stat().st_mode) == 0o600
+        again = tool("secrets", "--version", "v0.3.5", check=True)
+        assert "==> secrets: skip (all 3 secrets present and unchanged" in again.stdout
+    finally:
+        local.write_bytes(original)
+        tool("secrets", "--version", "v0.3.5", check=True)
+    assert remote.read_bytes() == original
+
+
 # -- git --------------------------------------------------------------------------
 def bare(sandbox, repo):
     return Path(sandbox["host"]["github"]["root"], "srv/git/AmpelProject", f"{repo}.git")
@@ -361,6 +392,45 @@ def test_registry_listens_on_loopback_only_and_push_is_verified(sandbox):
     assert re.search(r"verified: registry serves localhost:5000/ampel:v0\.3\.6 as sha256:[0-9a-f]{64}", p.stdout)
     again = tool("push", "--version", "v0.3.6", check=True)
     assert "registry already serves localhost:5000/ampel:v0.3.6" in again.stdout
+
+
+def test_a_stopped_registry_is_restarted(sandbox):
+    subprocess.run(["/usr/bin/docker", "stop", "registry"], check=True, capture_output=True)
+    p = tool("push", "--version", "v0.3.6", "--dry", check=True)
+    assert "[local] $ docker start registry" in p.stdout
+    assert "exited" in subprocess.check_output(["/usr/bin/docker", "inspect", "-f", "{{.State.Status}}", "registry"], text=True)
+    p = tool("push", "--version", "v0.3.6", check=True)
+    assert "exists but is exited: starting it" in p.stdout
+    assert "already serves" in p.stdout or "verified" in p.stdout
+
+
+def test_a_failing_build_names_its_step_and_keeps_the_previous_image(sandbox):
+    devel = STATE / "operator/ampel-core/deploy/docker-images/devel"
+    dockerfile = devel / "Dockerfile"
+    original = dockerfile.read_text()
+    latest = subprocess.check_output(["/usr/bin/docker", "inspect", "-f", "{{.Id}}", "ampel:latest"], text=True)
+    try:
+        dockerfile.write_text(original.replace('VOLUME ["/Ampel"]', 'RUN echo compiling the catalogs && false\nVOLUME ["/Ampel"]'))
+        p = tool("image", "--version", "v0.3.7", timeout=600)
+        assert p.returncode == 1 and "Traceback" not in p.stderr
+        assert "image build failed at Step" in p.stderr and "RUN echo compiling the catalogs && false" in p.stderr
+        assert "compiling the catalogs" in p.stderr.split("last output:")[1]
+    finally:
+        dockerfile.write_text(original)
+    assert subprocess.check_output(["/usr/bin/docker", "inspect", "-f", "{{.Id}}", "ampel:latest"], text=True) == latest
+    assert subprocess.run(["/usr/bin/docker", "image", "inspect", "ampel:v0.3.7"], capture_output=True).returncode != 0
+
+
+def test_a_clone_line_without_its_key_is_refused(sandbox):
+    key = STATE / "operator/ampel-core/deploy/docker-images/devel/deploy-keys/id_rsa.ampel-contrib-foo"
+    aside = key.with_name("aside")
+    key.rename(aside)
+    try:
+        p = tool("image", "--version", "v0.3.7")
+        assert p.returncode == 1
+        assert "ampel-contrib-foo" in p.stderr and "invoke keys --repo ampel-contrib-foo" in p.stderr
+    finally:
+        aside.rename(key)
 
 
 def test_registry_port_held_by_something_else_is_named(sandbox):

@@ -1,0 +1,43 @@
+"""`--dry` with the production profile on a machine that reaches neither burst nor
+transit nor a Docker engine still prints the whole runbook, in order."""
+import re
+
+from conftest import tool
+
+# the hosts refuse at once (nothing is sent anywhere but this machine's loopback)
+OFFLINE = {
+    "INVOKE_AMPEL_HOSTS_BURST_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_BURST_PORT": "1",
+    "INVOKE_AMPEL_HOSTS_TRANSIT_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_TRANSIT_PORT": "1",
+    "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+}
+
+
+def test_production_dry_run_prints_the_runbook_offline():
+    p = tool("deploy", "--version", "v0.3.5", "--dry", profile="config/production.yaml", env=OFFLINE, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    expected = [
+        "docker build",
+        "docker run -d -p 127.0.0.1:5000:5000 --restart=always --name registry registry:2",
+        "docker tag ampel localhost:5000/ampel:v0.3.5",
+        "docker push localhost:5000/ampel:v0.3.5",
+        "-R 5000:localhost:5000",
+        "[burst] (as ampel) $ cd /data/ampel/singularity && ",
+        "SINGULARITY_NOHTTPS=1 singularity pull .ampel-v0.3.5.simg.part-",
+        "[transit] (as ampel) $ cd /data/ampel/singularity && ",
+        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel",
+        "mkdir -p /data/ampel/mongo/live/v0.3.5",
+        "MONGO_PATH, GROUP_NAME",
+        "[burst] (as ampel) $ cd /home/ampel/dryrun && ",
+        "/ampel-core/deploy/up' dryrun burst",
+    ]
+    at = -1
+    for text in expected:
+        assert text in out, f"missing from the dry run: {text!r}\n{out}"
+        assert out.index(text) > at or text.startswith("[transit]"), f"out of order: {text!r}"
+        at = max(at, out.index(text))
+    assert "dry run of v0.3.5: nothing was changed" in out
+    # and it says which facts it could not read
+    assert "facts that could not be read" in p.stderr
+    assert "Docker engine" in p.stderr and "connection refused" in p.stderr
+    assert "Traceback" not in p.stderr
