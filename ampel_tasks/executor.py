@@ -12,6 +12,7 @@ task runs, and any exception is turned into one `error:` line.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 
 from invoke import Call, Executor, Task
@@ -75,6 +76,13 @@ class ChainExecutor(Executor):
             # every layer, INVOKE_AMPEL_* included, before the one validation
             self.config.load_collection(self.collection.configuration())
             self.config.load_shell_env()
+            # Our layering puts INVOKE_AMPEL_* above the -f profile (invoke's own
+            # order is the other way round): an operator's one-off override must win.
+            env = getattr(self.config, "_env", None)
+            if env:
+                from invoke.config import merge_dicts
+
+                self.config.load_overrides(merge_dicts(copy.deepcopy(env), self.config._overrides))
             calls = self.dedupe(self.expand_calls(self.normalize(tasks)))
             # Validate before anything runs: settings, the one version, --dry.
             r.settings

@@ -62,9 +62,7 @@ def decide_tag(r):
     from .site import Site
 
     site = Site(r)
-    if "src" in r.changed:
-        r.cache.pop("tag evidence", None)
-    repos = r.evidence("tag evidence", lambda: _status(r, site))
+    repos = r.evidence("tag evidence", lambda: _status(r, site), after=("src", "db"))
     if repos is None:
         return None
     tag = _tag_name(r)

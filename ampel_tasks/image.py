@@ -302,7 +302,7 @@ def decide_push(r):
     from .plan import Decision
     from .site import Site
 
-    ev = r.evidence("registry evidence", lambda: _push_evidence(r))
+    ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=("image",))
     if ev is None or ev["image"] is None:
         return None
     site = Site(r)
@@ -321,8 +321,6 @@ def do_push(r):
     site = Site(r)
     s = r.settings
     reg = s.registry
-    if "image" in r.changed:
-        r.cache.pop("registry evidence", None)
     d = decide_push(r)
     if d is not None and d.action == "skip" and "push" not in r.force:
         console.skip("push", d.reason)

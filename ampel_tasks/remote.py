@@ -64,7 +64,7 @@ def decide_pull(r):
     from .plan import Decision
 
     site = _site(r)
-    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site))
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",))
     if ev is None or ev["digest"] is None or None in ev["hosts"].values():
         return None
     todo = [h for h, d in ev["hosts"].items() if d != ev["digest"]]
@@ -79,9 +79,7 @@ def do_pull(r):
 
     site = _site(r)
     s = r.settings
-    if "push" in r.changed:
-        r.cache.pop("pull evidence", None)
-    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
@@ -196,9 +194,7 @@ def decide_db(r):
     from .plan import Decision
 
     site = _site(r)
-    if "src" in r.changed:
-        r.cache.pop("db evidence", None)
-    ev = r.evidence("db evidence", lambda: _db_evidence(r, site))
+    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=("src",))
     if ev is None:
         return None
     if ev["new_db"]:
@@ -219,7 +215,7 @@ def do_db(r, new_db=False):
         r.options["new_db"] = True
         r.cache.pop("db evidence", None)
     d = decide_db(r)
-    ev = r.cache.get("db evidence")
+    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=("src",))
     if d is None or ev is None:
         if not r.dry:
             raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")
@@ -361,7 +357,7 @@ def decide_secrets(r):
     from .plan import Decision
 
     site = _site(r)
-    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site))
+    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=("src",))
     if ev is None:
         return None
     if ev["todo"]:
@@ -377,10 +373,8 @@ def do_secrets(r):
     host = site.service_host
     user = s.service_user
     dryrun = site.dryrun_dir
-    if "src" in r.changed:
-        r.cache.pop("secrets evidence", None)
     d = decide_secrets(r)
-    ev = r.cache.get("secrets evidence")
+    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=("src",))
     if d is None or ev is None:
         console.step("secrets", f"copy the stack file's missing secrets into {dryrun}/secrets (0600, owner {user})")
         return

@@ -79,11 +79,16 @@ class Run:
         if what not in self.unknown_facts:
             self.unknown_facts.append(what)
 
-    def evidence(self, key: str, gather):
-        """Gather a fact once per run. In --dry a fact that cannot be read (host
-        unreachable, nothing built yet) is recorded as unknown and returns None."""
-        if key in self.cache:
+    def evidence(self, key: str, gather, after=()):
+        """Gather a fact once per run; again if one of the steps in `after` has
+        changed something since (their changes are what the fact is about).
+
+        In --dry a fact that cannot be read (host unreachable, nothing built yet)
+        is recorded as unknown and returns None."""
+        seen = frozenset(self.changed & set(after))
+        if key in self.cache and self.cache.get(("seen", key), frozenset()) == seen:
             return self.cache[key]
+        self.cache[("seen", key)] = seen
         try:
             value = gather()
         except DeployError as exc:

@@ -170,7 +170,7 @@ def record(r, st: "State", result: str) -> None:
         "result": result,
         "image": site.pushed_ref,
         "image_file": site.image_path,
-        "image_digest": r.done.get("push") or r.cache.get("pull evidence", {}) and r.cache["pull evidence"].get("digest"),
+        "image_digest": r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest"),
         "repos": json.loads(labels.get(f"{prefix}.repos", "{}") or "{}"),
         "ampel_src": site.ampel_src,
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},

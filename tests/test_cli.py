@@ -98,6 +98,13 @@ def test_env_var_layer_is_typed_and_validated():
     assert "ampel.hosts.burst.port" in line and "70000" in line
 
 
+def test_env_vars_override_the_profile(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_text("ampel:\n  registry:\n    port: 5001\n")
+    line = one_error_line(tool("plan", "--version", "v0.3.5", profile=str(prof), env={"INVOKE_AMPEL_REGISTRY_PORT": "70000"}))
+    assert "ampel.registry.port" in line and "70000" in line
+
+
 def test_force_of_an_unknown_step():
     line = one_error_line(tool("deploy", "--version", "v0.3.5", "--force", "imgae", "--dry", profile=None))
     assert "imgae" in line and "image" in line

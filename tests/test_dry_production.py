@@ -26,8 +26,8 @@ def test_production_dry_run_prints_the_runbook_offline():
         "SINGULARITY_NOHTTPS=1 singularity pull .ampel-v0.3.5.simg.part-",
         "[transit] (as ampel) $ cd /data/ampel/singularity && ",
         "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel",
-        "mkdir -p /data/ampel/mongo/live/v0.3.5",
         "MONGO_PATH, GROUP_NAME",
+        "mkdir -p /data/ampel/mongo/live/v0.3.5",
         "[burst] (as ampel) $ cd /home/ampel/dryrun && ",
         "/ampel-core/deploy/up' dryrun burst",
     ]

@@ -254,7 +254,7 @@ def test_an_unknown_host_key_stops_the_run_and_says_how_to_accept_it(sandbox, tm
     empty.write_text("")
     p = tool("status", env={"INVOKE_AMPEL_KNOWN_HOSTS": str(empty)})
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert "host key of burst" in p.stderr and f"ssh-keyscan -p 22 burst >> {empty}" in p.stderr
+    assert "host key of burst" in p.stderr and f"ssh-keyscan -p 22 10.77.1.2 >> {empty}" in p.stderr
 
 
 def test_a_changed_secret_is_copied_and_never_printed_even_with_debug(sandbox):
