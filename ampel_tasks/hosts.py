@@ -124,6 +124,7 @@ class Host:
         stream: bool = False,
         in_stream=None,
         show: Optional[str] = None,
+        prefix: str = "",
     ) -> Result:
         """Run `cmd` on the host (as `user` if given).
 
@@ -142,7 +143,8 @@ class Host:
                 hide=not stream,
                 warn=True,
                 in_stream=in_stream if in_stream is not None else False,
-                out_stream=_Redacting() if stream else None,
+                out_stream=_Redacting(prefix) if stream else None,
+                err_stream=_Redacting(prefix) if stream else None,
             )
         except (OSError, EOFError) as exc:
             raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: {exc}") from None
@@ -274,16 +276,23 @@ def _yes(value: str) -> bool:
 
 
 class _Redacting:
-    """A stream that prints remote output live, with secrets masked."""
+    """A stream that prints remote output live, line by line, with secrets masked
+    (and a prefix when several hosts speak at once)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self.buf = ""
 
     def write(self, data: str) -> None:
-        import sys
-
-        sys.stdout.write(console.redact(data))
-        sys.stdout.flush()
+        self.buf += data
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            console.out(self.prefix + line)
 
     def flush(self) -> None:
-        pass
+        if self.buf:
+            console.out(self.prefix + self.buf)
+            self.buf = ""
 
 
 def _connect_error(where: str, exc: Exception, known_hosts: str, conn) -> str:

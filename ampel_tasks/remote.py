@@ -74,7 +74,6 @@ def decide_pull(r):
 
 
 def do_pull(r):
-    from .hosts import Tunnel
     from . import state
 
     site = _site(r)
@@ -84,34 +83,58 @@ def do_pull(r):
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
     user = s.service_user
+    todo = []
     for host in site.pull_hosts:
-        directory = site.singularity_dir(host)
         have = ev["hosts"].get(host.name)
         if digest and have == digest and "pull" not in r.force:
             console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}")
-            continue
-        state.lock(r)
+        else:
+            todo.append(host)
+    if not todo:
+        return
+    state.lock(r)
+    for host in todo:
         console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")
-        part = f".{site.image_file}.part-{os.getpid()}"
-        pull_cmd = site.command(
-            "pull", file=part, registry_port=s.registry["port"], image=s.image["name"], version=site.version
-        )
-        cmd = (
-            f"cd {shlex.quote(directory)} && rm -f {shlex.quote(part)} && {pull_cmd} && "
-            f"mv -f {shlex.quote(part)} {shlex.quote(site.image_file)} && "
-            f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
-        )
-        if r.dry:
-            Tunnel(host, s.registry["port"], "localhost", s.registry["port"]).__enter__()
-            host.run(cmd, user=user)
-            r.changed.add("pull")
-            continue
-        with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
-            res = host.run(cmd, user=user, stream=True, warn=True)
-        if not res.ok:
-            host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
-            raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}); no image file was left")
+    if r.dry or len(todo) == 1:
+        for host in todo:
+            _pull_one(r, site, host, digest, prefix="")
+        return
+    # each host has its own connection and tunnel: pull on all of them at once
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(todo)) as pool:
+        futures = [pool.submit(_pull_one, r, site, host, digest, f"[{host.name}] ") for host in todo]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+
+
+def _pull_one(r, site, host, digest, prefix):
+    from .hosts import Tunnel
+
+    s = r.settings
+    user = s.service_user
+    directory = site.singularity_dir(host)
+    part = f".{site.image_file}.part-{os.getpid()}"
+    pull_cmd = site.command(
+        "pull", file=part, registry_port=s.registry["port"], image=s.image["name"], version=site.version
+    )
+    cmd = (
+        f"cd {shlex.quote(directory)} && rm -f {shlex.quote(part)} && {pull_cmd} && "
+        f"mv -f {shlex.quote(part)} {shlex.quote(site.image_file)} && "
+        f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
+    )
+    if r.dry:
+        Tunnel(host, s.registry["port"], "localhost", s.registry["port"]).__enter__()
+        host.run(cmd, user=user)
         r.changed.add("pull")
+        return
+    with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+        res = host.run(cmd, user=user, stream=True, warn=True, prefix=prefix)
+    if not res.ok:
+        host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
+        raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}); no image file was left")
+    r.changed.add("pull")
 
 
 @task(pre=[pull], help={"version": VERSION_HELP, "dry": DRY_HELP})
