@@ -215,6 +215,23 @@ def test_two_concurrent_deploys_never_run_together(sandbox):
     assert "==> up:" not in loser[0] or "Stopping" not in loser[0]
 
 
+def test_on_a_terminal_the_plan_is_confirmed_first(sandbox):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--force", "up"],
+                            cwd=REPO, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    time.sleep(1)
+    os.write(master, b"n\n")
+    out, err = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 1
+    assert "up       run    --force up" in out
+    assert "deploy cancelled at the plan; nothing was changed" in err
+    assert "==> up:" not in out
+
+
 # -- health -----------------------------------------------------------------------
 def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(sandbox):
     fault = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/ampel/core/FAULT")
