@@ -63,7 +63,7 @@ def plan(c, version=None, json=False, dry=False):
         **LOCK_HELP,
     },
 )
-def deploy(c, version=None, yes=False, force=None, new_db=False, message=None, lock_wait=None, break_lock=False, dry=False):
+def deploy(c, version=None, yes=False, force=None, new_db=False, message=None, lock_wait=0, break_lock=False, dry=False):
     """Deploy a version: the whole runbook, skipping what is up to date.
 
     Prints the plan, asks on a terminal unless --yes, then runs image, push,
@@ -160,7 +160,7 @@ def history(c, json=False):
     "dry": DRY_HELP,
     **LOCK_HELP,
 })
-def rollback(c, to=None, yes=False, lock_wait=None, break_lock=False, dry=False):
+def rollback(c, to=None, yes=False, lock_wait=0, break_lock=False, dry=False):
     """Redeploy an earlier version's image file and dryrun.env values.
 
     Without --to, goes back to the last successful deployment before the
