@@ -155,6 +155,8 @@ class ChainExecutor(Executor):
             r = runs.current()
             if r is not None and name in STEPS:
                 r.results[name] = "changed" if (r.changed - before) else "unchanged"
+                for hook in r.on_step:
+                    hook(name, r.results[name])
             if call in direct and call.autoprint:
                 print(result)
             results[call.task] = result

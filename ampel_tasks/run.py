@@ -37,6 +37,7 @@ class Run:
         self.options: Dict[str, object] = {}
         self.results: Dict[str, str] = {}
         self.on_success: list = []
+        self.on_step: list = []
         self.on_failure: list = []
         self.healthy = False
         self.unknown_facts: List[str] = []

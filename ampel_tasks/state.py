@@ -140,6 +140,7 @@ def lock(r) -> None:
     st.acquire(wait=float(r.options.get("lock_wait") or 0), break_lock=bool(r.options.get("break_lock")))
     r.cache["locked"] = True
     r.cache["started"] = now()
+    r.on_step.append(lambda step, result: st.audit(f"{r.version}: {step} {result}") if result == "changed" else None)
     r.on_success.append(lambda: record(r, st, "ok"))
     r.on_failure.append(lambda error: record(r, st, f"failed: {error}"))
 

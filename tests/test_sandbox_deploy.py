@@ -148,6 +148,8 @@ def test_status_and_history_name_the_running_version(sandbox):
     assert p.stdout.splitlines()[0].startswith("v0.3.5") and " ok " in p.stdout
     log = burst(sandbox, "home/ampel/dryrun/.ampel-tasks/history.log").read_text()
     assert "deploy v0.3.5: ok" in log and "ampelop" in log
+    for step in ("pull", "src", "db", "tag", "secrets", "up"):  # one audit line per action
+        assert f"v0.3.5: {step} changed" in log
 
 
 def test_logs_follow_all_16_replicas(sandbox):
