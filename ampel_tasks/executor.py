@@ -85,7 +85,7 @@ class ChainExecutor(Executor):
                 self.config.load_overrides(merge_dicts(copy.deepcopy(env), self.config._overrides))
             calls = self.dedupe(self.expand_calls(self.normalize(tasks)))
             # Validate before anything runs: settings, the one version, --dry.
-            r.settings
+            r.settings  # noqa: B018 (builds and validates the typed settings)
             for call in calls:
                 r.set_version(call.kwargs.get("version"))
                 if call.kwargs.get("dry"):

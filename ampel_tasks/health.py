@@ -10,7 +10,6 @@ time is reported. Nothing is stopped on failure: the evidence stays.
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from typing import List
 

@@ -163,10 +163,7 @@ def decide_image(r):
             return Decision("image", "skip", f"{site.image_ref} exists, built from the same recipe and commits",
                             {"reuse": target, "tag": False})
     previous = ev["previous"]
-    if target is not None and previous is not None and target.id == previous.id:
-        reuse_ok = True
-    else:
-        reuse_ok = False
+    already = target is not None and previous is not None and target.id == previous.id
 
     def diff_for(repo, old):
         return build.changed_dependency_files(build.mirror(repo, r.settings.image_dir), old, repo.commit)
@@ -174,7 +171,7 @@ def decide_image(r):
     necessary, reason = build.decide(previous.labels if previous is not None else None, recipe, found, prefix, diff_for)
     if necessary:
         return Decision("image", "run", reason)
-    if reuse_ok:
+    if already:
         return Decision("image", "skip", f"{reason}: {site.image_ref} is already the previous image {previous.short_id}",
                         {"reuse": previous, "tag": False})
     return Decision("image", "skip", f"{reason}: reusing {previous.short_id} as {site.image_ref}",

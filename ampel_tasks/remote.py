@@ -77,12 +77,10 @@ def do_pull(r):
     from . import state
 
     site = _site(r)
-    s = r.settings
     ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    user = s.service_user
     todo = []
     for host in site.pull_hosts:
         have = ev["hosts"].get(host.name)

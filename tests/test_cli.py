@@ -1,14 +1,12 @@
 """Bad input: one `error:` line on stderr, exit 1, no traceback, nothing run."""
-import os
 import socket
-import subprocess
 import textwrap
 import threading
 import time
 
 import pytest
 
-from conftest import REPO, tool
+from conftest import tool
 
 ALL_TASKS = ["keys", "image", "push", "pull", "src", "db", "tag", "secrets", "up", "logs",
              "plan", "deploy", "status", "history", "rollback"]

@@ -1,6 +1,5 @@
 """`--dry` with the production profile on a machine that reaches neither burst nor
 transit nor a Docker engine still prints the whole runbook, in order."""
-import re
 
 from conftest import tool
 

@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import tarfile
-import threading
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def status(sandbox):
 
 def tree_digest(root: Path, skip=("var/log", "sshd.log", "run/")) -> dict:
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         if any(rel.startswith(s) for s in skip):
             continue
