@@ -113,8 +113,9 @@ def do_tag(r, message=None):
         repo_dir = shlex.quote(f"{site.ampel_src}/{name}")
         url = shlex.quote(s.source["push_url"].format(git_host=s.source["git_host"], org=s.source["org"], repo=name))
         branch = st["branch"] or "HEAD"
-        fetch = host.run(f"git -C {repo_dir} fetch -q {url} {shlex.quote(branch)}", warn=True, mutating=False)
-        if fetch.ok:
+        # fetching writes FETCH_HEAD: in --dry it is shown, not run
+        fetch = host.run(f"git -C {repo_dir} fetch -q {url} {shlex.quote(branch)}", warn=True)
+        if fetch.ok and not r.dry:
             ok = host.run(f"git -C {repo_dir} merge-base --is-ancestor FETCH_HEAD HEAD", warn=True, mutating=False)
             if not ok.ok:
                 raise DeployError(

@@ -351,14 +351,23 @@ def _secrets_evidence(r, site):
             local[name] = data
     quoted = " ".join(shlex.quote(rel) for rel in wanted.values())
     res = host.fact(
-        f"cd {shlex.quote(site.dryrun_dir)} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && sha256sum \"$f\"; done; true",
+        f"cd {shlex.quote(site.dryrun_dir)} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && "
+        f"echo \"$(sha256sum < \"$f\" | cut -d' ' -f1) $(stat -c '%U %a' \"$f\") $f\"; done; "
+        "stat -c 'DIR %U %a' secrets 2>/dev/null; true",
         user=s.service_user)
     if res is None:
         return None
-    remote = {}
+    remote, wrong = {}, {}
     for line in res.stdout.splitlines():
-        digest, _, rel = line.partition("  ")
-        remote[rel.strip()] = digest
+        if line.startswith("DIR "):
+            _, owner, mode = line.split()
+            if owner != s.service_user or mode != "700":
+                wrong["secrets/"] = f"directory owner {owner}, mode {mode}"
+            continue
+        digest, owner, mode, rel = line.split(" ", 3)
+        remote[rel] = digest
+        if owner != s.service_user or mode != "600":
+            wrong[rel] = f"owner {owner}, mode {mode}"
     todo = []
     for name, rel in wanted.items():
         if name not in local:
@@ -368,9 +377,11 @@ def _secrets_evidence(r, site):
                 f"secret {name} ({rel}) is neither in {local_dir} nor on {host.name}; put it in "
                 f"{local_dir / posixpath.basename(rel)}"
             )
-        if remote.get(rel) != hashlib.sha256(local[name]).hexdigest():
+        if remote.get(rel) != hashlib.sha256(local[name]).hexdigest() or rel in wrong:
             todo.append((name, rel))
-    return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted}
+    if "secrets/" in wrong and not todo:
+        todo.append(("the secrets directory", "secrets/"))
+    return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted, "wrong": wrong}
 
 
 def decide_secrets(r):
@@ -382,7 +393,8 @@ def decide_secrets(r):
     if ev is None:
         return None
     if ev["todo"]:
-        return Decision("secrets", "run", f"missing or different on {site.service_host.name}: {', '.join(n for n, _ in ev['todo'])}")
+        why = [f"{n} ({ev['wrong'][rel]})" if rel in ev["wrong"] else n for n, rel in ev["todo"]]
+        return Decision("secrets", "run", f"missing, different or readable by others on {site.service_host.name}: {', '.join(why)}")
     return Decision("secrets", "skip", f"all {len(ev['wanted'])} secrets present and unchanged in {site.dryrun_dir}")
 
 
@@ -406,6 +418,8 @@ def do_secrets(r):
         console.step("secrets", f"copying {', '.join(n for n, _ in ev['todo'])} to {host.name}:{dryrun}")
         host.run(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
         for name, rel in ev["todo"]:
+            if rel == "secrets/":
+                continue  # the directory: made 0700 just above
             target = posixpath.join(dryrun, rel)
             host.run(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
             host.write_file(target, ev["local"][name].decode(), user=user, mode="0600",

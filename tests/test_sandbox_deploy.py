@@ -297,6 +297,20 @@ def test_a_changed_secret_is_copied_and_never_printed_even_with_debug(sandbox):
     assert remote.read_bytes() == original
 
 
+def test_a_secret_readable_by_others_is_seen_and_fixed(sandbox):
+    remote = burst(sandbox, "home/ampel/dryrun/secrets/desycloud.txt")
+    remote.chmod(0o644)
+    burst(sandbox, "home/ampel/dryrun/secrets").chmod(0o755)
+    plan = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)
+    secrets = next(s for s in plan["steps"] if s["step"] == "secrets")
+    assert secrets["action"] == "run" and "desycloud (owner ampel, mode 644)" in secrets["reason"]
+    p = tool("secrets", "--version", "v0.3.5", check=True)
+    assert "copying desycloud" in p.stdout
+    assert stat.S_IMODE(remote.stat().st_mode) == 0o600
+    assert stat.S_IMODE(burst(sandbox, "home/ampel/dryrun/secrets").stat().st_mode) == 0o700
+    assert "skip" in tool("secrets", "--version", "v0.3.5", check=True).stdout
+
+
 # -- git --------------------------------------------------------------------------
 def bare(sandbox, repo):
     return Path(sandbox["host"]["github"]["root"], "srv/git/AmpelProject", f"{repo}.git")
