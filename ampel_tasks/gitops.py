@@ -91,6 +91,7 @@ def tag(c, version=None, message=None, dry=False):
 
 
 def do_tag(r, message=None):
+    """Commit, tag and push the host copies that need it."""
     from . import state
     from .site import Site
 

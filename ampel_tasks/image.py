@@ -179,6 +179,7 @@ def decide_image(r):
 
 
 def do_image(r, force=False):
+    """Build the image when decide_image says so, else reuse the previous one."""
     from . import build
     from .site import Site
 
@@ -312,6 +313,7 @@ def decide_push(r):
 
 
 def do_push(r):
+    """Push to the loopback registry and verify the digest it serves."""
     from . import dockerengine, registry
     from .site import Site
 

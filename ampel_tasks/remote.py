@@ -74,6 +74,7 @@ def decide_pull(r):
 
 
 def do_pull(r):
+    """Pull the image file on every host that lacks it, all at once."""
     from . import state
 
     site = _site(r)
@@ -108,6 +109,7 @@ def do_pull(r):
 
 
 def _pull_one(r, site, host, digest, prefix):
+    """One host's pull: tunnel up, pull to a temporary name, rename, record the digest."""
     from .hosts import Tunnel
 
     s = r.settings
@@ -162,6 +164,7 @@ def decide_src(r):
 
 
 def do_src(r):
+    """Copy the sources out of the image into AMPEL_SRC, as the operator, once."""
     from . import state
 
     site = _site(r)
@@ -227,6 +230,7 @@ def decide_db(r):
 
 
 def do_db(r, new_db=False):
+    """Set dryrun.env's values for this version; a new live database when necessary."""
     from . import state
 
     site = _site(r)
@@ -272,6 +276,7 @@ def do_db(r, new_db=False):
 
 
 def new_db_needed(r, site, host, values, new_db):
+    """(necessary?, reason) for a new live database, from dryrun.env and the host."""
     if new_db:
         return True, "--new-db"
     current = values.get("MONGO_PATH", "")
@@ -310,6 +315,7 @@ def schema_changed(r, site, host):
 
 
 def stack_doc(r, site):
+    """The stack file (burst.yml) from AMPEL_SRC on the service host, parsed; None if absent."""
     import yaml
 
     text = site.service_host.read_file(site.stack_file)
@@ -399,6 +405,7 @@ def decide_secrets(r):
 
 
 def do_secrets(r):
+    """Copy missing or changed secrets and check owner and modes afterwards."""
     from . import state
 
     site = _site(r)
@@ -468,6 +475,7 @@ def decide_up(r):
 
 
 def do_up(r):
+    """Run deploy/up as ampel in the dryrun directory, then the health gate."""
     from . import health, state
 
     site = _site(r)
