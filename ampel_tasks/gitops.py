@@ -92,7 +92,7 @@ def tag(c, version=None, message=None, dry=False):
 
 def do_tag(r, message=None):
     """Commit, tag and push the host copies that need it."""
-    from . import state
+    from .plan import proceed
     from .site import Site
 
     site = Site(r)
@@ -101,11 +101,8 @@ def do_tag(r, message=None):
     if d is None:
         console.step("tag", f"commit outstanding changes in {site.ampel_src}/*, tag {_tag_name(r)}, push")
         return
-    if d.action == "skip" and "tag" not in r.force:
-        console.skip("tag", d.reason)
+    if not proceed(r, "tag", d):
         return
-    state.lock(r)
-    console.step("tag", d.reason)
     host = site.service_host
     tag_name = _tag_name(r)
     ident = f"-c user.name={shlex.quote(s.operator)} -c user.email={shlex.quote(s.operator + '@' + s.service_host.hostname)}"

@@ -23,6 +23,8 @@ INVALIDATED_BY = {
 }
 # What a step needs in order to be decided at all.
 NEEDS = {"db": "src", "tag": "src", "secrets": "src", "push": "image", "pull": "push"}
+# An existing AMPEL_SRC is never overwritten, --force or not.
+UNFORCEABLE = {"src"}
 
 
 @dataclass
@@ -44,7 +46,7 @@ def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
         if step not in own:
             continue
         d = own[step]
-        if step in forced:
+        if step in forced and step not in UNFORCEABLE:
             d = Decision(step, "run", "--force " + step)
         elif d is None:
             dep = NEEDS.get(step)
@@ -76,6 +78,18 @@ def decide(r, steps: List[str]) -> List[Decision]:
         if step in steps:
             own[step] = deciders[step](r)
     return combine(own, forced=r.force)
+
+
+def proceed(r, step: str, d: Optional[Decision], what: str = "") -> bool:
+    """Print the step's decision; True when it must act, and then the deploy lock is held."""
+    from . import console, state
+
+    if d is not None and d.action == "skip" and not (step not in UNFORCEABLE and step in r.force):
+        console.skip(step, d.reason + (" (--force cannot override this)" if step in r.force else ""))
+        return False
+    state.lock(r)
+    console.step(step, what or (d.reason if d is not None else "evidence unknown, running it"))
+    return True
 
 
 def show(decisions: List[Decision], version: str) -> None:

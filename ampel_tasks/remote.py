@@ -165,16 +165,12 @@ def decide_src(r):
 
 def do_src(r):
     """Copy the sources out of the image into AMPEL_SRC, as the operator, once."""
-    from . import state
+    from .plan import proceed
 
     site = _site(r)
     host = site.service_host
-    d = decide_src(r)
-    if d is not None and d.action == "skip":
-        console.skip("src", d.reason)
+    if not proceed(r, "src", decide_src(r), f"{site.image_path}:/Ampel -> {site.ampel_src} on {host.name}"):
         return
-    state.lock(r)
-    console.step("src", f"{site.image_path}:/Ampel -> {site.ampel_src} on {host.name}")
     host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src), stream=True)
     r.changed.add("src")
 
@@ -231,7 +227,7 @@ def decide_db(r):
 
 def do_db(r, new_db=False):
     """Set dryrun.env's values for this version; a new live database when necessary."""
-    from . import state
+    from .plan import proceed
 
     site = _site(r)
     s = r.settings
@@ -250,11 +246,8 @@ def do_db(r, new_db=False):
         host.run(f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)")
         r.changed.add("db")
         return
-    if d.action == "skip" and "db" not in r.force:
-        console.skip("db", d.reason)
+    if not proceed(r, "db", d):
         return
-    state.lock(r)
-    console.step("db", d.reason)
     if ev["new_db"]:
         listing = host.fact(f"ls -A {shlex.quote(site.mongo_path)} 2>/dev/null | head -1", user=s.service_user)
         if listing is not None and listing.stdout.strip() and ev["values"].get("MONGO_PATH") != site.mongo_path:
@@ -406,7 +399,7 @@ def decide_secrets(r):
 
 def do_secrets(r):
     """Copy missing or changed secrets and check owner and modes afterwards."""
-    from . import state
+    from .plan import proceed
 
     site = _site(r)
     s = r.settings
@@ -418,13 +411,12 @@ def do_secrets(r):
     if d is None or ev is None:
         console.step("secrets", f"copy the stack file's missing secrets into {dryrun}/secrets (0600, owner {user})")
         return
-    if d.action == "skip":
-        console.skip("secrets", d.reason)
-    else:
-        state.lock(r)
-        console.step("secrets", f"copying {', '.join(n for n, _ in ev['todo'])} to {host.name}:{dryrun}")
+    todo = ev["todo"]
+    if "secrets" in r.force:  # copy every secret we hold, changed or not
+        todo = [(n, rel) for n, rel in ev["wanted"].items() if n in ev["local"]]
+    if proceed(r, "secrets", d, f"copying {', '.join(n for n, _ in todo)} to {host.name}:{dryrun}"):
         host.run(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
-        for name, rel in ev["todo"]:
+        for name, rel in todo:
             if rel == "secrets/":
                 continue  # the directory: made 0700 just above
             target = posixpath.join(dryrun, rel)

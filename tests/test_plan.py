@@ -27,9 +27,10 @@ def test_unknown_evidence_is_maybe_never_skip():
     assert "before src runs" in got[1].reason
 
 
-def test_force_runs_a_skipped_step():
-    got = combine({"secrets": d("secrets", "skip")}, forced={"secrets"})
-    assert got[0].action == "run" and "--force" in got[0].reason
+def test_force_runs_a_skipped_step_but_never_overwrites_sources():
+    got = combine({"secrets": d("secrets", "skip"), "src": d("src", "skip")}, forced={"secrets", "src"})
+    assert [(x.step, x.action) for x in got] == [("src", "skip"), ("secrets", "run")]
+    assert "--force" in got[1].reason
 
 
 def _repo(name, commit):
