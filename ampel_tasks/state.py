@@ -166,12 +166,16 @@ def record(r, st: "State", result: str) -> None:
     except DeployError:
         pass
     prefix = r.settings.image["label_prefix"]
+    digest = r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest")
+    if not digest:  # e.g. a rollback: what the image file on the service host was pulled as
+        recorded = site.service_host.read_file(site.image_path + ".digest")
+        digest = recorded.strip() if recorded else None
     manifest = {
         "version": r.version,
         "result": result,
         "image": site.pushed_ref,
         "image_file": site.image_path,
-        "image_digest": r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest"),
+        "image_digest": digest,
         "repos": json.loads(labels.get(f"{prefix}.repos", "{}") or "{}"),
         "ampel_src": site.ampel_src,
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},

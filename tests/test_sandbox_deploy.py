@@ -492,6 +492,8 @@ def test_second_version_with_a_new_database_then_rollback(sandbox):
     data = status(sandbox)
     assert data["version"] == "v0.3.5" and data["healthy"]
     assert data["env"]["MONGO_PATH"].endswith("/mongo/live/v0.3.5") and data["env"]["GROUP_NAME"] == "ampel-v0.3.5"
+    recorded = burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg.digest").read_text().strip()
+    assert data["image_digest"] == recorded
     assert burst(sandbox, "data/ampel/mongo/live/v0.3.6").is_dir(), "the newer database is kept"
     assert list(burst(sandbox, "home/ampel/dryrun/.ampel-tasks/deployments").glob("v0.3.6.*.json"))
     assert burst(sandbox, "scratch/ampel/Ampel-v0.3.6").is_dir()
