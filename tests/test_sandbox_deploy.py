@@ -485,7 +485,10 @@ def test_second_version_with_a_new_database_then_rollback(sandbox):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     data = status(sandbox)
     assert data["version"] == "v0.3.6" and data["env"]["GROUP_NAME"] == "ampel-v0.3.6" and data["healthy"]
-    assert "Stopping a9404f1e instance of" in p.stdout
+    # the old stack was replaced: every ampel service now runs from v0.3.6's image file
+    stack = json.loads(burst(sandbox, "var/lib/singularity-stack/burst.json").read_text())
+    images = {i["image"].rsplit("/", 1)[1] for i in stack["instances"] if i["service"] not in ("mongo", "catalog")}
+    assert images == {"ampel-v0.3.6.simg"}
     p = tool("rollback", "--yes", timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     assert "==> rollback: from v0.3.6 to v0.3.5" in p.stdout
