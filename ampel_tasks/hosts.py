@@ -137,15 +137,19 @@ class Host:
         full = as_user(cmd, user)
         conn = self.connection()
         t0 = time.time()
+        outs = (_Redacting(prefix), _Redacting(prefix)) if stream else (None, None)
         try:
             r = conn.run(
                 full,
                 hide=not stream,
                 warn=True,
                 in_stream=in_stream if in_stream is not None else False,
-                out_stream=_Redacting(prefix) if stream else None,
-                err_stream=_Redacting(prefix) if stream else None,
+                out_stream=outs[0],
+                err_stream=outs[1],
             )
+            for o in outs:
+                if o is not None:
+                    o.flush()  # a last line without its newline is still shown
         except (OSError, EOFError) as exc:
             raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: {exc}") from None
         except Exception as exc:
