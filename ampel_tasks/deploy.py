@@ -37,7 +37,6 @@ def plan(c, version=None, json=False, dry=False):
     in_deploy = "deploy" in r.steps
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
     decisions = planning.decide(r, steps)
-    r.cache["plan"] = decisions
     if json and not in_deploy:
         print(jsonlib.dumps({"version": v, "steps": [d.as_json() for d in decisions]}, indent=2))
         return

@@ -103,11 +103,6 @@ class Host:
         self._conn = conn
         return conn
 
-    @property
-    def address(self) -> tuple:
-        c = self.connection()
-        return c.host, c.port, c.user
-
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

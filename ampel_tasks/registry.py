@@ -1,7 +1,6 @@
 """The private registry of the runbook, on loopback only, and verified pushes."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -163,10 +162,3 @@ def push(client, repository: str, tag: str) -> str:
         raise DeployError(f"push of {repository}:{tag} ended without a digest; the registry may have refused it")
     return digest
 
-
-def manifest_layers(address: str, port: int, name: str, tag: str) -> list:
-    req = urllib.request.Request(
-        f"http://{address}:{port}/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_V2}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)["layers"]

@@ -490,7 +490,6 @@ def do_up(r):
         console.note("then: the health gate (services, replicas, ports, logs)")
         return
     health.gate(r, site, since=start.stdout.strip() if start else None)
-    r.healthy = True
 
 
 @task(

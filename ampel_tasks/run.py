@@ -10,7 +10,6 @@ every task of the chain then shares its settings and its SSH connections.
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, List, Optional, Set
 
 from .errors import DeployError
@@ -39,7 +38,6 @@ class Run:
         self.on_success: list = []
         self.on_step: list = []
         self.on_failure: list = []
-        self.healthy = False
         self.unknown_facts: List[str] = []
         self.cache: Dict[str, object] = {"t0": __import__("time").time()}
         self.cleanups = []
@@ -141,5 +139,3 @@ def current() -> Optional[Run]:
     return _current
 
 
-def operator_name() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "operator"

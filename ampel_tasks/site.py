@@ -10,7 +10,6 @@ import posixpath
 import shlex
 import string
 from functools import cached_property
-from pathlib import Path
 
 from . import envfile
 from .errors import DeployError
@@ -134,7 +133,3 @@ class Site:
     @property
     def pull_hosts(self):
         return [self.run.host(h.name) for h in self.s.hosts_with("pull")]
-
-    @property
-    def local_image_dir(self) -> Path:
-        return self.s.image_dir

@@ -1,8 +1,7 @@
-"""The version being deployed: validated once, quoted wherever it meets a shell."""
+"""The version being deployed: validated once (site.fill quotes it wherever it meets a shell)."""
 from __future__ import annotations
 
 import re
-import shlex
 
 from .errors import DeployError
 
@@ -35,7 +34,3 @@ def validate_version(value, pattern: str = DEFAULT_PATTERN) -> str:
         )
     return value
 
-
-def quoted(value: str) -> str:
-    """The version as a shell word."""
-    return shlex.quote(value)
