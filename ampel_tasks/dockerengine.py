@@ -18,6 +18,12 @@ def client():
         raise DeployError(f"cannot talk to the Docker engine at {where}; is dockerd running?") from None
 
 
+def engine(r):
+    """The run's one Docker client, connected and checked once per run."""
+    c = r.evidence("the Docker engine", client)
+    return c if c is not None else client()  # --dry without an engine: the same one-line error
+
+
 def image_or_none(c, ref: str):
     import docker
 

@@ -137,7 +137,7 @@ def _image_evidence(r):
     dockerfile.files(image_dir)
     found = build.remote_commits(build.repos(image_dir, s), image_dir)
     recipe = dockerfile.recipe_hash(image_dir)
-    client = dockerengine.client()
+    client = dockerengine.engine(r)
     return {
         "site": site, "found": found, "recipe": recipe, "client": client,
         "target": dockerengine.image_or_none(client, site.image_ref),
@@ -285,7 +285,7 @@ def _push_evidence(r):
     site = Site(r)
     s = r.settings
     reg = s.registry
-    client = dockerengine.client()
+    client = dockerengine.engine(r)
     img = dockerengine.image_or_none(client, site.image_ref)
     repo = f"{site.registry}/{s.image['name']}"
     served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.version) if registry_up(reg) else None

@@ -468,18 +468,16 @@ def decide_up(r):
 
 def do_up(r):
     """Run deploy/up as ampel in the dryrun directory, then the health gate."""
-    from . import health, state
+    from . import health
+    from .plan import proceed
 
     site = _site(r)
     s = r.settings
     host = site.service_host
-    if not r.changed and "up" not in r.force:
-        d = decide_up(r)
-        if d is not None and d.action == "skip":
-            console.skip("up", d.reason)
-            return
-    state.lock(r)
-    console.step("up", f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}")
+    # anything changed before (or --force up): redeploy without asking the running stack
+    d = decide_up(r) if not (r.changed or "up" in r.force) else None
+    if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
+        return
     start = host.fact("date +%Y-%m-%dT%H:%M:%S")
     cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + site.command(
         "up", up_script=site.up_script, config=s.stack["config"], machine=s.stack["machine"]

@@ -161,7 +161,7 @@ def record(r, st: "State", result: str) -> None:
     try:
         from . import dockerengine
 
-        img = dockerengine.image_or_none(dockerengine.client(), site.image_ref)
+        img = dockerengine.image_or_none(dockerengine.engine(r), site.image_ref)
         labels = (img.labels or {}) if img is not None else {}
     except DeployError:
         pass
