@@ -32,34 +32,51 @@ class Repo:
     commit: str = ""
 
 
-def key_path(image_dir: Path, pattern: str, repo: str) -> Path:
-    return image_dir / "deploy-keys" / pattern.format(repo=repo)
+def key_path(image_dir: Path, pattern: str, alias: str) -> Path:
+    return image_dir / "deploy-keys" / pattern.format(alias=alias)
 
 
-def local_ssh_config(image_dir: Path) -> str:
-    """deploy-keys/config points at /root/.ssh inside the build; on the operator's
-    side the same entries must point at the local deploy-keys directory."""
+def ssh_config_text(image_dir: Path, settings) -> str:
+    """What the recipe's RUN generates inside the build, one Host per deploy key,
+    pointing at the operator's deploy-keys directory instead of /root/.ssh."""
     keys = image_dir / "deploy-keys"
-    cfg = keys / "config"
-    text = cfg.read_text() if cfg.is_file() else ""
-    text = text.replace("/root/.ssh", str(keys))
+    prefix, _, suffix = settings.source["key_pattern"].partition("{alias}")
+    known = keys / "known_hosts"
+    entries = []
+    for key in sorted(keys.glob(prefix + "*" + suffix)) if keys.is_dir() else []:
+        alias = key.name[len(prefix):len(key.name) - len(suffix)]
+        if key.name.endswith(".pub") or not alias:
+            continue
+        entries.append(
+            f"Host {settings.source['host_alias'].format(alias=alias)}\n  HostName {settings.source['git_host']}\n"
+            f"  User git\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+            + (f"  UserKnownHostsFile {known}\n" if known.is_file() else "")
+        )
+    return "".join(entries)
+
+
+def local_ssh_config(image_dir: Path, settings) -> str:
     fd, path = tempfile.mkstemp(prefix="ampel-deploy-keys-", suffix=".ssh_config")
     with os.fdopen(fd, "w") as f:
-        f.write(text)
+        f.write(ssh_config_text(image_dir, settings))
     return path
 
 
 def repos(image_dir: Path, settings) -> List[Repo]:
+    """The repos the Dockerfile clones, each with its deploy key, named by its
+    directory under /Ampel (the name the host copies have)."""
     text = (image_dir / "Dockerfile").read_text()
     out = []
     for line in dockerfile.clone_lines(text):
-        key = key_path(image_dir, settings.source["key_pattern"], line.repo)
+        alias = dockerfile.key_alias(line.alias, settings.source["host_alias"])
+        key = key_path(image_dir, settings.source["key_pattern"], alias)
+        name = line.dest.rstrip("/").rsplit("/", 1)[-1]
         if not key.is_file():
             raise DeployError(
-                f"the Dockerfile clones {line.repo} through {line.alias}, but its deploy key {key} is missing; "
-                f"run `invoke keys --repo {line.repo}`"
+                f"the Dockerfile clones {line.org}/{line.repo} through {line.alias}, but its deploy key {key} is "
+                f"missing; run `invoke keys --repo {line.org}/{line.repo} --alias {alias} --dir {name}`"
             )
-        out.append(Repo(line.repo, f"git@{line.alias}:{line.org}/{line.repo}.git", key))
+        out.append(Repo(name, f"git@{line.alias}:{line.org}/{line.repo}.git", key))
     return out
 
 
@@ -68,8 +85,8 @@ def _git_env(ssh_config: str) -> dict:
                 GIT_TERMINAL_PROMPT="0")
 
 
-def remote_commits(found: List[Repo], image_dir: Path) -> List[Repo]:
-    cfg = local_ssh_config(image_dir)
+def remote_commits(found: List[Repo], image_dir: Path, settings) -> List[Repo]:
+    cfg = local_ssh_config(image_dir, settings)
     try:
         out = []
         for r in found:
@@ -84,7 +101,7 @@ def remote_commits(found: List[Repo], image_dir: Path) -> List[Repo]:
         os.unlink(cfg)
 
 
-def mirror(repo: Repo, image_dir: Path) -> Path:
+def mirror(repo: Repo, image_dir: Path, settings) -> Path:
     """A bare local mirror of `repo`, fetched with its deploy key (GitPython)."""
     import git
 
@@ -92,7 +109,7 @@ def mirror(repo: Repo, image_dir: Path) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         git.Repo.init(path, bare=True)
-    cfg = local_ssh_config(image_dir)
+    cfg = local_ssh_config(image_dir, settings)
     try:
         g = git.Repo(path)
         with g.git.custom_environment(GIT_SSH_COMMAND=_git_env(cfg)["GIT_SSH_COMMAND"]):
@@ -128,10 +145,6 @@ def labels_for(version: str, recipe: str, found: List[Repo], prefix: str, built:
         labels[f"{prefix}.repo.{r.name}.url"] = r.url
         labels[f"{prefix}.repo.{r.name}.commit"] = r.commit
     return labels
-
-
-def commits_digest(found: List[Repo]) -> str:
-    return hashlib.sha256(json.dumps({r.name: r.commit for r in found}, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def decide(previous: Optional[dict], recipe: str, found: List[Repo], prefix: str, diff_for) -> tuple:

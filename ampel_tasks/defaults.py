@@ -35,9 +35,12 @@ DEFAULTS = {
             "dir": ".",
             "image_dir": "deploy/docker-images/devel",
             "env_file": "deploy/production/dryrun.env",
+            # Ampel-core v0.3.5 through v0.3.8; v0.4.0 moved them (config/examples/layout-v0.4.0.yaml)
             "stack_file": "deploy/production/burst.yml",
-            "key_pattern": "id_rsa.{repo}",
-            "host_alias": "github-{repo}",
+            "up_script": "deploy/up",
+            # the recipe's convention: deploy-keys/id_rsa.<alias>, cloned as git@github-<alias>:<org>/<repo>.git
+            "key_pattern": "id_rsa.{alias}",
+            "host_alias": "github-{alias}",
             "git_host": "github.com",
             "org": "AmpelProject",
             "keys_page": "https://github.com/{org}/{repo}/settings/keys/new",
@@ -60,21 +63,45 @@ DEFAULTS = {
             # empty = AMPEL_SRC from the stack's dryrun.env
             "ampel_src": "",
             "state_dir": "/home/ampel/dryrun/.ampel-tasks",
+            # where singularity-stack 0.2.2 keeps each replica's output (truncated at each deploy)
+            "replica_log": "/var/tmp/{user}.singularity.{instance}.{source}",
         },
-        # the runbook's name; singularity-stack itself looks for ampel-v0.3.5.simg
-        "image_file": "ampel_{version}.simg",
+        # singularity-stack looks for `image: ampel:v0.3.5` as ampel-v0.3.5.simg in
+        # $SINGULARITY_CACHEDIR (the runbook's ampel_v0.3.5.simg would never be found)
+        "image_file": "ampel-{version}.simg",
+        # what runs containers on the hosts; shown by `plan`. Singularity 2.x's
+        # command forms are the defaults below (config/examples/ has 3.x and Apptainer)
+        "runtime": "singularity 2.x",
+        # The service user's shell after `sudo su ampel` and `conda activate
+        # singularity-stack` (Ampel-core's deploy/README.rst): a non-interactive
+        # shell reads neither ~/.bashrc nor conda's set-up, so every remote command
+        # starts with these lines. A failing line stops the command and is named.
+        "shell": {
+            "preamble": [
+                ". /scratch/jvs/miniconda3/etc/profile.d/conda.sh",
+                "conda activate singularity-stack",
+                "export SINGULARITY_CACHEDIR=/data/ampel/singularity",
+            ],
+        },
         "env": {
             "mongo_path": "{mongo_live_dir}/{version}",
             "group_name": "ampel-{version}",
         },
-        "stack": {"name": "burst", "config": "dryrun", "machine": "burst"},
+        # deploy/up CONFIG names production/CONFIG.env and takes the machine (= the
+        # stack's name) from the service host's own hostname
+        "stack": {"name": "burst", "config": "dryrun"},
         # Remote runtime as command templates; values are shell-quoted before filling.
         "commands": {
-            "pull": "SINGULARITY_NOHTTPS=1 singularity pull {file} docker://localhost:{registry_port}/{image}:{version}",
+            # 2.x: the URI is the argument, the file name comes with --name and lands
+            # in $SINGULARITY_CACHEDIR, which is therefore set to the target directory
+            "pull": "SINGULARITY_NOHTTPS=1 SINGULARITY_CACHEDIR={dir} singularity pull --name {file} "
+                    "docker://localhost:{registry_port}/{image}:{version}",
             "volume_init": "singularity-stack volume init {image_file} /Ampel {ampel_src}",
-            "up": "{up_script} {config} {machine}",
+            "up": "{up_script} {config}",
             "logs": "singularity-stack logs {stack} {service}",
             "list": "singularity-stack list",
+            # live instances (name, pid, image), whatever the stack cache says
+            "instances": "singularity instance.list",
         },
         "secrets": {"local_dir": "secrets"},
         "health": {
@@ -82,6 +109,8 @@ DEFAULTS = {
             "settle": 10,
             "stable": 5,
             "error_patterns": ["ERROR", "Traceback"],
+            # read at most this much of each replica's new output per poll
+            "max_bytes": 65536,
         },
     }
 }

@@ -126,7 +126,7 @@ def status(c, json=False):
         console.out(f"image digest {data['image_digest']}")
         for k, v in (data["env"] or {}).items():
             console.out(f"  {k}={v}")
-    console.out("services: " + (", ".join(f"{k} x{v}" for k, v in sorted(data["services"].items())) or "none running"))
+    console.out("services configured: " + (", ".join(f"{k} x{v}" for k, v in sorted(data["services"].items())) or "none"))
     if problems:
         console.out("health: " + "; ".join(problems))
     elif problems == []:

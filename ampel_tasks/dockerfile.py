@@ -33,7 +33,22 @@ def files(image_dir: Path):
 
 
 def clone_lines(text: str) -> List[CloneLine]:
-    return [CloneLine(**m.groupdict()) for m in CLONE.finditer(text)]
+    """Every `git clone git@<alias>:<org>/<repo>.git /Ampel/<dir>` that is not commented out."""
+    out = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        out += [CloneLine(**m.groupdict()) for m in CLONE.finditer(line)]
+    return out
+
+
+def key_alias(host_alias: str, pattern: str) -> str:
+    """The deploy key's name from a clone line's host: github-ampel -> ampel for the
+    pattern github-{alias} (the recipe derives the Host entry from the key's name)."""
+    prefix, _, suffix = pattern.partition("{alias}")
+    if not host_alias.startswith(prefix) or not host_alias.endswith(suffix) or len(host_alias) <= len(prefix + suffix):
+        raise DeployError(f"clone host {host_alias} does not follow ampel.source.host_alias ({pattern})")
+    return host_alias[len(prefix):len(host_alias) - len(suffix)]
 
 
 def recipe_hash(image_dir: Path) -> str:
@@ -44,14 +59,14 @@ def recipe_hash(image_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def add_clone_line(text: str, line: str, repo: str) -> str:
+def add_clone_line(text: str, line: str, dest: str) -> str:
     """Insert `line` after the last existing clone line (keeping every other byte)."""
-    if any(c.repo == repo for c in clone_lines(text)):
+    if any(c.dest.rstrip("/") == dest for c in clone_lines(text)):
         return text
     lines = text.splitlines(keepends=True)
     last = max((i for i, l in enumerate(lines) if CLONE.search(l)), default=None)
     if last is None:
-        raise DeployError("the Dockerfile has no `git clone git@<alias>:<org>/<repo>.git /Ampel/<repo>` line to follow")
+        raise DeployError("the Dockerfile has no `git clone git@<alias>:<org>/<repo>.git /Ampel/<dir>` line to follow")
     prev = lines[last]
     indent = re.match(r"\s*", prev).group(0)
     prefix = "RUN " if prev.lstrip().startswith("RUN ") else ""

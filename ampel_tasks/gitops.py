@@ -7,6 +7,7 @@ Git runs on burst as the operator (the owner of AMPEL_SRC).
 """
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 
@@ -21,8 +22,11 @@ STATUS_SCRIPT = (
     'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
     'echo "@@repo $d"; git -C "$d" status --porcelain --untracked-files=no; '
     'echo "@@tags"; git -C "$d" tag --points-at HEAD; '
-    'echo "@@branch"; git -C "$d" rev-parse --abbrev-ref HEAD; done'
+    'echo "@@branch"; git -C "$d" rev-parse --abbrev-ref HEAD; '
+    'echo "@@origin"; git -C "$d" remote get-url origin 2>/dev/null; done'
 )
+# what `volume init` left as origin: the build's clone URL, git@github-<alias>:<org>/<repo>.git
+ORIGIN = re.compile(r"^(?:ssh://)?[^@/]+@[^:/]+[:/](?P<org>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/?$")
 
 
 def parse_status(text: str) -> dict:
@@ -31,18 +35,26 @@ def parse_status(text: str) -> dict:
     for line in text.splitlines():
         if line.startswith("@@repo "):
             cur = line[7:].strip()
-            repos[cur] = {"dirty": [], "tags": [], "branch": ""}
+            repos[cur] = {"dirty": [], "tags": [], "branch": "", "origin": ""}
             part = "dirty"
         elif line == "@@tags":
             part = "tags"
-        elif line == "@@branch":
-            part = "branch"
+        elif line in ("@@branch", "@@origin"):
+            part = line[2:]
         elif cur and line.strip():
-            if part == "branch":
-                repos[cur]["branch"] = line.strip()
+            if part in ("branch", "origin"):
+                repos[cur][part] = line.strip()
             else:
                 repos[cur][part].append(line.strip())
     return repos
+
+
+def push_url(s, name: str, origin: str) -> str:
+    """Where a host copy pushes: its origin's <org>/<repo> (the build's alias host is
+    not reachable outside the build) on ampel.source.git_host."""
+    m = ORIGIN.match(origin or "")
+    org, repo = (m.group("org"), m.group("repo")) if m else (s.source["org"], name)
+    return s.source["push_url"].format(git_host=s.source["git_host"], org=org, repo=repo)
 
 
 def _tag_name(r) -> str:
@@ -109,7 +121,7 @@ def do_tag(r, message=None):
     for name in d.data["todo"]:
         st = d.data["repos"][name]
         repo_dir = shlex.quote(f"{site.ampel_src}/{name}")
-        url = shlex.quote(s.source["push_url"].format(git_host=s.source["git_host"], org=s.source["org"], repo=name))
+        url = shlex.quote(push_url(s, name, st["origin"]))
         branch = st["branch"] or "HEAD"
         # fetching writes FETCH_HEAD: in --dry it is shown, not run
         fetch = host.run(f"git -C {repo_dir} fetch -q {url} {shlex.quote(branch)}", warn=True)

@@ -1,23 +1,24 @@
 """The health gate after `deploy/up`: the runbook's "Check logs for health", decided.
 
 Healthy means, all at once and for a stable window (ampel.health.stable seconds,
-after at least ampel.health.settle): every service of the stack file is listed,
-each with its replica count (alertprocessor = NUM_STREAMS), every published port
-answers, and no log line since the deploy matches an error pattern or reports a
-restart. One timeout (ampel.health.timeout) bounds the whole wait; the elapsed
-time is reported. Nothing is stopped on failure: the evidence stays.
+after at least ampel.health.settle): every configured replica of every service
+of the stack file has a LIVE instance (`singularity instance.list`, not the
+configured counts that `singularity-stack list` prints), every published port
+answers, and no new output line matches an error pattern or is one of the
+nanny's lines (`<inst> instance is gone!`, `sleeping N before restart`, `failed
+permanently with status N`). Each poll reads only what the replicas wrote since
+the previous one, at most ampel.health.max_bytes per file. One timeout
+(ampel.health.timeout) bounds the whole wait. Nothing is stopped on failure.
 """
 from __future__ import annotations
 
 import re
+import shlex
 import time
-from typing import List
+from typing import Dict, List
 
 from . import console, envfile, stacklist
 from .errors import DeployError
-
-# the nanny's lines when a service process dies and is started again
-RESTART = re.compile(r"exited with code|\(restart \d+\)")
 
 
 def expected(doc: dict, env: dict) -> dict:
@@ -27,75 +28,107 @@ def expected(doc: dict, env: dict) -> dict:
 
     out = {}
     for name, svc in (doc.get("services") or {}).items():
-        reps = (svc.get("deploy") or {}).get("replicas", svc.get("replicas", 1))
-        reps = expand(reps)
+        reps = expand((svc.get("deploy") or {}).get("replicas", 1))
         if not str(reps).isdigit():
             raise DeployError(f"service {name}: replicas {reps!r} is not a number after expanding dryrun.env")
-        ports = [int(expand(p).split(":")[0]) for p in (svc.get("ports") or [])]
+        ports = [int(expand(p).split(":")[-1]) for p in (svc.get("ports") or [])]
         out[name] = (int(reps), ports)
     return out
 
 
-def check(want: dict, listed: dict, ports_ok: dict, lines: List[tuple], patterns) -> tuple:
+def check(want: dict, live: Dict[str, int], ports_ok: dict, lines: List[stacklist.LogLine], patterns) -> tuple:
     """(waiting problems, fatal problems) for one snapshot. Pure: tested without hosts."""
     waiting, fatal = [], []
     for name, (reps, ports) in want.items():
-        got = listed.get(name)
-        if got is None:
+        got = live.get(name, 0)
+        if got == 0:
             waiting.append(f"{name}: not running")
-        elif got["replicas"] != reps:
-            waiting.append(f"{name}: {got['replicas']} of {reps} replicas running")
+        elif got != reps:
+            waiting.append(f"{name}: {got} of {reps} replicas running")
         for p in ports:
             if not ports_ok.get(p):
                 waiting.append(f"{name}: port {p} does not answer")
-    for t, service, replica, source, msg in lines:
-        if source == "nanny" and RESTART.search(msg):
-            fatal.append(f"{t} {service}:{replica} restarted: {msg}")
-        elif any(re.search(p, msg) for p in patterns):
-            fatal.append(f"{t} {service}:{replica} {source}: {msg}")
+    for line in lines:
+        nanny = stacklist.nanny_failure(line.msg) if line.source == "stdout" else None
+        if nanny:
+            fatal.append(f"{line.service}:{line.replica} {nanny}: {line.msg}")
+        elif any(re.search(p, line.msg) for p in patterns):
+            fatal.append(f"{line.service}:{line.replica} {line.source}: {line.msg}")
     return waiting, fatal
 
 
-def snapshot(r, site, services, ports, since):
-    s = r.settings
-    stack = s.stack["name"]
-    parts = [s.commands["list"], "echo @@LOGS@@"]
-    for svc in services:
-        parts.append(site.command("logs", stack=stack, service=svc) + " 2>/dev/null")
-    parts.append("echo @@PORTS@@")
-    for p in ports:
-        parts.append(f"(timeout 2 bash -c '</dev/tcp/127.0.0.1/{int(p)}' 2>/dev/null && echo {int(p)} ok || echo {int(p)} no)")
-    res = site.service_host.run("; ".join(parts), user=s.service_user, mutating=False, warn=True)
-    table, _, rest = res.stdout.partition("@@LOGS@@")
-    logs, _, port_text = rest.partition("@@PORTS@@")
-    listed = stacklist.parse_list(table).get(stack, {})
-    lines = []
-    for line in logs.splitlines():
-        parsed = stacklist.parse_log_line(line)
-        if parsed and (since is None or parsed[0].replace(" ", "T") >= since):
-            lines.append(parsed)
-    ports_ok = {int(p): ok == "ok" for p, ok in (l.split() for l in port_text.splitlines() if len(l.split()) == 2)}
-    return listed, ports_ok, lines
+class Poller:
+    """Reads the stack's state on the service host, one command per poll: live
+    instances, ports, and the replicas' output files from where the last poll
+    stopped (they are truncated at each deploy, so a gate starts at 0)."""
+
+    def __init__(self, r, site, want: dict, read_logs: bool):
+        self.r, self.site, self.want = r, site, want
+        s = r.settings
+        self.stack = s.stack["name"]
+        self.instances = stacklist.expected_instances(self.stack, want) if read_logs else {}
+        self.offsets = {(inst, src): 0 for inst in self.instances for src in ("stdout", "stderr")}
+        self.ports = sorted({p for _, ports in want.values() for p in ports})
+
+    def log_file(self, inst: str, source: str) -> str:
+        s = self.r.settings
+        return s.paths["replica_log"].format(user=s.service_user, instance=inst, source=source)
+
+    def script(self) -> str:
+        s = self.r.settings
+        limit = int(s.health["max_bytes"])
+        parts = [f"{s.commands['instances']} 2>/dev/null", "echo @@PORTS"]
+        for p in self.ports:
+            parts.append(f"(timeout 2 bash -c '</dev/tcp/127.0.0.1/{int(p)}' 2>/dev/null && echo {int(p)} ok || echo {int(p)} no)")
+        for (inst, src), off in self.offsets.items():
+            f = shlex.quote(self.log_file(inst, src))
+            parts.append(
+                f"n=$(stat -c %s {f} 2>/dev/null || echo 0); echo \"@@F {inst} {src} $n\"; "
+                f"if [ \"$n\" -gt {off} ]; then tail -c +{off + 1} {f} | head -c {limit}; fi; echo")
+        return "; ".join(parts)
+
+    def poll(self):
+        s = self.r.settings
+        res = self.site.service_host.run(self.script(), user=s.service_user, mutating=False, warn=True)
+        head, _, rest = res.stdout.partition("@@PORTS")
+        live = stacklist.live_counts(self.stack, self.want, stacklist.parse_instances(head))
+        port_text, *files = rest.split("@@F ")
+        ports_ok = {int(p): ok == "ok" for p, ok in (l.split() for l in port_text.splitlines() if len(l.split()) == 2)}
+        lines = []
+        for chunk in files:
+            header, _, body = chunk.partition("\n")
+            lines += self._consume(header.split(), body[:-1] if body.endswith("\n") else body)
+        return live, ports_ok, lines
+
+    def _consume(self, header, body: str):
+        inst, src, size = header[0], header[1], int(header[2])
+        off = self.offsets.get((inst, src), 0)
+        if size < off:  # truncated by a deploy of that replica: start again
+            off = 0
+        data = body.encode(errors="replace")
+        limit = int(self.r.settings.health["max_bytes"])
+        lines, used = stacklist.split_new_text(data, len(data) >= limit)
+        self.offsets[(inst, src)] = off + used
+        svc, rep = self.instances[inst]
+        return stacklist.lines_with_source(svc, rep, src, lines)
 
 
-def gate(r, site, since=None):
+def gate(r, site):
     from .remote import stack_doc
 
-    s = r.settings
-    h = s.health
+    h = r.settings.health
     env = envfile.read(site.service_host.read_file(site.env_file) or "")
     want = expected(stack_doc(r, site) or {}, env)
-    all_ports = sorted({p for _, ports in want.values() for p in ports})
+    poller = Poller(r, site, want, read_logs=True)
     t0 = time.time()
-    stable_since = None
-    waiting = ["not checked yet"]
-    last_note = ""
+    stable_since, last_note, seen = None, "", []
     while True:
         elapsed = time.time() - t0
-        listed, ports_ok, lines = snapshot(r, site, list(want), all_ports, since)
-        waiting, fatal = check(want, listed, ports_ok, lines, h["error_patterns"])
+        live, ports_ok, lines = poller.poll()
+        seen = (seen + lines)[-400:]
+        waiting, fatal = check(want, live, ports_ok, lines, h["error_patterns"])
         if fatal:
-            _report(r, site, fatal, lines, elapsed)
+            _report(fatal, seen, elapsed)
         if waiting:
             stable_since = None
             note = "; ".join(waiting[:3])
@@ -105,38 +138,32 @@ def gate(r, site, since=None):
         else:
             stable_since = stable_since or time.time()
             if time.time() - stable_since >= h["stable"] and elapsed >= h["settle"]:
-                total = sum(v["replicas"] for v in listed.values())
-                console.note(
-                    f"healthy after {elapsed:.0f} s: {len(listed)} services, {total} instances, "
-                    f"alertprocessor x{listed.get('alertprocessor', {}).get('replicas', 0)}, no errors"
-                )
+                console.note(f"healthy after {elapsed:.0f} s: {len(live)} services, {sum(live.values())} live "
+                             f"instances, alertprocessor x{live.get('alertprocessor', 0)}, no errors")
                 return
         if elapsed > h["timeout"]:
             raise DeployError(
                 f"stack not healthy after {elapsed:.0f} s (ampel.health.timeout={h['timeout']}): "
-                + "; ".join(waiting) + "; nothing was stopped, see `invoke logs SERVICE`"
-            )
+                + "; ".join(waiting) + "; nothing was stopped, see `invoke logs SERVICE`")
         time.sleep(1)
 
 
-def _report(r, site, fatal, lines, elapsed):
-    console.out(f"    health: {len(fatal)} problem line(s) after {elapsed:.0f} s:", )
+def _report(fatal, seen, elapsed):
+    console.out(f"    health: {len(fatal)} problem line(s) after {elapsed:.0f} s:")
     for line in fatal[:20]:
         console.out(f"      {line}")
-    failing = sorted({l.split()[2].split(":")[0] for l in fatal if len(l.split()) > 2})
+    failing = sorted({f.split(":")[0] for f in fatal})
     for svc in failing:
-        tail = [l for l in lines if l[1] == svc][-5:]
         console.out(f"    last lines of {svc}:")
-        for t, service, replica, source, msg in tail:
-            console.out(f"      {t} {service}:{replica} {source} {msg}")
+        for line in [l for l in seen if l.service == svc][-5:]:
+            console.out(f"      {line.service}:{line.replica} {line.source} {line.msg}")
     raise DeployError(
         f"stack unhealthy: {fatal[0]}; services were left running for inspection "
-        f"(`invoke logs {failing[0] if failing else 'SERVICE'}`)"
-    )
+        f"(`invoke logs {failing[0] if failing else 'SERVICE'}`)")
 
 
 def quick(r, site) -> list:
-    """Problems of the running stack right now (services, replicas, ports), no waiting."""
+    """Problems of the running stack right now (live instances, ports), no waiting."""
     from .remote import stack_doc
 
     env_text = site.service_host.read_file(site.env_file)
@@ -144,7 +171,6 @@ def quick(r, site) -> list:
     if env_text is None or doc is None:
         return None
     want = expected(doc, envfile.read(env_text))
-    ports = sorted({p for _, ps in want.values() for p in ps})
-    listed, ports_ok, _ = snapshot(r, site, [], ports, None)
-    waiting, _ = check(want, listed, ports_ok, [], [])
+    live, ports_ok, _ = Poller(r, site, want, read_logs=False).poll()
+    waiting, _ = check(want, live, ports_ok, [], [])
     return waiting

@@ -34,11 +34,49 @@ class Result:
 DRY_RESULT = Result("", "", 0)
 
 
-def as_user(cmd: str, user: Optional[str]) -> str:
-    """Wrap a shell command so it runs as `user` through sudo (no password prompt)."""
+PREAMBLE_FAILED = 97
+
+
+def with_preamble(cmd: str, preamble) -> str:
+    """The command after the site's shell set-up lines (conda, SINGULARITY_CACHEDIR);
+    a failing line stops it with exit 97 and names the line."""
+    lines = [
+        f"{line} || {{ echo {shlex.quote('ampel-tasks: the shell preamble failed at: ' + line)} >&2; exit {PREAMBLE_FAILED}; }}"
+        for line in preamble
+    ]
+    return "\n".join(lines + [cmd])
+
+
+def as_user(cmd: str, user: Optional[str], preamble=()) -> str:
+    """Wrap a shell command so it runs in the site's shell environment, as `user`
+    through sudo (no password prompt) when given: `sudo su ampel` and `conda
+    activate singularity-stack`, made explicit."""
+    script = shlex.quote(with_preamble(cmd, preamble))
     if not user:
-        return cmd
-    return f"sudo -n -u {shlex.quote(user)} -H -- sh -c {shlex.quote(cmd)}"
+        return f"bash -c {script}" if preamble else cmd
+    return f"sudo -n -u {shlex.quote(user)} -H -- bash -c {script}"
+
+
+def failure_detail(host: str, shown: str, result, preamble, user) -> str:
+    """One line for a failed remote command; a program that the site's environment
+    does not provide, or a failing preamble line, is named with the setting."""
+    err = (result.stderr.strip() or result.stdout.strip())
+    who = f"as {user}" if user else "as you"
+    if result.exited == PREAMBLE_FAILED and "the shell preamble failed at:" in err:
+        line = err.split("the shell preamble failed at:", 1)[1].splitlines()[0].strip()
+        return (f"on {host}: the shell set-up line `{line}` failed {who} (ampel.shell.preamble); "
+                f"{console.redact(err.splitlines()[0])}")
+    if result.exited == 127:
+        import re
+
+        m = re.search(r"([^\s:]+): (?:command )?not found", err)
+        prog = m.group(1) if m else shown.split()[0]
+        return (f"on {host}: `{prog}` was not found {who} after the shell set-up "
+                f"(ampel.shell.preamble: {'; '.join(preamble) or 'none'}); log in, `sudo su {user or ''}`, "
+                f"run those lines and `command -v {prog}` to see why")
+    last = err.splitlines()[-3:]
+    detail = console.redact(" | ".join(last)) or "no output"
+    return f"on {host}: `{shown}` failed with exit {result.exited}: {detail}"
 
 
 class _LastError(logging.Handler):
@@ -129,7 +167,7 @@ class Host:
         if self.dry and mutating:
             console.command(self.name, show or cmd, user)
             return DRY_RESULT
-        full = as_user(cmd, user)
+        full = as_user(cmd, user, self.settings.preamble)
         conn = self.connection()
         t0 = time.time()
         outs = (_Redacting(prefix), _Redacting(prefix)) if stream else (None, None)
@@ -157,10 +195,8 @@ class Host:
 
             print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {r.exited}: {console.redact(show or cmd)[:150]}",
                   file=sys.stderr, flush=True)
-        if not result.ok and not warn:
-            last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
-            detail = console.redact(" | ".join(last)) or "no output"
-            raise DeployError(f"on {self.name}: `{show or cmd}` failed with exit {result.exited}: {detail}")
+        if not result.ok and (not warn or result.exited in (127, PREAMBLE_FAILED)):
+            raise DeployError(failure_detail(self.name, show or cmd, result, self.settings.preamble, user))
         return result
 
     def fact(self, cmd: str, *, user: Optional[str] = None) -> Optional[Result]:
@@ -213,7 +249,7 @@ class Host:
         t0 = time.time()
         try:
             chan = conn.transport.open_session(timeout=self.settings.timeouts["channel"])
-            chan.exec_command(as_user(cmd, user))
+            chan.exec_command(as_user(cmd, user, self.settings.preamble))
             chan.sendall(data)
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
@@ -241,8 +277,7 @@ class Host:
             print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {code}: {show or cmd}", file=sys.stderr, flush=True)
         result = Result(out.decode(errors="replace"), err.decode(errors="replace"), code)
         if code != 0:
-            detail = console.redact((result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1])
-            raise DeployError(f"on {self.name}: `{show or cmd}` failed with exit {code}: {detail}")
+            raise DeployError(failure_detail(self.name, show or cmd, result, self.settings.preamble, user))
         return result
 
 

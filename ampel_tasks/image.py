@@ -18,60 +18,53 @@ DRY_HELP = "print every command and file edit, change nothing (same as invoke -R
 
 
 @task(help={
-    "repo": "repository short name, e.g. ampel-contrib-foo (must match the Dockerfile's fake host name)",
+    "repo": "the GitHub repository, ORG/NAME or NAME (ORG = ampel.source.org), e.g. AmpelProject/ampel-contrib-foo",
+    "alias": "the deploy key's name: deploy-keys/id_rsa.ALIAS, cloned through github-ALIAS (default: NAME, lower case)",
+    "dir": "its directory in the image, /Ampel/DIR (default: NAME, lower case)",
     "kind": "key type: rsa (4096 bits, the default) or ed25519",
     "dry": DRY_HELP,
 })
-def keys(c, repo, kind="rsa", dry=False):
-    """Make a repo's deploy key and add it to the Dockerfile and environment.yml.
+def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
+    """Make a repo's deploy key and add the repo to the Dockerfile and environment.yml.
 
-    Generates deploy-keys/id_rsa.<repo> (unencrypted, as the runbook says), adds the
-    `Host github-<repo>` entry to deploy-keys/config, a `git clone` line to the
-    Dockerfile and the `- -e` / `- /Ampel/<repo>` pair to environment.yml's pip
-    section, keeping every other byte. Prints the public key and the repository's
-    deploy-keys page to paste it into. Re-running changes nothing.
+    Follows the recipe's convention: generates deploy-keys/id_rsa.<alias>
+    (unencrypted, as the runbook says; the recipe's RUN makes the `Host
+    github-<alias>` entry from the key's name), adds `git clone
+    git@github-<alias>:<org>/<repo>.git /Ampel/<dir>` after the last clone line and
+    the `- -e` / `- /Ampel/<dir>` pair to environment.yml's pip section, keeping
+    every other byte. Prints the public key and the page to paste it into.
+    Re-running changes nothing.
     """
     from . import dockerfile
 
     r = runs.start(c, dry=dry)
     s = r.settings
-    if not repo or not all(ch.isalnum() or ch in "-_." for ch in repo) or repo.startswith((".", "-")):
-        raise DeployError(f"repo name {repo!r} is not valid; expected something like ampel-contrib-foo")
+    org, _, name = repo.rpartition("/") if repo else ("", "", "")
+    org = org or s.source["org"]
+    alias = alias or name.lower()
+    dir = dir or name.lower()
+    for label, value in (("repo", name), ("org", org), ("alias", alias), ("dir", dir)):
+        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith((".", "-")):
+            raise DeployError(f"{label} {value!r} is not valid; expected something like ampel-contrib-foo")
+    if "." in alias:
+        raise DeployError(f"alias {alias!r} must not contain '.': the recipe reads it from id_rsa.<alias> with `cut -d. -f 3`")
     if kind not in ("rsa", "ed25519"):
         raise DeployError(f"--kind must be rsa or ed25519, got {kind!r}")
     image_dir = s.image_dir
     docker_path, env_path = dockerfile.files(image_dir)
     keys_dir = image_dir / "deploy-keys"
-    key = keys_dir / s.source["key_pattern"].format(repo=repo)
-    alias = s.source["host_alias"].format(repo=repo)
-    cfg = keys_dir / "config"
-    old_cfg = cfg.read_text() if cfg.exists() else ""
-    entry = (
-        f"Host {alias}\n  HostName {s.source['git_host']}\n  User git\n  IdentityFile /root/.ssh/{key.name}\n"
-        "  IdentitiesOnly yes\n  UserKnownHostsFile /root/.ssh/known_hosts\n  StrictHostKeyChecking yes\n"
-    )
-    new_cfg = old_cfg if f"Host {alias}\n" in old_cfg else old_cfg + ("\n" if old_cfg and not old_cfg.endswith("\n\n") else "") + entry
-    clone = f"git clone git@{alias}:{s.source['org']}/{repo}.git /Ampel/{repo}"
+    key = keys_dir / s.source["key_pattern"].format(alias=alias)
+    host = s.source["host_alias"].format(alias=alias)
+    clone = f"git clone git@{host}:{org}/{name}.git /Ampel/{dir}"
     old_docker = docker_path.read_text()
-    new_docker = dockerfile.add_clone_line(old_docker, clone, repo)
+    new_docker = dockerfile.add_clone_line(old_docker, clone, f"/Ampel/{dir}")
     old_env = env_path.read_text()
-    new_env = dockerfile.add_pip_editable(old_env, f"/Ampel/{repo}")
-    edits = [(cfg, old_cfg, new_cfg), (docker_path, old_docker, new_docker), (env_path, old_env, new_env)]
-    console.step("keys", f"deploy key for {repo}")
-    if key.exists():
-        console.note(f"{key} exists; keeping it")
-    elif r.dry:
-        console.command("local", f"ssh-keygen -t {kind}{' -b 4096' if kind == 'rsa' else ''} -N '' -f {key}")
-    else:
-        keys_dir.mkdir(parents=True, exist_ok=True)
-        argv = ["ssh-keygen", "-q", "-t", kind] + (["-b", "4096"] if kind == "rsa" else [])
-        p = subprocess.run(argv + ["-N", "", "-C", f"deploy-key-{repo}", "-f", str(key)], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise DeployError(f"ssh-keygen failed: {p.stderr.strip()}")
-        os.chmod(key, 0o600)
+    new_env = dockerfile.add_pip_editable(old_env, f"/Ampel/{dir}")
+    console.step("keys", f"deploy key {key.name} for {org}/{name} -> /Ampel/{dir}")
+    _make_key(r, key, kind, alias)
     _ignore_keys(keys_dir, r.dry)
     changed = False
-    for path, old, new in edits:
+    for path, old, new in ((docker_path, old_docker, new_docker), (env_path, old_env, new_env)):
         if old == new:
             continue
         changed = True
@@ -81,12 +74,26 @@ def keys(c, repo, kind="rsa", dry=False):
             _atomic_write(path, new)
             console.note(f"edited {path}")
     if not changed:
-        console.note("Dockerfile, environment.yml and deploy-keys/config already include it; nothing to change")
+        console.note("the Dockerfile and environment.yml already include it; nothing to change")
     pub = key.with_name(key.name + ".pub")
     if pub.exists():
         console.out(pub.read_text().strip())
-    page = s.source["keys_page"].format(org=s.source["org"], repo=repo)
+    page = s.source["keys_page"].format(org=org, repo=name)
     console.note(f"paste the public key above into {page} (read access only)")
+
+
+def _make_key(r, key: Path, kind: str, alias: str) -> None:
+    if key.exists():
+        console.note(f"{key} exists; keeping it")
+    elif r.dry:
+        console.command("local", f"ssh-keygen -t {kind}{' -b 4096' if kind == 'rsa' else ''} -N '' -f {key}")
+    else:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["ssh-keygen", "-q", "-t", kind] + (["-b", "4096"] if kind == "rsa" else [])
+        p = subprocess.run(argv + ["-N", "", "-C", f"deploy-key-{alias}", "-f", str(key)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise DeployError(f"ssh-keygen failed: {p.stderr.strip()}")
+        os.chmod(key, 0o600)
 
 
 def _ignore_keys(keys_dir: Path, dry: bool) -> None:
@@ -135,7 +142,7 @@ def _image_evidence(r):
     s = r.settings
     image_dir = s.image_dir
     dockerfile.files(image_dir)
-    found = build.remote_commits(build.repos(image_dir, s), image_dir)
+    found = build.remote_commits(build.repos(image_dir, s), image_dir, s)
     recipe = dockerfile.recipe_hash(image_dir)
     client = dockerengine.engine(r)
     return {
@@ -166,7 +173,7 @@ def decide_image(r):
     already = target is not None and previous is not None and target.id == previous.id
 
     def diff_for(repo, old):
-        return build.changed_dependency_files(build.mirror(repo, r.settings.image_dir), old, repo.commit)
+        return build.changed_dependency_files(build.mirror(repo, r.settings.image_dir, r.settings), old, repo.commit)
 
     necessary, reason = build.decide(previous.labels if previous is not None else None, recipe, found, prefix, diff_for)
     if necessary:
@@ -212,12 +219,12 @@ def do_image(r, force=False):
     for repo in found:
         console.note(f"{repo.name} {repo.commit[:12]} ({repo.url})")
     if r.dry:
-        console.command("local", f"docker build --network host --build-arg AMPEL_COMMITS={build.commits_digest(found)} "
+        console.command("local", f"docker build --network host --no-cache "
                         f"-t {site.image_ref} {s.image_dir}  (with {len(labels)} labels)")
         console.command("local", f"docker tag {site.image_ref} {name}")
         return None
     client = ev["client"]
-    image_id = _build(client, s.image_dir, site.image_ref, labels, build.commits_digest(found))
+    image_id = _build(client, s.image_dir, site.image_ref, labels)
     img = client.images.get(image_id)
     img.tag(name, site.version)
     img.tag(name, "latest")
@@ -227,7 +234,7 @@ def do_image(r, force=False):
     return img
 
 
-def _build(client, image_dir, ref, labels, commits):
+def _build(client, image_dir, ref, labels):
     import docker
 
     t0 = time.time()
@@ -235,9 +242,11 @@ def _build(client, image_dir, ref, labels, commits):
     step = ""
     image_id = None
     try:
+        # the recipe's clone steps look the same whatever the commits: without
+        # nocache the engine would reuse old clones
         stream = client.api.build(
             path=str(image_dir), tag=ref, labels=labels, network_mode="host", rm=True, forcerm=True,
-            buildargs={"AMPEL_COMMITS": commits}, decode=True, pull=False,
+            nocache=True, decode=True, pull=False,
         )
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:

@@ -13,7 +13,7 @@ COLORS = ["36", "32", "35", "33", "34", "31"]
 
 def known_services(r, site) -> list:
     s = r.settings
-    res = site.service_host.run(s.commands["list"], user=s.service_user, mutating=False)
+    res = site.service_host.run(s.commands["list"], user=s.service_user, mutating=False, warn=True)
     return sorted(stacklist.parse_list(res.stdout).get(s.stack["name"], {}))
 
 
@@ -34,20 +34,20 @@ class _Lines:
 
     def emit(self, line):
         parsed = stacklist.parse_log_line(line)
-        if self.replica is not None and parsed and parsed[2] != int(self.replica):
+        if self.replica is not None and parsed and parsed.replica != int(self.replica):
             return
         if self.grep and not self.grep.search(line):
             return
         if parsed and sys.stdout.isatty():
-            tag = f"{parsed[1]}:{parsed[2]}"
-            line = line.replace(tag, f"\033[{self.color}m{tag}\033[0m", 1)
+            tag = f"{parsed.service}:{parsed.replica}"
+            line = line.replace(tag, f"\033[{self.color}m{tag}\033[0m", 1) if tag in line else line
         console.out(line)
 
     def flush(self):
         pass
 
 
-def follow(r, site, services, replica=None, since=None, grep=None, follow=True):
+def follow(r, site, services, replica=None, grep=None, follow=True):
     s = r.settings
     if grep:
         try:
@@ -56,8 +56,6 @@ def follow(r, site, services, replica=None, since=None, grep=None, follow=True):
             raise DeployError(f"--grep {grep!r} is not a valid regular expression: {exc}") from None
     if replica is not None and not str(replica).isdigit():
         raise DeployError(f"--replica must be a number, got {replica!r}")
-    if since is not None and not re.fullmatch(r"\d+[smhd]|\d{4}-\d\d-\d\d([T ][0-9:]+)?", since):
-        raise DeployError(f"--since {since!r} is not understood; use e.g. 5m, 2h, 1d or 2018-06-01T12:00")
     known = known_services(r, site)
     if not services:
         raise DeployError(f"name at least one service; running services: {', '.join(known) or 'none'}")
@@ -71,13 +69,11 @@ def follow(r, site, services, replica=None, since=None, grep=None, follow=True):
         cmd = site.command("logs", stack=s.stack["name"], service=svc)
         if replica is not None:
             cmd += f" {int(replica)}"
-        if since:
-            cmd += f" --since {since}"
         if follow:
             cmd += " -f"
         try:
             host.connection().run(
-                __import__("ampel_tasks.hosts", fromlist=["as_user"]).as_user(cmd, s.service_user),
+                __import__("ampel_tasks.hosts", fromlist=["as_user"]).as_user(cmd, s.service_user, s.preamble),
                 hide=True, warn=True, out_stream=_Lines(grep, replica, COLORS[i % len(COLORS)]),
             )
         except Exception as exc:  # reported once below

@@ -117,7 +117,7 @@ def _pull_one(r, site, host, digest, prefix):
     directory = site.singularity_dir(host)
     part = f".{site.image_file}.part-{os.getpid()}"
     pull_cmd = site.command(
-        "pull", file=part, registry_port=s.registry["port"], image=s.image["name"], version=site.version
+        "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.version
     )
     cmd = (
         f"cd {shlex.quote(directory)} && rm -f {shlex.quote(part)} && {pull_cmd} && "
@@ -478,16 +478,15 @@ def do_up(r):
     d = decide_up(r) if not (r.changed or "up" in r.force) else None
     if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
         return
-    start = host.fact("date +%Y-%m-%dT%H:%M:%S")
     cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + site.command(
-        "up", up_script=site.up_script, config=s.stack["config"], machine=s.stack["machine"]
+        "up", up_script=site.up_script, config=s.stack["config"]
     )
     r.changed.add("up")
     host.run(cmd, user=s.service_user, stream=True)
     if r.dry:
         console.note("then: the health gate (services, replicas, ports, logs)")
         return
-    health.gate(r, site, since=start.stdout.strip() if start else None)
+    health.gate(r, site)
 
 
 @task(
@@ -495,20 +494,22 @@ def do_up(r):
     help={
         "service": "service of the stack, e.g. alertprocessor; several as alertprocessor,mongo",
         "replica": "only this replica number",
-        "since": "only lines since, e.g. 5m, 1d or 2018-06-01T12:00",
         "grep": "only lines matching this regular expression",
         "no_follow": "print what is there and stop instead of following",
     },
 )
-def logs(c, service=None, replica=None, since=None, grep=None, no_follow=False):
+def logs(c, service=None, replica=None, grep=None, no_follow=False):
     """Follow the logs of every replica of one or several services.
 
     `invoke logs alertprocessor` merges all replicas, each line carrying
-    `service:replica`; `invoke logs alertprocessor,mongo` follows both. Follows
-    until Ctrl-C. An unknown service is an error listing the running ones.
+    `(service:replica stdout|stderr)` as singularity-stack prints it; `invoke logs
+    alertprocessor,mongo` follows both. Follows until Ctrl-C (singularity-stack
+    starts 1 kB before the end of each file); --no-follow prints each replica's
+    whole output since its last deploy, except the first line (as singularity-stack
+    does). An unknown service is an error listing the configured ones.
     """
     from . import logstream
 
     r = runs.start(c)
     names = [x for x in (service or "").split(",") if x]
-    logstream.follow(r, _site(r), names, replica=replica, since=since, grep=grep, follow=not no_follow)
+    logstream.follow(r, _site(r), names, replica=replica, grep=grep, follow=not no_follow)

@@ -79,6 +79,8 @@ class Settings:
     env: Dict[str, str]
     stack: Dict[str, str]
     commands: Dict[str, str]
+    runtime: str
+    preamble: List[str]
     secrets: Dict[str, str]
     health: Dict[str, Any]
 
@@ -159,9 +161,18 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
         env=merged["env"],
         stack=merged["stack"],
         commands=merged["commands"],
+        runtime=merged["runtime"],
+        preamble=_preamble(merged["shell"]["preamble"]),
         secrets=merged["secrets"],
         health=merged["health"],
     )
+
+
+def _preamble(lines: List[Any]) -> List[str]:
+    for i, line in enumerate(lines):
+        if not isinstance(line, str) or not line.strip() or "\n" in line:
+            raise DeployError(f"config key ampel.shell.preamble[{i}] must be one line of shell, got {line!r}")
+    return list(lines)
 
 
 def _deep_merge(base: Mapping, over: Mapping) -> Dict[str, Any]:

@@ -31,6 +31,20 @@ def fill_path(template: str, where: str, **values) -> str:
         raise DeployError(f"template {where} uses {{{exc.args[0]}}}, which is not known; known: {', '.join(sorted(values))}") from None
 
 
+# singularity-stack names instances by 8 hex digits; Singularity 2.4 fails when the
+# image file's name and the instance name together exceed 32 characters
+INSTANCE_NAME_LENGTH = 8
+NAME_LIMIT = 32
+
+
+def check_instance_name_length(image_file: str, runtime: str) -> None:
+    if runtime.startswith("singularity 2") and len(image_file) + INSTANCE_NAME_LENGTH > NAME_LIMIT:
+        raise DeployError(
+            f"image file name {image_file} ({len(image_file)} characters) plus an instance name "
+            f"({INSTANCE_NAME_LENGTH}) exceeds Singularity 2.x's limit of {NAME_LIMIT}; singularity-stack would "
+            "refuse to start it. Shorten ampel.image_file or the version")
+
+
 class Site:
     def __init__(self, run):
         self.run = run
@@ -78,11 +92,13 @@ class Site:
 
     @property
     def up_script(self) -> str:
-        return posixpath.join(self.core_dir, "deploy", "up")
+        return posixpath.join(self.core_dir, self.s.source["up_script"])
 
     @property
     def image_file(self) -> str:
-        return fill_path(self.s.image_file, "ampel.image_file", version=self.version)
+        name = fill_path(self.s.image_file, "ampel.image_file", version=self.version)
+        check_instance_name_length(name, self.s.runtime)
+        return name
 
     def on(self, key: str, host=None) -> str:
         """ampel.paths.<key> on `host` (default: the service host)."""

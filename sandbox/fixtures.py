@@ -1,18 +1,24 @@
-"""The sandbox's GitHub content: small repos shaped like AmpelProject's of 2018.
+"""The sandbox's GitHub content: small repos shaped like AmpelProject's of July 2018.
 
-ampel-core carries deploy/up, deploy/production/{dryrun.env,burst.yml,transit.yml}
-and deploy/docker-images/devel/{Dockerfile,environment.yml,deploy-keys/} with the
-Dockerfile's deploy-key convention (id_rsa.<repo>, Host github-<repo>).
+Ampel-core carries `deploy/` in the layout of Ampel-core v0.3.5 (written here for
+the sandbox, from what that layout does): `deploy/up CONFIG` taking the machine
+from the hostname and the env file through `env $(sed ... | xargs echo)`,
+`production/dryrun.env` with values that reference other variables,
+`production/burst.yml` (compose 3.4, services in the order catalog, mongo, stats,
+alertprocessor, followup, t2-controller, t3-controller, list-form commands,
+`depends_on` naming services that are not in the file, `*_FILE` secrets), and
+`docker-images/devel/` whose Dockerfile ADDs `deploy-keys/id_rsa*`, generates the
+ssh config from the key names in a RUN, and clones through aliases that differ
+from the directories (github-ampel -> Ampel-core -> /Ampel/ampel-core).
 """
 import os
 import subprocess
 import tempfile
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_DIR = "deploy/docker-images/devel"
-SANDBOX = Path(os.environ.get("AMPEL_SANDBOX_DIR", "/var/lib/ampel-sandbox"))
-BURST = SANDBOX / "hosts" / "burst"
 BASE_IMAGE = "ampel-sandbox-base:bookworm"
 
 GIT_ENV = {
@@ -21,14 +27,32 @@ GIT_ENV = {
 }
 
 
-def _setup_py(name, package, requires, scripts, version="0.3.5"):
+@dataclass(frozen=True)
+class Repo:
+    org: str
+    name: str     # the repository on the git server
+    alias: str    # the deploy key's name: deploy-keys/id_rsa.<alias>, Host github-<alias>
+    dir: str      # where the image holds it: /Ampel/<dir>
+    in_image: bool
+
+
+REPOS = [
+    Repo("AmpelProject", "Ampel-core", "ampel", "ampel-core", True),
+    Repo("AmpelProject", "Ampel-base", "ampel-base", "ampel-base", True),
+    Repo("AmpelProject", "ampel-contrib-hu", "ampel-contrib-hu", "ampel-contrib-hu", True),
+    Repo("AmpelProject", "ampel-contrib-foo", "ampel-contrib-foo", "ampel-contrib-foo", False),
+]
+CORE = REPOS[0]
+
+
+def _setup_py(name, packages, requires, scripts, version="0.3.5"):
     return textwrap.dedent(f"""\
         from setuptools import setup
 
         setup(
             name={name!r},
             version={version!r},
-            packages={[package] + ([package + '.core'] if name == 'ampel-core' else [])!r},
+            packages={packages!r},
             install_requires={requires!r},
             entry_points={{
                 "console_scripts": {scripts!r},
@@ -38,247 +62,292 @@ def _setup_py(name, package, requires, scripts, version="0.3.5"):
 
 
 SERVICES_PY = '''\
-"""Ampel services as the dryrun stack runs them (sandbox fixture)."""
+"""Ampel services as the dryrun stack runs them (sandbox fixture).
+
+singularity-stack 0.2.2 gives each process only its service's environment, with
+the *_FILE secrets already turned into values. Each service checks its
+credentials, says what it does, and writes what it processes into the live
+database (the mongo service) so a test can see which database it writes.
+"""
 import argparse
+import json
 import os
+import socket
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RELEASE = "0.3.5"
 
 
-def _secret(variable):
-    path = os.environ.get(variable)
-    if not path:
-        print(f"ERROR: {variable} is not set; no credentials", flush=True)
-        sys.exit(2)
-    with open(path) as f:
-        if not f.read().strip():
-            print(f"ERROR: {variable} points at an empty file", flush=True)
+def _credentials(*names):
+    for name in names:
+        if not os.environ.get(name):
+            print(f"ERROR: {name} is not set; no credentials", flush=True)
             sys.exit(2)
 
 
-def _serve(name, secret_variable, extra=""):
-    replica = os.environ.get("SINGULARITY_STACK_REPLICA", "0")
-    _secret(secret_variable)
-    print(f"{name} {replica} starting{extra}", flush=True)
-    print(f"{name} {replica} authenticated with credentials from ${secret_variable}", flush=True)
+def _record(doc):
+    host = os.environ.get("MONGO_HOSTNAME", "mongo")
+    port = int(os.environ.get("MONGO_PORT", "27017"))
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall((json.dumps(doc) + "\\n").encode())
+    except OSError as exc:
+        print(f"WARNING: cannot reach the live database at {host}:{port}: {exc}", flush=True)
+
+
+def _serve(name, secrets, group=None):
+    _credentials(*secrets)
+    print(f"{name} {RELEASE} starting (pid {os.getpid()})" + (f" in consumer group {group}" if group else ""), flush=True)
     if os.path.exists(os.path.join(HERE, "FAULT")):
-        print(f"ERROR {name} {replica}: cannot reach the database", flush=True)
+        print(f"ERROR {name}: cannot reach the database", flush=True)
         raise RuntimeError("fault injected by the sandbox")
     beat = 0
     while True:
         time.sleep(5)
         beat += 1
-        print(f"{name} {replica} processed {beat * 7} alerts", flush=True)
+        print(f"{name} {RELEASE} processed {beat * 7} alerts", flush=True)
+        if group:
+            _record({"service": name, "release": RELEASE, "group": group, "pid": os.getpid(), "alerts": beat * 7})
 
 
 def alertprocessor():
     p = argparse.ArgumentParser()
+    p.add_argument("--broker", required=True)
     p.add_argument("--group", required=True)
-    p.add_argument("--mongo", required=True)
     a = p.parse_args()
-    _serve("AlertProcessor", "MONGO_WRITER_PASSWORD_FILE", f" in consumer group {a.group}, mongo {a.mongo}")
+    _serve("AlertProcessor", ["MONGO_WRITER_PASSWORD", "ARCHIVE_WRITER_PASSWORD"], group=a.group)
 
 
-def stats():
-    _serve("Stats", "MONGO_READER_PASSWORD_FILE")
+def statspublisher():
+    _serve("StatsPublisher", ["MONGO_LOGGER_PASSWORD"])
 
 
 def followup():
-    _serve("Followup", "MONGO_WRITER_PASSWORD_FILE")
+    _serve("Followup", ["MONGO_WRITER_PASSWORD"])
 
 
 def t2():
-    _serve("T2Controller", "MONGO_WRITER_PASSWORD_FILE")
+    _serve("T2Controller", ["MONGO_WRITER_PASSWORD"])
 
 
 def t3():
-    _serve("T3Controller", "DESYCLOUD_PASSWORD_FILE")
+    _serve("T3Controller", ["EXTCATS_WRITER_PASSWORD"])
 '''
 
 UP_SCRIPT = r'''#!/bin/bash
-# deploy/up CONFIG [MACHINE]: redeploy MACHINE's stack with production/CONFIG.env.
-# Run it in the directory that holds `secrets`.
-set -e
-here=$(cd "$(dirname "$0")" && pwd)
-config=$1
-machine=${2:-$(hostname -s)}
-if [ -z "$config" ] || [ ! -f "$here/production/$config.env" ]; then
-    echo "usage: up CONFIG [MACHINE]; CONFIG is one of: $(cd "$here/production" && ls *.env | sed 's/\.env$//' | tr '\n' ' ')" >&2
-    exit 2
+# deploy/up CONFIG: redeploy this machine's stack with production/CONFIG.env
+# (sandbox fixture in the shape of Ampel-core v0.3.5's deploy/up). Run it in the
+# directory that holds `secrets`. No `set -e`: its exit status is `list`'s.
+
+DIR="$( cd "$( dirname "${BASH_SOURCE[0]}" )" && pwd )"
+
+envfile=$DIR/production/$1.env
+
+if [[ ! -e $envfile ]]; then
+	echo "Configuration \"$1\" does not exist. Choose one of: ($(find $DIR/production -name '*.env' | sed 's!.*/!!' | sed 's!\.env$!!' | xargs echo))"
+	exit 1
 fi
-if [ "$config" != dryrun ]; then
-    echo "up: only the dryrun configuration is deployed from here" >&2
-    exit 2
+
+with_env() {
+	env $(cat $envfile | sed -e 's!#.*!!' | xargs echo) "$@"
+}
+
+if [[ "$1" == "dryrun" ]]; then
+	machine=$(hostname | cut -d. -f1)
+	singularity-stack rm $machine
+	sleep 1
+	if [[ "$machine" == "burst" ]]; then
+		echo 'not clearing anything'
+	fi
+	with_env singularity-stack deploy -c $DIR/production/$machine.yml $machine
+	singularity-stack list
 fi
-set -a
-. <(grep -v '^[[:space:]]*#' "$here/production/$config.env")
-set +a
-singularity-stack rm "$machine"
-singularity-stack deploy -c "$here/production/$machine.yml" "$machine"
-singularity-stack list
 '''
 
+DRYRUN_ENV = """\
+AMPEL_TAG=v0.3.0
+AMPEL_SRC=/home/ampel/Ampel-v0.3
 
-def dryrun_env():
-    b = BURST
-    return textwrap.dedent(f"""\
-        # Ampel "dryrun" configuration for burst (sandbox copy of Ampel-core's deploy/production/dryrun.env)
-        # Values are read by deploy/up and exported to singularity-stack.
-        AMPEL_TAG=v0.3.0
-        AMPEL_SRC={b}/scratch/ampel/Ampel-v0.3
+ARCHIVE_HOST=transit
+ARCHIVE_PORT=5432
+ARCHIVE_PATH=/data/ampel/archive/dryrun
+ARCHIVE_INITDB_PATH=$AMPEL_SRC/ampel-core/deploy/production/initdb/archive
 
-        # archive database on transit
-        ARCHIVE_HOST=transit
-        ARCHIVE_PORT=5432
-        ARCHIVE_PATH=/data/ampel/archive
-        ARCHIVE_INITDB_PATH=/data/ampel/archive-init
+GRAPHITE_HOST=transit
+GRAPHITE_PORT=2003
+METRICS_DIR=/data/ampel/metrics
 
-        GRAPHITE_HOST=transit
-        GRAPHITE_PORT=2003
-        METRICS_DIR={b}/data/ampel/metrics
+# in the sandbox the services reach the databases by their service names
+MONGO_HOST=mongo
+MONGO_PORT=27017
+MONGO_PATH=/data/ampel/mongo/live/v0.3.3
+MONGO_INITDB_PATH=$AMPEL_SRC/ampel-core/deploy/production/initdb/mongo
 
-        # live database: a directory per version, see the runbook
-        MONGO_HOST=localhost
-        MONGO_PORT=27017
-        MONGO_PATH={b}/data/ampel/mongo/live/v0.3.0
-        MONGO_INITDB_PATH={b}/data/ampel/mongo/init
+NUM_STREAMS=16
+GROUP_NAME=ampel-v0.3.3
 
-        # one AlertProcessor per Kafka partition
-        NUM_STREAMS=16
-        GROUP_NAME=ampel-v0.3.0
+CATSHTM_PATH=/data/ampel/catalogs/catsHTM2
+CATALOG_HOST=catalog
+CATALOG_PORT=27018
+CATALOG_PATH=/data/ampel/catalogs/dryrun
+CATALOG_INITDB_PATH=$AMPEL_SRC/ampel-core/deploy/production/initdb/catalog
+CATALOG_MONGODUMP_PATH=/data/ampel/catalogs/mongodumps
+"""
 
-        CATSHTM_PATH={b}/data/ampel/catalogs/catshtm
-        CATALOG_HOST=localhost
-        CATALOG_PORT=27018
-        CATALOG_PATH={b}/data/ampel/catalogs/db
-        CATALOG_INITDB_PATH={b}/data/ampel/catalogs/init
-        CATALOG_MONGODUMP_PATH={b}/data/ampel/catalogs/dump
-        """)
+RESTART = """\
+    deploy:
+      restart_policy:
+        condition: any
+        delay: 10s
+"""
 
 
-BURST_YML = textwrap.dedent("""\
-    version: '3.5'
+def _ampel_service(name, command, volumes, secrets, env, depends, extra=""):
+    return (
+        f"  {name}:\n    image: ampel:$AMPEL_TAG\n    command: {command}\n    volumes:\n{volumes}"
+        "    secrets:\n" + "".join(f"      - {s}\n" for s in secrets)
+        + "    environment:\n      TINI_SUBREAPER: 1\n      MONGO_HOSTNAME: $MONGO_HOST\n      MONGO_PORT: $MONGO_PORT\n"
+        + "".join(f"      {k}: {v}\n" for k, v in env.items())
+        + (extra or RESTART) + "    depends_on:\n" + "".join(f"      - {d}\n" for d in depends)
+    )
 
-    x-ampel: &ampel
-      image: ampel:${AMPEL_TAG}
-      volumes:
-        - type: volume
-          source: ${AMPEL_SRC}
-          target: /Ampel
-      environment:
-        MONGO_WRITER_PASSWORD_FILE: /run/secrets/mongo-writer
-        MONGO_READER_PASSWORD_FILE: /run/secrets/mongo-reader
-        DESYCLOUD_PASSWORD_FILE: /run/secrets/desycloud
-      secrets:
-        - mongo-writer
-        - mongo-reader
-        - desycloud
 
-    services:
-      catalog:
-        image: mongo-3.6
-        command: mongod --port ${CATALOG_PORT} --dbpath /data/db
-        ports:
-          - "${CATALOG_PORT}:${CATALOG_PORT}"
-        volumes:
-          - type: bind
-            source: ${CATALOG_PATH}
-            target: /data/db
-      mongo:
-        image: mongo-3.6
-        command: mongod --port ${MONGO_PORT} --dbpath /data/db
-        depends_on:
-          - catalog
-        ports:
-          - "${MONGO_PORT}:${MONGO_PORT}"
-        volumes:
-          - type: bind
-            source: ${MONGO_PATH}
-            target: /data/db
-      stats:
-        <<: *ampel
-        command: ampel-stats
-        depends_on:
-          - mongo
-      alertprocessor:
-        <<: *ampel
-        command: ampel-alertprocessor --group ${GROUP_NAME} --mongo ${MONGO_HOST}:${MONGO_PORT}
-        depends_on:
-          - mongo
-        deploy:
-          replicas: ${NUM_STREAMS}
-      followup:
-        <<: *ampel
-        command: ampel-followup
-        depends_on:
-          - mongo
-      t2-controller:
-        <<: *ampel
-        command: ampel-t2
-        depends_on:
-          - mongo
-      t3-controller:
-        <<: *ampel
-        command: ampel-t3
-        depends_on:
-          - mongo
+VOLUME_SRC = "      - type: volume\n        source: $AMPEL_SRC\n        target: /Ampel\n"
+BIND_SRC = "      - $AMPEL_SRC:/Ampel\n"
+CATSHTM = "      - $CATSHTM_PATH:/catalogs/catsHTM\n"
+SECRET = "/run/secrets/"
 
-    secrets:
-      mongo-writer:
-        file: secrets/mongo-writer.txt
-      mongo-reader:
-        file: secrets/mongo-reader.txt
-      desycloud:
-        file: secrets/desycloud.txt
-    """)
+
+def burst_yml():
+    mongo_env = ("      MONGO_INITDB_ROOT_USERNAME: root\n"
+                 f"      MONGO_INITDB_ROOT_PASSWORD_FILE: {SECRET}mongo-root-password\n")
+    head = textwrap.dedent(f"""\
+        version: '3.4'
+        services:
+          catalog:
+            # the catalog starts first: it may need port 27017 to initialize
+            image: mongo:3.6
+            command: ["mongod", "--port", "$CATALOG_PORT"]
+            volumes:
+              - $CATALOG_PATH:/data/db
+              - $CATALOG_INITDB_PATH:/docker-entrypoint-initdb.d/
+              - $CATALOG_MONGODUMP_PATH:/mnt
+            ports:
+              - "$CATALOG_PORT:$CATALOG_PORT"
+            secrets:
+              - mongo-root-password
+              - catalog-read-password
+            environment:
+        """) + mongo_env + RESTART + (
+        "  mongo:\n"
+        "    image: mongo:3.6\n"
+        '    command: ["mongod", "--port", "$MONGO_PORT"]\n'
+        "    volumes:\n"
+        "      - $MONGO_PATH:/data/db\n"
+        "      - $MONGO_INITDB_PATH:/docker-entrypoint-initdb.d\n"
+        "    ports:\n"
+        '      - "$MONGO_PORT:$MONGO_PORT"\n'
+        "    secrets:\n"
+        "      - mongo-root-password\n"
+        "    environment:\n") + mongo_env + RESTART
+    writer = {"MONGO_WRITER_USERNAME": "alertprocessor",
+              "MONGO_WRITER_PASSWORD_FILE": f"{SECRET}mongo-alertprocessor-password"}
+    logger = {"MONGO_LOGGER_USERNAME": "logger", "MONGO_LOGGER_PASSWORD_FILE": f"{SECRET}mongo-logger-password"}
+    services = [
+        _ampel_service("stats", '["ampel-statspublisher"]', VOLUME_SRC, ["mongo-logger-password", "archive-read-password"],
+                       logger, ["mongo", "archive", "graphite"]),
+        _ampel_service("alertprocessor",
+                       '["ampel-alertprocessor", "--broker", "epyc.astro.washington.edu:9092", "--group", "$GROUP_NAME"]',
+                       VOLUME_SRC + CATSHTM,
+                       ["archive-write-password", "mongo-alertprocessor-password", "mongo-logger-password"],
+                       dict(writer, ARCHIVE_WRITER_USERNAME="ampel-client",
+                            ARCHIVE_WRITER_PASSWORD_FILE=f"{SECRET}archive-write-password"),
+                       ["mongo", "archive"],
+                       "    deploy:\n      replicas: $NUM_STREAMS\n      restart_policy:\n        condition: any\n"
+                       "        delay: 10s\n"),
+        _ampel_service("followup", '["ampel-followup"]', BIND_SRC + CATSHTM,
+                       ["mongo-alertprocessor-password", "catalog-write-password"], writer, ["mongo", "archive", "catalog"]),
+        _ampel_service("t2-controller", '["ampel-t2"]', BIND_SRC + "      - type: tmpfs\n        target: /tmp\n",
+                       ["mongo-alertprocessor-password"], writer, ["mongo"]),
+        _ampel_service("t3-controller", '["ampel-t3"]', VOLUME_SRC, ["catalog-write-password"],
+                       {"EXTCATS_WRITER_USERNAME": "ToO", "EXTCATS_WRITER_PASSWORD_FILE": f"{SECRET}catalog-write-password"},
+                       ["mongo"]),
+    ]
+    secrets = "\nsecrets:\n" + "".join(f"  {s}:\n    file: secrets/{s}.txt\n" for s in SECRET_NAMES)
+    return head + "".join(services) + secrets
+
+
+SECRET_NAMES = ["archive-read-password", "archive-write-password", "mongo-root-password",
+                "mongo-alertprocessor-password", "mongo-logger-password", "catalog-read-password",
+                "catalog-write-password"]
 
 TRANSIT_YML = textwrap.dedent("""\
-    version: '3.5'
+    version: '3.4'
     services:
       archive:
-        image: postgres-10.simg
-        command: postgres -D /var/lib/postgresql/data
-      graphite:
-        image: graphite.simg
-        command: carbon-cache
+        image: postgres:10.3
+        command: ["postgres", "-p", "$ARCHIVE_PORT"]
+        volumes:
+          - $ARCHIVE_PATH:/var/lib/postgresql/data
+        ports:
+          - "$ARCHIVE_PORT:$ARCHIVE_PORT"
+        secrets:
+          - archive-root-password
+        environment:
+          POSTGRES_PASSWORD_FILE: /run/secrets/archive-root-password
+    secrets:
+      archive-root-password:
+        file: secrets/archive-root-password.txt
     """)
 
 
-def dockerfile(repos):
-    clones = "".join(
-        f"RUN git clone git@github-{r}:AmpelProject/{r}.git /Ampel/{r}\n" for r in repos
-    )
+def dockerfile(repos, git_host):
+    clones = "".join(f"RUN git clone git@github-{r.alias}:{r.org}/{r.name}.git /Ampel/{r.dir}\n" for r in repos)
     return (
-        "# Ampel image for the dryrun stack.\n"
-        "# The clone stage holds the deploy keys; it is never tagged or pushed:\n"
-        "# only /Ampel is copied out of it into the image that ships.\n"
-        f"FROM {BASE_IMAGE} AS clone\n"
-        "COPY deploy-keys /root/.ssh\n"
-        "RUN chmod 700 /root/.ssh && chmod 600 /root/.ssh/id_* /root/.ssh/config\n"
-        "# changes whenever a repo's commit does, so the clones below are fresh\n"
-        "ARG AMPEL_COMMITS=unknown\n"
+        "# Ampel image for the dryrun stack (sandbox fixture in the shape of v0.3.5's).\n"
+        f"FROM {BASE_IMAGE} AS conda\n"
+        "\n"
+        "# Set up deploy keys and clone the Ampel repos\n"
+        "RUN mkdir /root/.ssh/\n"
+        "ADD deploy-keys/id_rsa* /root/.ssh/\n"
+        "RUN chmod 700 /root/.ssh/id_rsa*\n"
+        "# the sandbox's github host key (the real recipe runs ssh-keyscan github.com)\n"
+        "COPY deploy-keys/known_hosts /root/.ssh/known_hosts\n"
+        "# one Host entry per deploy key: github-<alias> for deploy-keys/id_rsa.<alias>\n"
+        "RUN find /root/.ssh/ -type f \\( -iname 'id_rsa*' -and -not -iname '*.pub' \\) | cut -d. -f 3 | while read repo; do \\\n"
+        "echo \"Host github-$repo\" >> /root/.ssh/config; \\\n"
+        f"echo \"    HostName {git_host}\" >> /root/.ssh/config; \\\n"
+        "echo \"    User git\" >> /root/.ssh/config; \\\n"
+        "echo \"    IdentityFile /root/.ssh/id_rsa.$repo\" >> /root/.ssh/config; \\\n"
+        "done\n"
+        "RUN mkdir /Ampel\n"
         f"{clones}"
         "\n"
+        "COPY environment.yml install-env.py /\n"
+        "RUN python3 /install-env.py /environment.yml\n"
+        "\n"
+        "# only the installed environment and /Ampel leave the stage that holds the keys\n"
         f"FROM {BASE_IMAGE}\n"
-        "COPY --from=clone /Ampel /Ampel\n"
-        "COPY environment.yml install-env.py /opt/ampel/\n"
-        "RUN python3 /opt/ampel/install-env.py /opt/ampel/environment.yml\n"
+        "COPY --from=conda /usr/local /usr/local\n"
+        "COPY --from=conda /Ampel /Ampel\n"
+        "RUN mkdir -p /catalogs/catsHTM /run/secrets\n"
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
         'VOLUME ["/Ampel"]\n'
+        "ADD docker-entrypoint.sh /\n"
+        'ENTRYPOINT ["/docker-entrypoint.sh"]\n'
     )
 
 
 def environment_yml(repos):
-    pairs = "".join(f"    - -e\n    - /Ampel/{r}\n" for r in repos)
-    return (
-        "name: ampel\nchannels:\n  - ampelproject\n  - conda-forge\ndependencies:\n"
-        "  - python=3.11\n  - pyyaml\n  - pip\n  - pip:\n" + pairs
-    )
+    pairs = "".join(f"    - -e\n    - /Ampel/{r.dir}\n" for r in repos)
+    return ("name: ampel\nchannels:\n  - ampelproject\n  - conda-forge\ndependencies:\n"
+            "  - python>=3.6\n  - pyyaml\n  - pip:\n" + pairs)
 
 
 INSTALL_ENV = '''\
-"""Install environment.yml's pip section (the sandbox's stand-in for `conda env update`)."""
+"""Install environment.yml's pip section (the sandbox's stand-in for `conda env create`)."""
 import subprocess
 import sys
 
@@ -295,13 +364,48 @@ print("+", " ".join(cmd), flush=True)
 sys.exit(subprocess.call(cmd))
 '''
 
+ENTRYPOINT = '#!/bin/sh\n\nset -eu\n\nexec "$@"\n'
 
-def ssh_entry(repo, git_host):
-    return (
-        f"Host github-{repo}\n  HostName {git_host}\n  User git\n"
-        f"  IdentityFile /root/.ssh/id_rsa.{repo}\n  IdentitiesOnly yes\n"
-        "  UserKnownHostsFile /root/.ssh/known_hosts\n  StrictHostKeyChecking yes\n"
-    )
+
+def core_files(git_host, known_hosts, repos=None):
+    repos = repos or [r for r in REPOS if r.in_image]
+    scripts = [
+        "ampel-alertprocessor=ampel.core.services:alertprocessor",
+        "ampel-statspublisher=ampel.core.services:statspublisher",
+        "ampel-followup=ampel.core.services:followup",
+        "ampel-t2=ampel.core.services:t2",
+        "ampel-t3=ampel.core.services:t3",
+    ]
+    return {
+        "setup.py": _setup_py("ampel-core", ["ampel", "ampel.core"], ["PyYAML"], scripts),
+        "ampel/__init__.py": "",
+        "ampel/db_schema.py": "# Bump when the live database layout changes: a new live database is then necessary.\nSCHEMA_VERSION = 3\n",
+        "ampel/core/__init__.py": '__version__ = "0.3.5"\n',
+        "ampel/core/services.py": SERVICES_PY,
+        "deploy/up": UP_SCRIPT,
+        "deploy/production/dryrun.env": DRYRUN_ENV,
+        "deploy/production/burst.yml": burst_yml(),
+        "deploy/production/transit.yml": TRANSIT_YML,
+        "deploy/production/initdb/mongo/load_config.sh": "#!/bin/sh\n# run by mongo's entrypoint on a fresh database\n",
+        "deploy/production/initdb/catalog/load_config.sh": "#!/bin/sh\n# run by mongo's entrypoint on a fresh catalog\n",
+        "deploy/production/initdb/archive/00_archive_schema.sql": "-- archive schema (sandbox fixture)\n",
+        f"{IMAGE_DIR}/Dockerfile": dockerfile(repos, git_host),
+        f"{IMAGE_DIR}/environment.yml": environment_yml(repos),
+        f"{IMAGE_DIR}/install-env.py": INSTALL_ENV,
+        f"{IMAGE_DIR}/docker-entrypoint.sh": ENTRYPOINT,
+        f"{IMAGE_DIR}/deploy-keys/known_hosts": known_hosts + "\n",
+        f"{IMAGE_DIR}/deploy-keys/.gitignore": "# private deploy keys never enter git\nid_*\n",
+        ".gitignore": "__pycache__/\n*.egg-info/\n",
+    }
+
+
+def plugin_files(repo, requires, script):
+    package = repo.dir.replace("-", "_")
+    return {
+        "setup.py": _setup_py(repo.dir, [package], requires, [script]),
+        f"{package}/__init__.py": f'"""{repo.dir} (sandbox fixture)."""\n\n\ndef main():\n    print("{repo.dir} 0.3.5")\n',
+        ".gitignore": "__pycache__/\n*.egg-info/\n",
+    }
 
 
 def _write(root, files):
@@ -309,45 +413,8 @@ def _write(root, files):
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(content)
-        if rel.endswith("/up"):
+        if rel.endswith(("/up", ".sh")):
             p.chmod(0o755)
-
-
-def core_files(git_host, known_hosts, repos=("ampel-core", "ampel-base", "ampel-contrib-hu")):
-    scripts = [
-        "ampel-alertprocessor=ampel.core.services:alertprocessor",
-        "ampel-stats=ampel.core.services:stats",
-        "ampel-followup=ampel.core.services:followup",
-        "ampel-t2=ampel.core.services:t2",
-        "ampel-t3=ampel.core.services:t3",
-    ]
-    keys = "".join(ssh_entry(r, git_host) + "\n" for r in repos)
-    return {
-        "setup.py": _setup_py("ampel-core", "ampel", ["PyYAML"], scripts),
-        "ampel/__init__.py": "",
-        "ampel/db_schema.py": "# Bump when the live database layout changes: a new live database is then necessary.\nSCHEMA_VERSION = 3\n",
-        "ampel/core/__init__.py": '__version__ = "0.3.5"\n',
-        "ampel/core/services.py": SERVICES_PY,
-        "deploy/up": UP_SCRIPT,
-        "deploy/production/dryrun.env": dryrun_env(),
-        "deploy/production/burst.yml": BURST_YML,
-        "deploy/production/transit.yml": TRANSIT_YML,
-        f"{IMAGE_DIR}/Dockerfile": dockerfile(repos),
-        f"{IMAGE_DIR}/environment.yml": environment_yml(repos),
-        f"{IMAGE_DIR}/install-env.py": INSTALL_ENV,
-        f"{IMAGE_DIR}/deploy-keys/config": keys,
-        f"{IMAGE_DIR}/deploy-keys/known_hosts": known_hosts + "\n",
-        f"{IMAGE_DIR}/deploy-keys/.gitignore": "# private deploy keys never enter git\nid_*\n",
-        ".gitignore": "__pycache__/\n*.egg-info/\n",
-    }
-
-
-def plugin_files(name, package, requires, script):
-    return {
-        "setup.py": _setup_py(name, package, requires, [script]),
-        f"{package}/__init__.py": f'"""{name} (sandbox fixture)."""\n\n\ndef main():\n    print("{name} 0.3.5")\n',
-        ".gitignore": "__pycache__/\n*.egg-info/\n",
-    }
 
 
 def commit_all(work, message):
@@ -356,19 +423,82 @@ def commit_all(work, message):
     subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", message], check=True, env=env)
 
 
-def make_repos(base: Path, git_host: str, known_hosts: str):
-    """Create the bare repos under `base` (…/srv/git/AmpelProject)."""
-    content = {
-        "ampel-core": core_files(git_host, known_hosts),
-        "ampel-base": plugin_files("ampel-base", "ampel_base", ["ampel-core"], "ampel-base-info=ampel_base:main"),
-        "ampel-contrib-hu": plugin_files("ampel-contrib-hu", "ampel_contrib_hu", ["ampel-base"], "ampel-hu=ampel_contrib_hu:main"),
-        "ampel-contrib-foo": plugin_files("ampel-contrib-foo", "ampel_contrib_foo", ["ampel-base"], "ampel-foo=ampel_contrib_foo:main"),
-    }
-    for repo, files in content.items():
+def repo_files(repo, git_host, known_hosts):
+    if repo == CORE:
+        return core_files(git_host, known_hosts)
+    return plugin_files(repo, ["ampel-core"], f"{repo.dir}-info={repo.dir.replace('-', '_')}:main")
+
+
+def make_repos(srv: Path, git_host: str, known_hosts: str):
+    """Create the bare repos under `srv` (…/srv/git), as <org>/<name>.git."""
+    for repo in REPOS:
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / repo
+            work = Path(tmp) / repo.dir
             subprocess.run(["git", "init", "-q", "-b", "master", str(work)], check=True)
-            _write(work, files)
-            commit_all(work, f"{repo} 0.3.5")
-            bare = base / f"{repo}.git"
+            _write(work, repo_files(repo, git_host, known_hosts))
+            commit_all(work, f"{repo.dir} 0.3.5")
+            bare = srv / repo.org / f"{repo.name}.git"
+            bare.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+
+
+MONGOD = '''#!/usr/bin/python3
+"""mongod -- SANDBOX STAND-IN for MongoDB 3.6 in the sandbox's mongo:3.6 image.
+
+Takes a moment to start, as the real one does, then listens on --port; every
+line a client sends is appended to <dbpath>/alerts.jsonl, so a test can tell
+which live database a deployment writes.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+args = sys.argv[1:]
+port = int(args[args.index("--port") + 1]) if "--port" in args else 27017
+dbpath = args[args.index("--dbpath") + 1] if "--dbpath" in args else "/data/db"
+if not os.path.isdir(dbpath):
+    print(f"exception in initAndListen: NonExistentPath: Data directory {dbpath} not found., terminating", flush=True)
+    sys.exit(100)
+with open(os.path.join(dbpath, "mongod.lock"), "w") as f:
+    f.write(str(os.getpid()))
+print(f"MongoDB starting : pid={os.getpid()} port={port} dbpath={dbpath} (sandbox stand-in)", flush=True)
+time.sleep(2.5)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", port))
+srv.listen(64)
+print(f"waiting for connections on port {port}", flush=True)
+lock = threading.Lock()
+
+
+def serve(conn):
+    with conn, conn.makefile("rb") as f:
+        for line in f:
+            with lock, open(os.path.join(dbpath, "alerts.jsonl"), "ab") as out:
+                out.write(line)
+
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+'''
+
+MONGO_DOCKERFILE = f"""\
+# mongo:3.6 for the sandbox: a stand-in mongod on the Ampel base system
+FROM {BASE_IMAGE}
+COPY mongod /usr/bin/mongod
+COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+RUN chmod 755 /usr/bin/mongod /usr/local/bin/docker-entrypoint.sh && mkdir -p /data/db /docker-entrypoint-initdb.d
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["mongod"]
+"""
+
+
+def mongo_context(ctx: Path):
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text(MONGO_DOCKERFILE)
+    (ctx / "mongod").write_text(MONGOD)
+    (ctx / "docker-entrypoint.sh").write_text(ENTRYPOINT)
