@@ -1,23 +1,29 @@
-"""Hosts: one fabric Connection per host for the whole run, opened lazily.
+"""Hosts: every command on burst and transit goes through `Host.run`.
 
-Every command on a host goes through `Host.run`, which is where --dry stops
-mutating commands, where commands become the service user's (`sudo -n -u ampel`,
-the runbook's `sudo su ampel`), and where an SSH fault becomes one DeployError.
+That is where --dry stops mutating commands, where commands get the site's shell
+environment (ampel.shell.preamble: conda's singularity-stack env and
+SINGULARITY_CACHEDIR, which a non-interactive shell never reads) and become the
+service user's (`sudo -n -u ampel`, the runbook's `sudo su ampel`), and where a
+failure becomes one DeployError. The connection is OpenSSH's (see ssh.py): one
+per host per run.
 """
 from __future__ import annotations
 
-import logging
 import os
+import re
 import shlex
-import socket
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-from . import console
+from . import console, ssh
 from .errors import DeployError
 from .settings import HostSettings, Settings
+
+PREAMBLE_FAILED = 97
 
 
 @dataclass
@@ -34,12 +40,9 @@ class Result:
 DRY_RESULT = Result("", "", 0)
 
 
-PREAMBLE_FAILED = 97
-
-
 def with_preamble(cmd: str, preamble) -> str:
-    """The command after the site's shell set-up lines (conda, SINGULARITY_CACHEDIR);
-    a failing line stops it with exit 97 and names the line."""
+    """The command after the site's shell set-up lines; a failing line stops it
+    with exit 97 and is named."""
     lines = [
         f"{line} || {{ echo {shlex.quote('ampel-tasks: the shell preamble failed at: ' + line)} >&2; exit {PREAMBLE_FAILED}; }}"
         for line in preamble
@@ -48,27 +51,25 @@ def with_preamble(cmd: str, preamble) -> str:
 
 
 def as_user(cmd: str, user: Optional[str], preamble=()) -> str:
-    """Wrap a shell command so it runs in the site's shell environment, as `user`
-    through sudo (no password prompt) when given: `sudo su ampel` and `conda
-    activate singularity-stack`, made explicit."""
+    """The command in the site's shell environment, as `user` through sudo (no
+    password prompt) when given: `sudo su ampel` and `conda activate
+    singularity-stack`, made explicit."""
     script = shlex.quote(with_preamble(cmd, preamble))
     if not user:
         return f"bash -c {script}" if preamble else cmd
     return f"sudo -n -u {shlex.quote(user)} -H -- bash -c {script}"
 
 
-def failure_detail(host: str, shown: str, result, preamble, user) -> str:
+def failure_detail(host: str, shown: str, result: Result, preamble, user) -> str:
     """One line for a failed remote command; a program that the site's environment
     does not provide, or a failing preamble line, is named with the setting."""
-    err = (result.stderr.strip() or result.stdout.strip())
+    err = result.stderr.strip() or result.stdout.strip()
     who = f"as {user}" if user else "as you"
     if result.exited == PREAMBLE_FAILED and "the shell preamble failed at:" in err:
         line = err.split("the shell preamble failed at:", 1)[1].splitlines()[0].strip()
         return (f"on {host}: the shell set-up line `{line}` failed {who} (ampel.shell.preamble); "
                 f"{console.redact(err.splitlines()[0])}")
     if result.exited == 127:
-        import re
-
         m = re.search(r"([^\s:]+): (?:command )?not found", err)
         prog = m.group(1) if m else shown.split()[0]
         return (f"on {host}: `{prog}` was not found {who} after the shell set-up "
@@ -79,19 +80,57 @@ def failure_detail(host: str, shown: str, result, preamble, user) -> str:
     return f"on {host}: `{shown}` failed with exit {result.exited}: {detail}"
 
 
-class _LastError(logging.Handler):
-    """paramiko reports some faults (a missing SSH banner) only in its log; keep the
-    last one for our error line instead of letting it print on stderr."""
+class _Lines:
+    """Collects a stream's bytes; with `emit`, hands over each complete line as it comes."""
 
-    last = ""
+    def __init__(self, emit: Optional[Callable[[str], None]]):
+        self.emit = emit
+        self.data = bytearray()
+        self.buf = b""
 
-    def emit(self, record):
-        _LastError.last = record.getMessage()
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if self.emit is None:
+            return
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            self.emit(line.decode(errors="replace"))
+
+    def finish(self) -> str:
+        if self.emit is not None and self.buf:
+            self.emit(self.buf.decode(errors="replace"))  # a last line without its newline
+        return self.data.decode(errors="replace")
 
 
-_paramiko_log = logging.getLogger("paramiko")
-_paramiko_log.addHandler(_LastError(level=logging.ERROR))
-_paramiko_log.propagate = False
+def execute(argv, data: Optional[bytes], on_out=None, on_err=None) -> Result:
+    """Run argv, `data` on its stdin then EOF, reading both outputs as they come."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = _Lines(on_out), _Lines(on_err)
+    readers = [threading.Thread(target=_pump, args=(s, l), daemon=True) for s, l in ((p.stdout, out), (p.stderr, err))]
+    for t in readers:
+        t.start()
+    try:
+        if data is not None:
+            try:
+                p.stdin.write(data)
+                p.stdin.close()
+            except BrokenPipeError:
+                pass
+        code = p.wait()
+    except KeyboardInterrupt:
+        p.kill()
+        p.wait()
+        raise
+    for t in readers:
+        t.join()
+    return Result(out.finish(), err.finish(), code)
+
+
+def _pump(stream, lines: _Lines) -> None:
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        lines.feed(chunk)
 
 
 class Host:
@@ -102,99 +141,57 @@ class Host:
         self.name = spec.name
         self.settings = settings
         self.dry = dry
-        self._conn = None
+        self._master: Optional[ssh.Master] = None
         self.unreachable: Optional[str] = None
+        self._lock = threading.Lock()
 
-    # -- connection -------------------------------------------------------
-    def connection(self):
-        if self._conn is not None:
-            return self._conn
-        if self.unreachable:
-            raise DeployError(self.unreachable)
-        from fabric import Config, Connection
-        from paramiko import RejectPolicy
+    @property
+    def where(self) -> str:
+        return f"{self.name} ({self.spec.hostname})"
 
-        s = self.settings
-        t = s.timeouts
-        cfg_kwargs = {}
-        if os.path.exists(s.ssh_config):
-            cfg_kwargs["runtime_ssh_path"] = s.ssh_config
-        config = Config(**cfg_kwargs)
-        conn = Connection(
-            self.spec.hostname,
-            user=self.spec.user or None,
-            port=self.spec.port if self.spec.port != 22 else None,
-            config=config,
-            connect_timeout=t["connect"],
-            connect_kwargs=_connect_kwargs(t, config, self.spec.hostname),
-        )
-        conn.client.set_missing_host_key_policy(RejectPolicy())
-        if os.path.exists(s.known_hosts):
-            conn.client.load_host_keys(s.known_hosts)
-        where = f"{self.name} ({conn.host}:{conn.port})"
-        try:
-            conn.open()
-        except Exception as exc:  # paramiko and socket faults become one line
-            self.unreachable = _connect_error(where, exc, s.known_hosts, conn)
-            raise DeployError(self.unreachable) from None
-        conn.transport.set_keepalive(t["keepalive"])
-        self._conn = conn
-        return conn
+    def connection(self) -> ssh.Master:
+        with self._lock:
+            if self._master is not None:
+                return self._master
+            if self.unreachable:
+                raise DeployError(self.unreachable)
+            master = ssh.Master(self.settings, self.spec)
+            try:
+                master.open(self.where)
+            except DeployError as exc:
+                self.unreachable = str(exc)
+                raise
+            self._master = master
+            return master
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._master is not None:
+            self._master.close()
+            self._master = None
 
-    # -- commands ---------------------------------------------------------
-    def run(
-        self,
-        cmd: str,
-        *,
-        user: Optional[str] = None,
-        mutating: bool = True,
-        warn: bool = False,
-        stream: bool = False,
-        in_stream=None,
-        show: Optional[str] = None,
-        prefix: str = "",
-    ) -> Result:
-        """Run `cmd` on the host (as `user` if given).
+    def run(self, cmd: str, *, user: Optional[str] = None, mutating: bool = True, warn: bool = False,
+            stream: bool = False, show: Optional[str] = None, prefix: str = "", data: Optional[bytes] = None,
+            on_line: Optional[Callable[[str], None]] = None) -> Result:
+        """Run `cmd` on the host (as `user` if given), `data` on its stdin.
 
         In --dry a mutating command is printed, not run. `show` replaces the
         command in what is printed (for commands carrying data, never secrets).
+        `stream` prints output lines as they come; `on_line` receives them instead.
         """
         if self.dry and mutating:
             console.command(self.name, show or cmd, user)
             return DRY_RESULT
-        full = as_user(cmd, user, self.settings.preamble)
-        conn = self.connection()
+        master = self.connection()
+        argv = ssh.remote_argv(master, as_user(cmd, user, self.settings.preamble))
+        printer = (lambda line: console.out(prefix + line)) if stream else None
         t0 = time.time()
-        outs = (_Redacting(prefix), _Redacting(prefix)) if stream else (None, None)
-        try:
-            r = conn.run(
-                full,
-                hide=not stream,
-                warn=True,
-                in_stream=in_stream if in_stream is not None else False,
-                out_stream=outs[0],
-                err_stream=outs[1],
-            )
-            for o in outs:
-                if o is not None:
-                    o.flush()  # a last line without its newline is still shown
-        except (OSError, EOFError) as exc:
-            raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: {exc}") from None
-        except Exception as exc:
-            if type(exc).__module__.startswith(("paramiko", "socket")):
-                raise DeployError(f"on {self.name}: ssh failed while running `{show or cmd}`: {exc}") from None
-            raise
-        result = Result(r.stdout, r.stderr, r.exited)
+        result = execute(argv, data, on_line or printer, printer)
+        if result.exited == 255 and not master.alive():
+            raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: "
+                              f"{console.redact(result.stderr.strip()[-200:]) or 'no output'}")
         if os.environ.get("AMPEL_TASKS_TRACE"):
-            import sys
-
-            print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {r.exited}: {console.redact(show or cmd)[:150]}",
-                  file=sys.stderr, flush=True)
+            print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {result.exited}: "
+                  f"{console.redact(show or cmd)[:150]}", file=sys.stderr, flush=True)
         if not result.ok and (not warn or result.exited in (127, PREAMBLE_FAILED)):
             raise DeployError(failure_detail(self.name, show or cmd, result, self.settings.preamble, user))
         return result
@@ -203,10 +200,10 @@ class Host:
         """Run a read-only command; None if the host cannot be reached in --dry."""
         try:
             return self.run(cmd, user=user, mutating=False, warn=True)
-        except DeployError as exc:
+        except DeployError:
             if self.dry:
                 return None
-            raise exc
+            raise
 
     def exists(self, path: str, *, user: Optional[str] = None) -> Optional[bool]:
         r = self.fact(f"test -e {shlex.quote(path)}", user=user)
@@ -223,12 +220,11 @@ class Host:
             raise DeployError(f"on {self.name}: cannot read {path}: {r.stderr.strip() or 'no such file'}")
         return r.stdout
 
-    def write_file(
-        self, path: str, content: str, *, user: Optional[str] = None, mode: str = "0644",
-        backup: bool = False, show: Optional[str] = None,
-    ) -> None:
+    def write_file(self, path: str, content: bytes, *, user: Optional[str] = None, mode: str = "0644",
+                   backup: bool = False, show: Optional[str] = None) -> None:
         """Write atomically: a temp file beside the target with its mode set at
-        creation, optionally a NAME.bak-<timestamp> copy, then a rename."""
+        creation, optionally a NAME.bak-<timestamp> copy, then a rename. The
+        content travels on stdin, never on a command line."""
         q = shlex.quote(path)
         tmp = shlex.quote(f"{path}.tmp-{os.getpid()}")
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -237,126 +233,8 @@ class Host:
         if backup:
             script += f" && (test ! -e {q} || cp -p {q} {shlex.quote(path + '.bak-' + stamp)})"
         script += f" && mv -f {tmp} {q} || {{ rm -f {tmp}; exit 1; }}"
-        self.run_with_input(script, content.encode(), user=user, show=show or f"write {path} (mode {mode})")
-
-    def run_with_input(self, cmd: str, data: bytes, *, user: Optional[str] = None, show: Optional[str] = None) -> Result:
-        """Run `cmd` with `data` on its stdin, then EOF: how file contents (secrets
-        included) reach a host without ever being part of a command line."""
-        if self.dry:
-            console.command(self.name, show or cmd, user)
-            return DRY_RESULT
-        conn = self.connection()
-        t0 = time.time()
-        try:
-            chan = conn.transport.open_session(timeout=self.settings.timeouts["channel"])
-            chan.exec_command(as_user(cmd, user, self.settings.preamble))
-            chan.sendall(data)
-            chan.shutdown_write()
-            out, err = bytearray(), bytearray()
-            while True:
-                if chan.recv_ready():
-                    out += chan.recv(65536)
-                elif chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                elif chan.exit_status_ready():
-                    out += chan.recv(65536) if chan.recv_ready() else b""
-                    break
-                else:
-                    chan.status_event.wait(0.05)
-            code = chan.recv_exit_status()
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            chan.close()
-        except Exception as exc:
-            if isinstance(exc, DeployError):
-                raise
-            raise DeployError(f"on {self.name}: ssh failed while running `{show or cmd}`: {exc}") from None
-        if os.environ.get("AMPEL_TASKS_TRACE"):
-            import sys
-
-            print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {code}: {show or cmd}", file=sys.stderr, flush=True)
-        result = Result(out.decode(errors="replace"), err.decode(errors="replace"), code)
-        if code != 0:
-            raise DeployError(failure_detail(self.name, show or cmd, result, self.settings.preamble, user))
-        return result
-
-
-def _connect_kwargs(t: dict, config, hostname: str) -> dict:
-    """Every timeout explicit (fabric's connect_timeout does not bound the banner
-    wait, fabric#1342); Kerberos (GSSAPI) where ssh_config asks for it and this
-    paramiko still supports it. Without it, reach Kerberos hosts through a
-    ProxyCommand/ProxyJump that OpenSSH authenticates."""
-    import inspect
-
-    from paramiko import SSHClient
-
-    kwargs = {"banner_timeout": t["banner"], "auth_timeout": t["auth"], "channel_timeout": t["channel"]}
-    params = inspect.signature(SSHClient.connect).parameters
-    if "gss_auth" in params:
-        kwargs["gss_auth"] = _yes(conn_opt(config, hostname, "gssapiauthentication"))
-        kwargs["gss_deleg_creds"] = _yes(conn_opt(config, hostname, "gssapidelegatecredentials"))
-    return kwargs
-
-
-def conn_opt(config, hostname: str, key: str) -> str:
-    try:
-        return str(config.base_ssh_config.lookup(hostname).get(key, ""))
-    except Exception:
-        return ""
-
-
-def _yes(value: str) -> bool:
-    return value.lower() == "yes"
-
-
-class _Redacting:
-    """A stream that prints remote output live, line by line, with secrets masked
-    (and a prefix when several hosts speak at once)."""
-
-    def __init__(self, prefix: str = ""):
-        self.prefix = prefix
-        self.buf = ""
-
-    def write(self, data: str) -> None:
-        self.buf += data
-        while "\n" in self.buf:
-            line, self.buf = self.buf.split("\n", 1)
-            console.out(self.prefix + line)
-
-    def flush(self) -> None:
-        if self.buf:
-            console.out(self.prefix + self.buf)
-            self.buf = ""
-
-
-def _connect_error(where: str, exc: Exception, known_hosts: str, conn) -> str:
-    text = str(exc) or type(exc).__name__
-    transport = getattr(conn.client, "_transport", None)
-    if transport is not None:
-        # paramiko's thread records why it gave up (e.g. no banner) a moment later
-        transport.join(timeout=2)
-    saved = getattr(transport, "saved_exception", None)
-    if saved is not None:
-        text = f"{text} ({saved})"
-    name = type(exc).__name__
-    if "not found in known_hosts" in text:
-        return (
-            f"host key of {where} is not in {known_hosts}; verify its fingerprint, then accept it with "
-            f"`ssh-keyscan -p {conn.port} {conn.host} >> {known_hosts}`"
-        )
-    if name == "BadHostKeyException":
-        return f"host key of {where} does not match {known_hosts}: possible man-in-the-middle; check with your admins"
-    if "banner" in text.lower() or "banner" in _LastError.last.lower():
-        return f"{where} accepted the connection but never spoke SSH (banner timeout); is sshd running there?"
-    if isinstance(exc, socket.timeout) or "timed out" in text:
-        return f"cannot reach {where}: connection timed out; check the host name, tunnel and ampel.hosts settings"
-    if isinstance(exc, (ConnectionRefusedError,)) or "Unable to connect" in text or "refused" in text:
-        return f"cannot reach {where}: connection refused; is sshd running and is the port right?"
-    if name == "AuthenticationException":
-        return f"ssh to {where} refused our credentials; check your key or Kerberos ticket (klist)"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve {where}: {text}"
-    return f"cannot reach {where}: {name}: {text}"
+        data = content if isinstance(content, bytes) else content.encode()
+        self.run(script, user=user, data=data, show=show or f"write {path} (mode {mode})")
 
 
 class HostPool:
@@ -381,68 +259,27 @@ class HostPool:
 
 
 class Tunnel:
-    """The runbook's `ssh -R 5000:localhost:5000 HOST`, through OpenSSH.
+    """The runbook's `ssh -R 5000:localhost:5000 HOST`, on the host's one connection.
 
-    OpenSSH moves multi-GiB layers at full speed where in-process forwards stall
-    (basecamp/kamal#1886); ExitOnForwardFailure plus a readiness token means the
-    pull starts only once the forward really listens (kamal#1674).
+    `-O forward` returns once the remote side listens, or fails if it cannot
+    (kamal#1674: a pull started before the forward was up failed); the forward
+    is cancelled when the block ends.
     """
-
-    TOKEN = "ampel-tunnel-ready"
 
     def __init__(self, host: Host, remote_port: int, local_host: str, local_port: int):
         self.host = host
-        self.remote_port = remote_port
-        self.local = (local_host, local_port)
-        self.proc: Optional[subprocess.Popen] = None
-
-    def argv(self) -> list:
-        s = self.host.settings
-        spec = self.host.spec
-        argv = ["ssh"]
-        if os.path.exists(s.ssh_config):
-            argv += ["-F", s.ssh_config]
-        argv += [
-            "-o", "BatchMode=yes",
-            "-o", "ExitOnForwardFailure=yes",
-            "-o", f"UserKnownHostsFile={s.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"ConnectTimeout={s.timeouts['connect']}",
-            "-o", f"ServerAliveInterval={s.timeouts['keepalive']}",
-            "-R", f"{self.remote_port}:{self.local[0]}:{self.local[1]}",
-            "-p", str(spec.port),
-        ]
-        if spec.user:
-            argv += ["-l", spec.user]
-        argv += [spec.hostname, f"echo {self.TOKEN}; exec cat >/dev/null"]
-        return argv
+        self.spec = (remote_port, local_host, local_port)
 
     def __enter__(self):
+        remote, local_host, local_port = self.spec
         if self.host.dry:
-            console.command("local", " ".join(shlex.quote(a) for a in self.argv()[:-1]) + " (tunnel)")
+            console.command("local", f"ssh -O forward -R {remote}:{local_host}:{local_port} {self.host.spec.hostname}"
+                                     " (the tunnel, on the host's connection)")
             return self
-        self.proc = subprocess.Popen(
-            self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        line = self.proc.stdout.readline()
-        if line.strip() != self.TOKEN:
-            self.proc.kill()
-            err = self.proc.stderr.read().strip().splitlines()
-            raise DeployError(
-                f"tunnel to {self.host.name} (ssh -R {self.remote_port}:{self.local[0]}:{self.local[1]}) "
-                f"did not come up: {err[-1] if err else 'no output'}; is port {self.remote_port} free there?"
-            )
+        self.host.connection().forward(*self.spec)
         return self
 
     def __exit__(self, *exc):
-        if self.proc is not None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if not self.host.dry and self.host._master is not None:
+            self.host._master.forward(*self.spec, cancel=True)
         return False

@@ -18,19 +18,12 @@ def known_services(r, site) -> list:
 
 
 class _Lines:
-    """An out_stream that prints complete lines, filtered and coloured."""
+    """Prints each line of singularity-stack's logs, filtered and coloured."""
 
     def __init__(self, grep, replica, color):
-        self.buf = ""
         self.grep = re.compile(grep) if grep else None
         self.replica = replica
         self.color = color
-
-    def write(self, data):
-        self.buf += data
-        while "\n" in self.buf:
-            line, self.buf = self.buf.split("\n", 1)
-            self.emit(line)
 
     def emit(self, line):
         parsed = stacklist.parse_log_line(line)
@@ -42,9 +35,6 @@ class _Lines:
             tag = f"{parsed.service}:{parsed.replica}"
             line = line.replace(tag, f"\033[{self.color}m{tag}\033[0m", 1) if tag in line else line
         console.out(line)
-
-    def flush(self):
-        pass
 
 
 def follow(r, site, services, replica=None, grep=None, follow=True):
@@ -71,11 +61,9 @@ def follow(r, site, services, replica=None, grep=None, follow=True):
             cmd += f" {int(replica)}"
         if follow:
             cmd += " -f"
+        lines = _Lines(grep, replica, COLORS[i % len(COLORS)])
         try:
-            host.connection().run(
-                __import__("ampel_tasks.hosts", fromlist=["as_user"]).as_user(cmd, s.service_user, s.preamble),
-                hide=True, warn=True, out_stream=_Lines(grep, replica, COLORS[i % len(COLORS)]),
-            )
+            host.run(cmd, user=s.service_user, mutating=False, warn=True, on_line=lines.emit)
         except Exception as exc:  # reported once below
             errors.append(f"{svc}: {exc}")
 

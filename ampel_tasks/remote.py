@@ -125,8 +125,8 @@ def _pull_one(r, site, host, digest, prefix):
         f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
     )
     if r.dry:
-        Tunnel(host, s.registry["port"], "localhost", s.registry["port"]).__enter__()
-        host.run(cmd, user=user)
+        with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+            host.run(cmd, user=user)
         r.changed.add("pull")
         return
     with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
@@ -421,7 +421,7 @@ def do_secrets(r):
                 continue  # the directory: made 0700 just above
             target = posixpath.join(dryrun, rel)
             host.run(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
-            host.write_file(target, ev["local"][name].decode(), user=user, mode="0600",
+            host.write_file(target, ev["local"][name], user=user, mode="0600",
                             show=f"write {target} (mode 0600, content not shown)")
         r.changed.add("secrets")
     if r.dry:

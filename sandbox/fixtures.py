@@ -464,7 +464,7 @@ if not os.path.isdir(dbpath):
 with open(os.path.join(dbpath, "mongod.lock"), "w") as f:
     f.write(str(os.getpid()))
 print(f"MongoDB starting : pid={os.getpid()} port={port} dbpath={dbpath} (sandbox stand-in)", flush=True)
-time.sleep(2.5)
+time.sleep(1.9)
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("0.0.0.0", port))
