@@ -102,6 +102,10 @@ DEFAULTS = {
             "list": "singularity-stack list",
             # live instances (name, pid, image), whatever the stack cache says
             "instances": "singularity instance.list",
+            # singularity-stack 0.2.2's restart hazard (fixed upstream at 99ee5f0): a nanny in
+            # its restart delay during a redeploy runs its OLD command in the NEW instance of
+            # the same name. Its nannies are stopped before deploy/up (empty: not done).
+            "stop_nannies": "pkill -TERM -u {user} -f '^[^ ]*python[^ ]* [^ ]*/[s]ingularity-stack deploy .* {stack}$' || true",
         },
         "secrets": {"local_dir": "secrets"},
         "health": {

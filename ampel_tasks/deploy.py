@@ -37,10 +37,11 @@ def plan(c, version=None, json=False, dry=False):
     in_deploy = "deploy" in r.steps
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
     decisions = planning.decide(r, steps)
+    site = planning.site_summary(r.settings)
     if json and not in_deploy:
-        print(jsonlib.dumps({"version": v, "steps": [d.as_json() for d in decisions]}, indent=2))
+        print(jsonlib.dumps({"version": v, "site": site, "steps": [d.as_json() for d in decisions]}, indent=2))
         return
-    planning.show(decisions, v)
+    planning.show(decisions, v, site)
     if in_deploy and not r.dry and not r.yes and sys.stdin.isatty():
         if all(d.action == "skip" for d in decisions):
             return

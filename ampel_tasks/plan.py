@@ -92,9 +92,19 @@ def proceed(r, step: str, d: Optional[Decision], what: str = "") -> bool:
     return True
 
 
-def show(decisions: List[Decision], version: str) -> None:
+def site_summary(settings) -> dict:
+    """What the plan says about the hosts: the runtime flavour whose command forms
+    are configured, and the shell set-up every remote command starts with."""
+    return {"runtime": settings.runtime, "shell_preamble": list(settings.preamble),
+            "service_user": settings.service_user}
+
+
+def show(decisions: List[Decision], version: str, site: Optional[dict] = None) -> None:
     from . import console
 
+    if site:
+        console.out(f"hosts run {site['runtime']}; every command there starts with: "
+                    + ("; ".join(site["shell_preamble"]) or "(no shell set-up)"))
     console.out(f"plan for {version}:")
     for d in decisions:
         console.out(f"  {d.step:8} {d.action:5}  {d.reason}")

@@ -478,6 +478,8 @@ def do_up(r):
     d = decide_up(r) if not (r.changed or "up" in r.force) else None
     if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
         return
+    if s.commands["stop_nannies"]:
+        host.run(site.command("stop_nannies", user=s.service_user, stack=s.stack["name"]), user=s.service_user)
     cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + site.command(
         "up", up_script=site.up_script, config=s.stack["config"]
     )

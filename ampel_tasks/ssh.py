@@ -74,6 +74,9 @@ class Master:
                               "(connect, banner and auth timeouts); is sshd running there?") from None
         if p.returncode != 0:
             self.close()
+            if uses_kerberos(self.settings, self.spec) and not kerberos_ticket():
+                raise DeployError(f"{where} is reached with Kerberos and you have no valid ticket: run `kinit` "
+                                  "(then `klist` shows it) and try again")
             raise DeployError(login_error(where, p.stderr, self.settings.known_hosts))
 
     def alive(self) -> bool:
@@ -124,6 +127,12 @@ def login_error(where: str, stderr: str, known_hosts: str) -> str:
     if "Could not resolve hostname" in text:
         return f"cannot resolve {where}: {last}"
     return f"cannot reach {where}: {last}"
+
+
+def uses_kerberos(settings, spec) -> bool:
+    """Whether the operator's ssh_config has GSSAPI for this host (`ssh -G`)."""
+    p = subprocess.run(base_argv(settings, spec) + ["-G", spec.hostname], capture_output=True, text=True, timeout=10)
+    return "\ngssapiauthentication yes" in "\n" + p.stdout
 
 
 def kerberos_ticket() -> bool:

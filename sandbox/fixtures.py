@@ -103,6 +103,8 @@ def _serve(name, secrets, group=None):
     if os.path.exists(os.path.join(HERE, "FAULT")):
         print(f"ERROR {name}: cannot reach the database", flush=True)
         raise RuntimeError("fault injected by the sandbox")
+    if os.path.exists(os.path.join(HERE, "CRASH")):
+        sys.exit(3)  # dies without a word: only the nanny's lines tell
     beat = 0
     while True:
         time.sleep(5)

@@ -16,19 +16,21 @@ def test_production_dry_run_prints_the_runbook_offline():
     assert p.returncode == 0, p.stderr
     out = p.stdout
     expected = [
+        "hosts run singularity 2.x; every command there starts with: . /scratch/jvs/miniconda3/etc/profile.d/conda.sh; "
+        "conda activate singularity-stack; export SINGULARITY_CACHEDIR=/data/ampel/singularity",
         "docker build",
         "docker run -d -p 127.0.0.1:5000:5000 --restart=always --name registry registry:2",
         "docker tag ampel localhost:5000/ampel:v0.3.5",
         "docker push localhost:5000/ampel:v0.3.5",
-        "-R 5000:localhost:5000",
+        "-R 5000:127.0.0.1:5000",
         "[burst] (as ampel) $ cd /data/ampel/singularity && ",
-        "SINGULARITY_NOHTTPS=1 singularity pull .ampel-v0.3.5.simg.part-",
+        "SINGULARITY_NOHTTPS=1 SINGULARITY_CACHEDIR=/data/ampel/singularity singularity pull --name .ampel-v0.3.5.simg.part-",
         "[transit] (as ampel) $ cd /data/ampel/singularity && ",
         "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel",
         "MONGO_PATH, GROUP_NAME",
         "mkdir -p /data/ampel/mongo/live/v0.3.5",
         "[burst] (as ampel) $ cd /home/ampel/dryrun && ",
-        "/ampel-core/deploy/up' dryrun burst",
+        "/ampel-core/deploy/up' dryrun\n",
     ]
     at = -1
     for text in expected:
@@ -40,3 +42,13 @@ def test_production_dry_run_prints_the_runbook_offline():
     assert "facts that could not be read" in p.stderr
     assert "Docker engine" in p.stderr and "connection refused" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_installed_ampel_deploy_elsewhere_uses_the_file_name_singularity_stack_looks_for(tmp_path):
+    """No invoke.yaml in reach: the package's own defaults must be right."""
+    p = tool("deploy", "--version", "v0.3.5", "--dry", profile=None, env=OFFLINE, timeout=120, cwd=tmp_path,
+             binary="ampel-deploy")
+    assert p.returncode == 0, p.stderr
+    assert "/data/ampel/singularity/ampel-v0.3.5.simg" in p.stdout
+    assert "ampel_v0.3.5" not in p.stdout
+    assert "singularity pull --name .ampel-v0.3.5.simg.part-" in p.stdout

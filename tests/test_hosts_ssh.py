@@ -1,0 +1,149 @@
+"""Host commands at OpenSSH's boundary: a stand-in `ssh` on PATH records every
+argv and runs the remote command locally, so these check exactly what reaches
+the host, as whom, in which shell environment, over how many connections."""
+import json
+import os
+import stat
+import sys
+
+import pytest
+from invoke import Config
+
+from ampel_tasks import hosts, run as runs, ssh
+from ampel_tasks.defaults import DEFAULTS
+from ampel_tasks.errors import DeployError
+
+FAKE_SSH = r'''#!PYTHON
+import json, os, subprocess, sys
+argv = sys.argv[1:]
+with open(os.environ["FAKE_SSH_LOG"], "a") as f:
+    f.write(json.dumps(argv) + "\n")
+if "-O" in argv:
+    sys.exit(0 if os.environ.get("FAKE_SSH_ALIVE", "1") == "1" else 255)
+if "-M" in argv:
+    err = os.environ.get("FAKE_SSH_LOGIN_ERROR")
+    if err:
+        sys.stderr.write(err + "\n")
+        sys.exit(255)
+    sys.exit(0)
+cmd = argv[argv.index("--") + 1]
+sys.exit(subprocess.call(["bash", "-c", cmd]))
+'''
+
+
+@pytest.fixture
+def burst(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ssh"
+    fake.write_text(FAKE_SSH.replace("PYTHON", sys.executable))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    # sudo as a no-op: run its command as we are, after `--`
+    (bindir / "sudo").write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n')
+    (bindir / "sudo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SSH_LOG", str(tmp_path / "ssh.log"))
+    config = Config()
+    config.load_collection(DEFAULTS)
+    config["ampel"]["ssh_config"] = str(tmp_path / "none")
+    config["ampel"]["known_hosts"] = str(tmp_path / "known_hosts")
+    config["ampel"]["shell"]["preamble"] = ["export SINGULARITY_CACHEDIR=/data/ampel/singularity"]
+    r = runs.begin(config)
+    yield r, tmp_path / "ssh.log"
+    runs.end()
+
+
+def calls(log):
+    return [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_commands_run_in_the_sites_shell_as_the_service_user(burst):
+    r, log = burst
+    res = r.host("burst").run("echo $SINGULARITY_CACHEDIR", user="ampel", mutating=False)
+    assert res.stdout == "/data/ampel/singularity\n"
+    remote = calls(log)[-1]
+    command = remote[remote.index("--") + 1]
+    assert command.startswith("sudo -n -u ampel -H -- bash -c ")
+    assert "export SINGULARITY_CACHEDIR=/data/ampel/singularity || {" in command
+
+
+def test_one_connection_for_every_command_of_the_run(burst):
+    r, log = burst
+    for i in range(5):
+        r.host("burst").run(f"true {i}", mutating=False)
+    masters = [c for c in calls(log) if "-M" in c]
+    assert len(masters) == 1
+    assert "ControlPersist=600" in " ".join(masters[0]) and "-f" in masters[0] and "BatchMode=yes" in masters[0]
+    assert all("ControlMaster=no" in " ".join(c) for c in calls(log) if "-M" not in c)
+
+
+def test_data_travels_on_stdin_never_on_the_command_line(burst, tmp_path):
+    r, log = burst
+    target = tmp_path / "secret.txt"
+    r.host("burst").write_file(str(target), b"hunter2-\x00\xffbinary", mode="0600", show="write (content not shown)")
+    assert target.read_bytes() == b"hunter2-\x00\xffbinary"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not any("hunter2" in " ".join(c) for c in calls(log))
+
+
+def test_a_failing_command_is_one_line_naming_host_and_command(burst):
+    r, _ = burst
+    with pytest.raises(DeployError) as e:
+        r.host("burst").run("echo something broke >&2; exit 3", mutating=False, show="false")
+    assert str(e.value) == "on burst: `false` failed with exit 3: something broke"
+
+
+def test_a_program_missing_from_the_sites_environment_is_named(burst):
+    r, _ = burst
+    with pytest.raises(DeployError) as e:
+        r.host("burst").run("singularity-stack-nowhere list", user="ampel", mutating=False, warn=True)
+    msg = str(e.value)
+    assert "`singularity-stack-nowhere` was not found as ampel after the shell set-up" in msg
+    assert "ampel.shell.preamble" in msg and "command -v singularity-stack-nowhere" in msg
+
+
+def test_a_failing_preamble_line_is_named(burst):
+    r, _ = burst
+    r.settings.preamble[:] = [". /nonexistent/conda.sh"]
+    with pytest.raises(DeployError) as e:
+        r.host("burst").run("true", user="ampel", mutating=False)
+    assert "the shell set-up line `. /nonexistent/conda.sh` failed as ampel (ampel.shell.preamble)" in str(e.value)
+
+
+def test_dry_runs_no_mutating_command_and_opens_no_connection(burst, capsys):
+    r, log = burst
+    r.dry = True
+    r.host("burst").dry = True
+    r.host("burst").run("mkdir -p /data/ampel/mongo/live/v0.3.5", user="ampel")
+    assert calls(log) == []
+    assert "[burst] (as ampel) $ mkdir -p /data/ampel/mongo/live/v0.3.5" in capsys.readouterr().out
+
+
+def test_a_refused_login_without_a_ticket_names_kinit(burst, monkeypatch):
+    r, _ = burst
+    monkeypatch.setenv("FAKE_SSH_LOGIN_ERROR", "ampelop@burst.zeuthen.desy.de: Permission denied (gssapi-with-mic).")
+    monkeypatch.setenv("KRB5CCNAME", "FILE:/nonexistent/ccache")
+    with pytest.raises(DeployError) as e:
+        r.host("burst").run("true", mutating=False)
+    assert "run `kinit`" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_login_errors_are_classified():
+    where, kh = "burst (burst.ifh.de)", "/k"
+    assert "not in /k" in ssh.login_error(where, "No ED25519 host key is known for burst.zeuthen.desy.de and you "
+                                          "have requested strict checking.\nHost key verification failed.", kh)
+    assert "man-in-the-middle" in ssh.login_error(where, "@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @\n"
+                                                  "Host key verification failed.", kh)
+    assert "never spoke SSH" in ssh.login_error(where, "Connection timed out during banner exchange", kh)
+    assert "connection refused" in ssh.login_error(where, "ssh: connect to host x port 22: Connection refused", kh)
+
+
+def test_the_tunnel_is_a_forward_on_the_hosts_connection(burst):
+    r, log = burst
+    host = r.host("burst")
+    with hosts.Tunnel(host, 5000, "127.0.0.1", 5000):
+        pass
+    forwards = [c for c in calls(log) if "-O" in c]
+    assert [c[c.index("-O") + 1] for c in forwards if "-R" in c] == ["forward", "cancel"]
+    assert all(c[c.index("-R") + 1] == "5000:127.0.0.1:5000" for c in forwards if "-R" in c)
+    assert len([c for c in calls(log) if "-M" in c]) == 1
