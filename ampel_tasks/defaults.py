@@ -6,7 +6,7 @@ wrong. `hosts` and `commands` are the exceptions documented in settings.py.
 """
 from .version import DEFAULT_PATTERN
 
-HOST_DEFAULTS = {"hostname": "", "port": 22, "user": "", "roles": [], "root": ""}
+HOST_DEFAULTS = {"hostname": "", "port": 22, "user": "", "roles": []}
 
 DEFAULTS = {
     "ampel": {
@@ -27,8 +27,8 @@ DEFAULTS = {
             "keepalive": 15,
         },
         "hosts": {
-            "burst": {"hostname": "burst.ifh.de", "port": 22, "user": "", "roles": ["service", "pull"], "root": ""},
-            "transit": {"hostname": "transit.ifh.de", "port": 22, "user": "", "roles": ["pull"], "root": ""},
+            "burst": {"hostname": "burst.ifh.de", "port": 22, "user": "", "roles": ["service", "pull"]},
+            "transit": {"hostname": "transit.ifh.de", "port": 22, "user": "", "roles": ["pull"]},
         },
         # The operator's local clone of Ampel-core, where the image is built.
         "source": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Set
 
 from .errors import DeployError
+from .site import check_instance_name_length, fill_path
 from .settings import Settings, build_settings
 from .version import validate_version
 
@@ -65,6 +66,8 @@ class Run:
         checked = validate_version(version, self.settings.version_pattern)
         if self.version is not None and checked != self.version:
             raise DeployError(f"two versions in one run ({self.version} and {checked}); deploy one at a time")
+        check_instance_name_length(fill_path(self.settings.image_file, "ampel.image_file", version=checked),
+                                   self.settings.runtime)
         self.version = checked
         return checked
 

@@ -53,12 +53,6 @@ class HostSettings:
     port: int
     user: str
     roles: List[str]
-    # prefix of every configured path on this host: "" in production; the
-    # sandbox maps the production paths into a directory per host
-    root: str = ""
-
-    def path(self, p: str) -> str:
-        return self.root.rstrip("/") + p if self.root and p.startswith("/") else p
 
 
 @dataclass(frozen=True)
@@ -83,10 +77,6 @@ class Settings:
     preamble: List[str]
     secrets: Dict[str, str]
     health: Dict[str, Any]
-
-    def path_on(self, host: HostSettings, key: str) -> str:
-        """ampel.paths.<key> as it is on `host`."""
-        return host.path(self.paths[key])
 
     def hosts_with(self, role: str) -> List[HostSettings]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -139,9 +129,7 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
             raise DeployError(f"config key ampel.hosts.{name}.hostname is empty; expected a host name")
         if not 0 < h["port"] < 65536:
             raise DeployError(f"config key ampel.hosts.{name}.port must be 1-65535, got {h['port']}")
-        if h["root"] and not h["root"].startswith("/"):
-            raise DeployError(f"config key ampel.hosts.{name}.root must be an absolute path, got {h['root']!r}")
-        hosts[name] = HostSettings(name, h["hostname"], h["port"], h["user"], list(h["roles"]), h["root"])
+        hosts[name] = HostSettings(name, h["hostname"], h["port"], h["user"], list(h["roles"]))
     if not 0 < merged["registry"]["port"] < 65536:
         raise DeployError(f"config key ampel.registry.port must be 1-65535, got {merged['registry']['port']}")
     return Settings(

@@ -76,7 +76,7 @@ class Site:
                     f"{self.s.source_dir / self.s.source['env_file']}"
                 )
         path = fill_path(template, "ampel.paths.ampel_src", version=self.version)
-        return self.s.service_host.path(path) if self.s.paths["ampel_src"] else path
+        return path
 
     @property
     def core_dir(self) -> str:
@@ -102,7 +102,7 @@ class Site:
 
     def on(self, key: str, host=None) -> str:
         """ampel.paths.<key> on `host` (default: the service host)."""
-        return self.s.path_on(host.spec if host is not None else self.s.service_host, key)
+        return self.s.paths[key]
 
     def singularity_dir(self, host=None) -> str:
         return self.on("singularity_dir", host)

@@ -28,7 +28,7 @@ class State:
     def __init__(self, r):
         self.r = r
         self.s = r.settings
-        self.dir = self.s.path_on(self.s.service_host, "state_dir")
+        self.dir = self.s.paths["state_dir"]
         self.user = self.s.service_user
         self.host = r.host(self.s.service_host.name)
 

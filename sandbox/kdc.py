@@ -73,18 +73,22 @@ def start(state: Path, netns: str):
     """krb5kdc in its namespace, once it answers on port 88."""
     import socket
 
-    pidfile = state / "kdc" / "krb5kdc.pid"
-    if pidfile.exists() and subprocess.run(["kill", "-0", pidfile.read_text().strip()],
-                                           capture_output=True).returncode == 0:
+    def answers():
+        try:
+            socket.create_connection((KDC_ADDR, 88), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    if answers():  # (a pid file could name a reused pid)
         return
+    pidfile = state / "kdc" / "krb5kdc.pid"
     pidfile.unlink(missing_ok=True)
     _run(["ip", "netns", "exec", netns, "krb5kdc", "-P", pidfile], state)
     for _ in range(100):
-        try:
-            socket.create_connection((KDC_ADDR, 88), timeout=1).close()
+        if answers():
             return
-        except OSError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise SystemExit(f"sandbox: error: the KDC did not answer on {KDC_ADDR}:88; see {state}/kdc/kdc.log")
 
 

@@ -52,3 +52,24 @@ def test_installed_ampel_deploy_elsewhere_uses_the_file_name_singularity_stack_l
     assert "/data/ampel/singularity/ampel-v0.3.5.simg" in p.stdout
     assert "ampel_v0.3.5" not in p.stdout
     assert "singularity pull --name .ampel-v0.3.5.simg.part-" in p.stdout
+
+
+def test_an_image_file_name_too_long_for_singularity_2_is_refused_before_anything():
+    env = dict(OFFLINE, INVOKE_AMPEL_IMAGE_FILE="ampel-image-of-release-{version}.simg")
+    p = tool("plan", "--version", "v0.3.5", "--dry", profile="config/production.yaml", env=env, timeout=120)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "ampel-image-of-release-v0.3.5.simg (34 characters) plus an instance name (8)" in p.stderr
+    assert "limit of 32" in p.stderr
+
+
+def test_the_example_runtime_profiles_change_the_command_forms():
+    for name, pull, flavour in (
+        ("runtime-singularity3", "singularity pull --nohttps .ampel-v0.3.5.simg.part-", "singularity 3.x"),
+        ("runtime-apptainer", "apptainer pull --no-https .ampel-v0.3.5.sif.part-", "apptainer"),
+    ):
+        p = tool("deploy", "--version", "v0.3.5", "--dry", profile=f"config/examples/{name}.yaml", env=OFFLINE,
+                 timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert f"hosts run {flavour};" in p.stdout and pull in p.stdout
+    p = tool("plan", "--version", "v0.3.5", "--dry", profile="config/examples/layout-v0.4.0.yaml", env=OFFLINE)
+    assert p.returncode == 0, p.stderr

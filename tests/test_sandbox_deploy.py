@@ -71,7 +71,8 @@ def tree_digest(root: Path, skip=("var/log", "sshd.log", "run/", "var/tmp", "tmp
         for name in filenames:
             p = Path(dirpath, name)
             relp = os.path.relpath(p, root)
-            if any(relp.startswith(s) for s in skip) or p.is_symlink():
+            # the running stack writes its live database: that is not the tool's doing
+            if any(relp.startswith(s) for s in skip) or p.is_symlink() or name in ("alerts.jsonl", "mongod.lock"):
                 continue
             st = p.stat()
             out[relp] = (hashlib.sha256(p.read_bytes()).hexdigest() if st.st_size < 50_000_000 else st.st_size,
