@@ -1,7 +1,7 @@
 """ampel-tasks: the AMPEL deployment runbook as invoke tasks.
 
 `ns` is the collection `invoke` (through tasks.py) and `ampel-deploy` run.
-Heavy libraries (docker, fabric, GitPython) are imported inside the tasks that
+Heavy libraries (docker, GitPython) are imported inside the tasks that
 need them, so `invoke --list` stays fast.
 """
 from invoke import Collection

@@ -15,7 +15,7 @@ DEFAULTS = {
         "operator": "",
         # the runbook's `sudo su ampel`
         "service_user": "ampel",
-        # OpenSSH client config fabric reads; empty = ~/.ssh/config
+        # the OpenSSH client config the hosts are reached with; empty = ~/.ssh/config
         "ssh_config": "",
         # host keys are checked against this file; empty = ~/.ssh/known_hosts
         "known_hosts": "",

@@ -116,7 +116,7 @@ def test_unexpected_exception_is_one_line(tmp_path):
 
 
 def test_banner_timeout_is_bounded_and_clear(tmp_path):
-    """A host that accepts TCP but never speaks SSH fails within 30 s (fabric#1342)."""
+    """A host that accepts TCP but never speaks SSH fails within 30 s (fabric#1342 taught it; OpenSSH bounds it by ConnectTimeout)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(5)
