@@ -7,7 +7,6 @@ Git runs on burst as the operator (the owner of AMPEL_SRC).
 """
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 
@@ -17,6 +16,7 @@ from . import console, run as runs
 from .errors import DeployError
 from .image import DRY_HELP, VERSION_HELP
 from .remote import src
+from .sources import push_url
 
 STATUS_SCRIPT = (
     'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
@@ -25,8 +25,7 @@ STATUS_SCRIPT = (
     'echo "@@branch"; git -C "$d" rev-parse --abbrev-ref HEAD; '
     'echo "@@origin"; git -C "$d" remote get-url origin 2>/dev/null; done'
 )
-# what `volume init` left as origin: the build's clone URL, git@github-<alias>:<org>/<repo>.git
-ORIGIN = re.compile(r"^(?:ssh://)?[^@/]+@[^:/]+[:/](?P<org>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/?$")
+
 
 
 def parse_status(text: str) -> dict:
@@ -47,14 +46,6 @@ def parse_status(text: str) -> dict:
             else:
                 repos[cur][part].append(line.strip())
     return repos
-
-
-def push_url(s, name: str, origin: str) -> str:
-    """Where a host copy pushes: its origin's <org>/<repo> (the build's alias host is
-    not reachable outside the build) on ampel.source.git_host."""
-    m = ORIGIN.match(origin or "")
-    org, repo = (m.group("org"), m.group("repo")) if m else (s.source["org"], name)
-    return s.source["push_url"].format(git_host=s.source["git_host"], org=org, repo=repo)
 
 
 def _tag_name(r) -> str:

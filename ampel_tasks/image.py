@@ -147,9 +147,25 @@ def _image_evidence(r):
     client = dockerengine.engine(r)
     return {
         "site": site, "found": found, "recipe": recipe, "client": client,
-        "target": dockerengine.image_or_none(client, site.image_ref),
+        "target": dockerengine.image_or_none(client, f"{s.image['name']}:{site.version}"),
         "previous": dockerengine.image_or_none(client, f"{s.image['name']}:latest"),
+        "running": running_image(r),
     }
+
+
+def running_image(r):
+    """The image the running deployment runs, as its manifest on the service host
+    records it (so any operator decides alike, with or without local images)."""
+    from . import state
+
+    st = state.State(r)
+    current = r.evidence("running version", st.current_version)
+    manifest = (st.manifest(current) or {}) if current else {}
+    labels = manifest.get("image_labels") or {}
+    tag = (manifest.get("env") or {}).get("AMPEL_TAG")
+    if not labels or not tag:
+        return None
+    return {"tag": tag, "labels": labels, "digest": manifest.get("image_digest"), "version": current}
 
 
 def decide_image(r):
@@ -162,19 +178,28 @@ def decide_image(r):
         return None
     prefix = r.settings.image["label_prefix"]
     site, found, recipe = ev["site"], ev["found"], ev["recipe"]
-    target = ev["target"]
-    if target is not None:
-        labels = target.labels or {}
-        want = build.labels_for(site.version, recipe, found, prefix, "")
-        if labels.get(f"{prefix}.repos") == want[f"{prefix}.repos"] and labels.get(f"{prefix}.recipe-hash") == recipe:
-            return Decision("image", "skip", f"{site.image_ref} exists, built from the same recipe and commits",
-                            {"reuse": target, "tag": False})
-    previous = ev["previous"]
-    already = target is not None and previous is not None and target.id == previous.id
+    target, running = ev["target"], ev["running"]
+    ref = f"{r.settings.image['name']}:{site.version}"
 
     def diff_for(repo, old):
         return build.changed_dependency_files(build.mirror(repo, r.settings.image_dir, r.settings), old, repo.commit)
 
+    if running is not None:
+        necessary, reason = build.decide(running["labels"], recipe, found, prefix, diff_for)
+        if not necessary:
+            r.cache["image_tag"], r.cache["reused_digest"] = running["tag"], running["digest"]
+            return Decision("image", "skip", f"{reason}: the running image {r.settings.image['name']}:{running['tag']} "
+                            f"is reused as it is (AMPEL_TAG stays {running['tag']})", {"reuse": None, "tag": False})
+    if target is not None:
+        labels = target.labels or {}
+        want = build.labels_for(site.version, recipe, found, prefix, "")
+        if labels.get(f"{prefix}.repos") == want[f"{prefix}.repos"] and labels.get(f"{prefix}.recipe-hash") == recipe:
+            return Decision("image", "skip", f"{ref} exists, built from the same recipe and commits",
+                            {"reuse": target, "tag": False})
+    if running is not None:
+        return Decision("image", "run", reason)
+    previous = ev["previous"]
+    already = target is not None and previous is not None and target.id == previous.id
     necessary, reason = build.decide(previous.labels if previous is not None else None, recipe, found, prefix, diff_for)
     if necessary:
         return Decision("image", "run", reason)
@@ -196,6 +221,8 @@ def do_image(r, force=False):
     d = decide_image(r)
     if d is not None and d.action == "skip" and not force:
         console.skip("image", d.reason)
+        if d.data["reuse"] is None:  # the running image, as it is
+            return None
         if d.data["tag"]:
             if r.dry:
                 console.command("local", f"docker tag {name} {site.image_ref}")
@@ -297,7 +324,7 @@ def _push_evidence(r):
     client = dockerengine.engine(r)
     img = dockerengine.image_or_none(client, site.image_ref)
     repo = f"{site.registry}/{s.image['name']}"
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.version) if registry_up(reg) else None
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registry_up(reg) else None
     local = set()
     if img is not None:
         local = {d.split("@", 1)[1] for d in img.attrs.get("RepoDigests", []) if d.startswith(repo + "@")}
@@ -309,10 +336,13 @@ def decide_push(r):
     from .plan import Decision
     from .site import Site
 
+    site = Site(r)
+    if r.cache.get("reused_digest") and "image" not in r.changed:
+        return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
+                        {"digest": r.cache["reused_digest"]})
     ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=("image",))
     if ev is None or ev["image"] is None:
         return None
-    site = Site(r)
     if ev["served"] and ev["served"] in ev["local"]:
         return Decision("push", "skip", f"registry already serves {site.pushed_ref} as {ev['served'][:19]}",
                         {"digest": ev["served"]})
@@ -352,9 +382,9 @@ def do_push(r):
         console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
         console.command("local", f"docker push {site.pushed_ref}")
         return None
-    img.tag(repo, site.version)
-    digest = registry.push(client, repo, site.version)
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.version)
+    img.tag(repo, site.image_tag)
+    digest = registry.push(client, repo, site.image_tag)
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
     if served != digest:
         raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
     console.note(f"verified: registry serves {site.pushed_ref} as {digest}")

@@ -8,7 +8,7 @@ import shlex
 
 from invoke import task
 
-from . import console, envfile, run as runs
+from . import console, envfile, preflight, run as runs, sources
 from .errors import DeployError
 from .image import DRY_HELP, VERSION_HELP, push
 
@@ -25,12 +25,14 @@ def registry_digest(r, site):
 
     if r.done.get("push"):
         return r.done["push"]
+    if r.cache.get("reused_digest"):  # the running image: its file is already on the hosts
+        return r.cache["reused_digest"]
     from .image import registry_up
 
     reg = r.settings.registry
     if not registry_up(reg):
         return None
-    return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.version)
+    return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
 
 
 @task(pre=[push], help={"version": VERSION_HELP, "dry": DRY_HELP})
@@ -117,7 +119,7 @@ def _pull_one(r, site, host, digest, prefix):
     directory = site.singularity_dir(host)
     part = f".{site.image_file}.part-{os.getpid()}"
     pull_cmd = site.command(
-        "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.version
+        "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.image_tag
     )
     cmd = (
         f"cd {shlex.quote(directory)} && rm -f {shlex.quote(part)} && {pull_cmd} && "
@@ -149,29 +151,74 @@ def src(c, version=None, dry=False):
     do_src(r)
 
 
+def _copies(r, site):
+    s = r.settings
+    return sources.gather(site.service_host, site, sources.tag_name(s, site.version),
+                          lambda name, origin: sources.push_url(s, name, origin))
+
+
+def _src_evidence(r, site):
+    exists = site.service_host.exists(site.ampel_src)
+    if exists is None:
+        return None
+    return {"exists": exists, "copies": _copies(r, site) if exists else {}}
+
+
 def decide_src(r):
-    """Decision for `src`: AMPEL_SRC is created once and never overwritten."""
+    """Decision for `src`: AMPEL_SRC exists (made from the image once), and every
+    host copy is at the commit wanted for the version; work in a copy is never lost."""
     from .plan import Decision
 
     site = _site(r)
     host = site.service_host
-    exists = r.evidence("src evidence", lambda: host.exists(site.ampel_src))
-    if exists is None:
+    ev = r.evidence("src evidence", lambda: _src_evidence(r, site))
+    if ev is None:
         return None
-    if exists:
-        return Decision("src", "skip", f"{site.ampel_src} exists on {host.name}; an existing source tree is never overwritten")
-    return Decision("src", "run", f"{site.ampel_src} does not exist on {host.name}")
+    if not ev["exists"]:
+        return Decision("src", "run", f"{site.ampel_src} does not exist on {host.name}: copy it out of the image, "
+                                      f"then bring each repo to the commits wanted for {site.version}")
+    moves, refusals = sources.plan(ev["copies"], running_version(r))
+    if refusals:
+        raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    if moves:
+        return Decision("src", "run", "; ".join(
+            f"{c.name} {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})" for c in moves), {"moves": moves})
+    return Decision("src", "skip", f"{len(ev['copies'])} host copies in {site.ampel_src} at the commits wanted "
+                                   f"for {site.version}")
+
+
+def running_version(r):
+    from . import state
+
+    return r.evidence("running version", state.State(r).current_version)
 
 
 def do_src(r):
-    """Copy the sources out of the image into AMPEL_SRC, as the operator, once."""
+    """AMPEL_SRC out of the image as the operator (once), then every repo moved to
+    the commit wanted for the version."""
     from .plan import proceed
 
     site = _site(r)
     host = site.service_host
-    if not proceed(r, "src", decide_src(r), f"{site.image_path}:/Ampel -> {site.ampel_src} on {host.name}"):
+    d = decide_src(r)
+    if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}"):
         return
-    host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src), stream=True)
+    moves = d.data.get("moves", []) if d is not None else []
+    if d is not None and not r.cache["src evidence"]["exists"]:
+        host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src), stream=True)
+        if r.dry:
+            console.note(f"then: each repo brought to the commits wanted for {site.version}")
+        else:
+            copies = _copies(r, site)
+            for c in copies.values():
+                c.known = True  # fresh from the image: nothing to lose
+            moves, refusals = sources.plan(copies, running_version(r))
+            if refusals:
+                raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    for c in moves:
+        for cmd in sources.move_commands(site, c, lambda name, origin: sources.push_url(r.settings, name, origin)):
+            host.run(cmd)
+        console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
     r.changed.add("src")
 
 
@@ -201,10 +248,15 @@ def _db_evidence(r, site):
         return None
     values = envfile.read(text)
     new_db = bool(r.options.get("new_db"))
-    necessary, reason = new_db_needed(r, site, site.service_host, values, new_db)
-    changes = {"AMPEL_TAG": site.version, "AMPEL_SRC": site.ampel_src}
+    running = running_env(r)
+    # the live database continues: the running deployment's, whatever this tree's copy says
+    live = {k: running[k] for k in ("MONGO_PATH", "GROUP_NAME") if running.get(k)} or values
+    necessary, reason = new_db_needed(r, site, site.service_host, live, new_db)
+    changes = {"AMPEL_TAG": site.image_tag, "AMPEL_SRC": site.ampel_src}
     if necessary:
         changes.update({"MONGO_PATH": site.mongo_path, "GROUP_NAME": site.group_name})
+    else:
+        changes.update({k: live[k] for k in ("MONGO_PATH", "GROUP_NAME") if live.get(k)})
     return {"text": text, "values": values, "new_db": necessary, "reason": reason,
             "new_text": envfile.update(text, changes), "changes": changes}
 
@@ -222,7 +274,7 @@ def decide_db(r):
     if ev["new_text"] != ev["text"]:
         changed = [k for k, v in ev["changes"].items() if ev["values"].get(k) != v]
         return Decision("db", "run", f"{ev['reason']}; set {', '.join(changed)} in dryrun.env")
-    return Decision("db", "skip", f"{ev['reason']}; dryrun.env already has AMPEL_TAG={site.version}")
+    return Decision("db", "skip", f"{ev['reason']}; dryrun.env already has AMPEL_TAG={site.image_tag}")
 
 
 def do_db(r, new_db=False):
@@ -240,7 +292,7 @@ def do_db(r, new_db=False):
     if d is None or ev is None:
         if not r.dry:
             raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")
-        console.step("db", f"set AMPEL_TAG={site.version}, AMPEL_SRC={site.ampel_src} in {site.env_file}; "
+        console.step("db", f"set AMPEL_TAG={site.image_tag}, AMPEL_SRC={site.ampel_src} in {site.env_file}; "
                      f"if a new live database is necessary: mkdir {site.mongo_path}, MONGO_PATH, GROUP_NAME={site.group_name}")
         host.run(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
         host.run(f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)")
@@ -249,6 +301,7 @@ def do_db(r, new_db=False):
     if not proceed(r, "db", d):
         return
     if ev["new_db"]:
+        r.cache["new_db"] = True
         listing = host.fact(f"ls -A {shlex.quote(site.mongo_path)} 2>/dev/null | head -1", user=s.service_user)
         if listing is not None and listing.stdout.strip() and ev["values"].get("MONGO_PATH") != site.mongo_path:
             raise DeployError(
@@ -266,6 +319,17 @@ def do_db(r, new_db=False):
     if not r.dry:
         console.note(f"updated {site.env_file}: " + ", ".join(
             f"{k}={v}" for k, v in ev["changes"].items() if ev["values"].get(k) != v))
+
+
+def running_env(r) -> dict:
+    """dryrun.env's values of the running deployment, from its manifest."""
+    from . import state
+
+    st = state.State(r)
+    current = r.evidence("running version", st.current_version)
+    if not current:
+        return {}
+    return (st.manifest(current) or {}).get("env") or {}
 
 
 def new_db_needed(r, site, host, values, new_db):
@@ -478,6 +542,7 @@ def do_up(r):
     d = decide_up(r) if not (r.changed or "up" in r.force) else None
     if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
         return
+    preflight.require(r, site)
     if s.commands["stop_nannies"]:
         host.run(site.command("stop_nannies", user=s.service_user, stack=s.stack["name"]), user=s.service_user)
     cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + site.command(

@@ -13,6 +13,7 @@ from functools import cached_property
 
 from . import envfile
 from .errors import DeployError
+from .version import minor_series
 
 
 def fill(template: str, where: str, **values) -> str:
@@ -75,8 +76,7 @@ class Site:
                     "AMPEL_SRC is not known: set ampel.paths.ampel_src or AMPEL_SRC in "
                     f"{self.s.source_dir / self.s.source['env_file']}"
                 )
-        path = fill_path(template, "ampel.paths.ampel_src", version=self.version)
-        return path
+        return fill_path(template, "ampel.paths.ampel_src", version=self.version, minor=minor_series(self.version))
 
     @property
     def core_dir(self) -> str:
@@ -95,8 +95,15 @@ class Site:
         return posixpath.join(self.core_dir, self.s.source["up_script"])
 
     @property
+    def image_tag(self) -> str:
+        """The image this deployment runs: the version's own when `image` builds or
+        finds one for it, else the running deployment's (a code-only release reuses
+        it as it is, AMPEL_TAG unchanged)."""
+        return self.run.cache.get("image_tag") or self.version
+
+    @property
     def image_file(self) -> str:
-        name = fill_path(self.s.image_file, "ampel.image_file", version=self.version)
+        name = fill_path(self.s.image_file, "ampel.image_file", version=self.image_tag)
         check_instance_name_length(name, self.s.runtime)
         return name
 
@@ -129,7 +136,7 @@ class Site:
 
     @property
     def image_ref(self) -> str:
-        return f"{self.s.image['name']}:{self.version}"
+        return f"{self.s.image['name']}:{self.image_tag}"
 
     @property
     def registry(self) -> str:
@@ -137,7 +144,7 @@ class Site:
 
     @property
     def pushed_ref(self) -> str:
-        return f"{self.registry}/{self.s.image['name']}:{self.version}"
+        return f"{self.registry}/{self.s.image['name']}:{self.image_tag}"
 
     def command(self, name: str, **values) -> str:
         return fill(self.s.commands[name], f"ampel.commands.{name}", **values)

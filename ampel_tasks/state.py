@@ -145,6 +145,31 @@ def lock(r) -> None:
     r.on_failure.append(lambda error: record(r, st, f"failed: {error}"))
 
 
+def image_labels(r, site) -> dict:
+    """The labels of the image this deployment runs: from the local engine, else
+    (the running image reused, or another operator's machine) its manifest's."""
+    try:
+        from . import dockerengine
+
+        img = dockerengine.image_or_none(dockerengine.engine(r), site.image_ref)
+        if img is not None and img.labels:
+            return dict(img.labels)
+    except DeployError:
+        pass
+    from .image import running_image
+
+    running = running_image(r)
+    return dict(running["labels"]) if running and running["tag"] == site.image_tag else {}
+
+
+def source_commits(site) -> dict:
+    """{repo: commit} of the host copies under AMPEL_SRC: what this deployment runs."""
+    res = site.service_host.fact(
+        f"cd {shlex.quote(site.ampel_src)} 2>/dev/null && for d in */; do d=${{d%/}}; "
+        "[ -d \"$d/.git\" ] && echo \"$d $(git -C \"$d\" rev-parse HEAD)\"; done; true")
+    return dict(line.split() for line in (res.stdout if res else "").splitlines() if len(line.split()) == 2)
+
+
 def record(r, st: "State", result: str) -> None:
     from . import envfile
     from .site import Site
@@ -157,14 +182,7 @@ def record(r, st: "State", result: str) -> None:
         values = envfile.read(site.service_host.read_file(site.env_file) or "")
     except DeployError:
         values = {}
-    labels = {}
-    try:
-        from . import dockerengine
-
-        img = dockerengine.image_or_none(dockerengine.engine(r), site.image_ref)
-        labels = (img.labels or {}) if img is not None else {}
-    except DeployError:
-        pass
+    labels = image_labels(r, site)
     prefix = r.settings.image["label_prefix"]
     digest = r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest")
     if not digest:  # e.g. a rollback: what the image file on the service host was pulled as
@@ -177,6 +195,10 @@ def record(r, st: "State", result: str) -> None:
         "image_file": site.image_path,
         "image_digest": digest,
         "repos": json.loads(labels.get(f"{prefix}.repos", "{}") or "{}"),
+        "image_tag": site.image_tag,
+        "image_labels": labels,
+        "sources": source_commits(site),
+        "new_db": bool(r.cache.get("new_db")),
         "ampel_src": site.ampel_src,
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
         "operator": r.settings.operator,

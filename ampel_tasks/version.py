@@ -34,3 +34,10 @@ def validate_version(value, pattern: str = DEFAULT_PATTERN) -> str:
         )
     return value
 
+
+
+def minor_series(version: str) -> str:
+    """The release series a version belongs to: v0.3.6 -> v0.3 (the site kept one
+    AMPEL_SRC tree per series: /home/ampel/Ampel-v0.3)."""
+    m = re.match(r"^(v?\d+\.\d+)", version)
+    return m.group(1) if m else version

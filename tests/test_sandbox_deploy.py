@@ -62,6 +62,17 @@ def daemon(sandbox, name):
     return dict(line.split("=", 1) for line in text.split())
 
 
+def live_instances(sandbox):
+    """{instance: pid} of the instances whose process is alive (a killed one leaves its
+    daemon file until `singularity instance.list` notices)."""
+    out = {}
+    for name in os.listdir(burst(sandbox, DAEMONS)):
+        pid = daemon(sandbox, name)["DAEMON_PID"]
+        if os.path.exists(f"/proc/{pid}"):
+            out[name] = pid
+    return out
+
+
 def tree_digest(root: Path, skip=("var/log", "sshd.log", "run/", "var/tmp", "tmp", "proc", "dev", "usr", "etc")) -> dict:
     out = {}
     for dirpath, _dirnames, filenames in os.walk(root):
@@ -212,8 +223,9 @@ def test_dry_run_of_a_new_version_changes_nothing(deployed):
     images = subprocess.check_output(["/usr/bin/docker", "images", "-q", "--no-trunc"]).split()
     p = tool("deploy", "--version", "v0.3.6", "--dry", "--new-db", timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "[burst] (as ampel) $ cd " in p.stdout and "singularity pull" in p.stdout
-    assert "[local] $ docker tag ampel localhost:5000/ampel:v0.3.6" in p.stdout and "volume init" in p.stdout
+    # nothing changed upstream: the running image is reused, no bytes to move
+    assert "the running image ampel:v0.3.5 is reused as it is" in p.stdout and "singularity pull" not in p.stdout
+    assert "volume init" in p.stdout and "mkdir -p /data/ampel/mongo/live/v0.3.6" in p.stdout
     assert "dry run of v0.3.6: nothing was changed" in p.stdout
     after = [tree_digest(r) for r in roots]
     for b, a, root in zip(before, after, roots):
@@ -544,28 +556,63 @@ def test_registry_port_held_by_something_else_is_named(deployed):
 
 
 # -- v0.3.6 and back ----------------------------------------------------------------
+def test_a_code_only_release_reuses_the_image_moves_no_bytes_and_runs_the_new_code(deployed, tmp_path):
+    sandbox = deployed
+    work = tmp_path / "ampel-core"
+    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
+    subprocess.run(["git", "clone", "-q", "github:AmpelProject/Ampel-core.git", str(work)], env=env, check=True)
+    services = work / "ampel/core/services.py"
+    services.write_text(services.read_text().replace('RELEASE = "0.3.5"', 'RELEASE = "0.3.6"'))
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["commit", "-qam", "AlertProcessor 0.3.6"], check=True)
+    subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    image = burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg").stat()
+    before = status(sandbox)["env"]
+    plan = {s["step"]: s for s in json.loads(tool("plan", "--version", "v0.3.6", "--json", check=True).stdout)["steps"]}
+    assert plan["image"]["action"] == "skip" and "ampel:v0.3.5 is reused" in plan["image"]["reason"]
+    assert plan["push"]["action"] == "skip" and plan["pull"]["action"] == "skip"
+    assert plan["src"]["action"] == "run" and plan["up"]["action"] == "run"
+    p = tool("deploy", "--version", "v0.3.6", "--yes", timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert "==> push:" not in p.stdout.replace("==> push: skip", "") and "Downloading layer" not in p.stdout
+    assert "ampel-core: " in p.stdout and "(master head)" in p.stdout
+    after = status(sandbox)
+    assert after["version"] == "v0.3.6" and after["healthy"]
+    assert after["env"]["AMPEL_TAG"] == "v0.3.5", "a code-only release keeps AMPEL_TAG"
+    assert {k: after["env"][k] for k in ("MONGO_PATH", "GROUP_NAME")} == {k: before[k] for k in ("MONGO_PATH", "GROUP_NAME")}
+    assert not burst(sandbox, "data/ampel/singularity/ampel-v0.3.6.simg").exists()
+    assert burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg").stat().st_mtime == image.st_mtime
+    time.sleep(7)
+    logs = tool("logs", "alertprocessor", "--no-follow", "--grep", "processed", check=True).stdout
+    assert "AlertProcessor 0.3.6 processed" in logs and "AlertProcessor 0.3.5" not in logs
+    # the new code writes the same live database, in the same consumer group
+    written = [json.loads(l) for l in burst(sandbox, before["MONGO_PATH"].lstrip("/"), "alerts.jsonl").read_text().splitlines()]
+    assert {w["group"] for w in written if w["release"] == "0.3.6"} == {before["GROUP_NAME"]}
+
+
 def test_second_version_with_a_new_database_then_rollback(deployed):
     sandbox = deployed
-    p = tool("deploy", "--version", "v0.3.6", "--new-db", "--yes", timeout=900)
+    p = tool("deploy", "--version", "v0.3.7", "--new-db", "--yes", timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     data = status(sandbox)
-    assert data["version"] == "v0.3.6" and data["env"]["GROUP_NAME"] == "ampel-v0.3.6" and data["healthy"]
-    # the old stack was replaced: every ampel service now runs from v0.3.6's image file
+    assert data["version"] == "v0.3.7" and data["env"]["GROUP_NAME"] == "ampel-v0.3.7" and data["healthy"]
+    # the old stack was replaced; the image was reused (nothing upstream asks for a new one)
     images = {daemon(sandbox, n)["DAEMON_IMAGE"].strip('"').rsplit("/", 1)[1] for n in os.listdir(burst(sandbox, DAEMONS))}
-    assert images == {"ampel-v0.3.6.simg", "mongo-3.6.simg"}
+    assert images == {f"ampel-{data['env']['AMPEL_TAG']}.simg", "mongo-3.6.simg"}
+    assert len(images) == 2
     p = tool("rollback", "--yes", timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
-    assert "==> rollback: from v0.3.6 to v0.3.5" in p.stdout
+    assert "==> rollback: from v0.3.7 to v0.3.5" in p.stdout
     data = status(sandbox)
     assert data["version"] == "v0.3.5" and data["healthy"]
     assert data["env"]["MONGO_PATH"].endswith("/mongo/live/v0.3.5") and data["env"]["GROUP_NAME"] == "ampel-v0.3.5"
     recorded = burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg.digest").read_text().strip()
     assert data["image_digest"] == recorded
-    assert burst(sandbox, "data/ampel/mongo/live/v0.3.6").is_dir(), "the newer database is kept"
-    assert list(burst(sandbox, "home/ampel/dryrun/.ampel-tasks/deployments").glob("v0.3.6.*.json"))
-    assert burst(sandbox, "scratch/ampel/Ampel-v0.3.6").is_dir()
+    assert burst(sandbox, "data/ampel/mongo/live/v0.3.7").is_dir(), "the newer database is kept"
+    assert list(burst(sandbox, "home/ampel/dryrun/.ampel-tasks/deployments").glob("v0.3.7.*.json"))
+    assert burst(sandbox, "scratch/ampel/Ampel-v0.3.7").is_dir()
     log = burst(sandbox, "home/ampel/dryrun/.ampel-tasks/history.log").read_text()
-    assert "rollback from v0.3.6 to v0.3.5" in log
+    assert "rollback from v0.3.7 to v0.3.5" in log
 
 
 def test_a_dependency_change_upstream_flips_exactly_the_image_steps(deployed, tmp_path):
@@ -588,3 +635,33 @@ def test_a_dependency_change_upstream_flips_exactly_the_image_steps(deployed, tm
     for step in ("src", "db", "tag", "secrets"):
         assert got[step]["action"] == "skip", got[step]
     assert got["up"]["action"] == "run"
+
+
+# -- preflight: nothing is stopped for a stack that cannot start ----------------------
+def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
+    sandbox = deployed
+    env = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/deploy/production/dryrun.env")
+    image = burst(sandbox, "data/ampel/singularity/mongo-3.6.simg")
+    original = env.read_text()
+    victim = instance("burst", "alertprocessor", 9)
+    os.kill(int(daemon(sandbox, victim)["DAEMON_PID"]), 9)  # the stack needs an `up`
+    time.sleep(1)
+    running = live_instances(sandbox)
+    assert len(running) == 21
+    try:
+        env.write_text(original.replace("CATALOG_PORT=27018\n", ""))
+        p = tool("up", "--version", "v0.3.5", timeout=300)
+        assert p.returncode == 1 and "Traceback" not in p.stderr
+        assert "not starting deploy/up" in p.stderr and "$CATALOG_PORT (in the stack file.services.catalog" in p.stderr
+        env.write_text(original)
+        image.rename(image.with_name("aside.simg"))
+        p = tool("up", "--version", "v0.3.5", timeout=300)
+        assert p.returncode == 1 and "image file /data/ampel/singularity/mongo-3.6.simg does not exist" in p.stderr
+        assert "Stopping" not in p.stdout
+        # the running stack was not touched
+        assert live_instances(sandbox) == running
+    finally:
+        env.write_text(original)
+        if not image.exists():
+            image.with_name("aside.simg").rename(image)
+    assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0

@@ -1,0 +1,149 @@
+"""The host copies under AMPEL_SRC follow upstream: each repo is brought to the
+commit wanted for the version (its tag V where the repo has one, else the head of
+its branch), without ever discarding anyone's work.
+
+Why: a code-only release reuses the running image, so its code reaches the
+stack only through the sources mounted at /Ampel (Ampel-core's history: AMPEL_TAG
+stayed v0.3.0 from v0.3.0 to v0.3.8). Git runs on the service host as the
+operator, who owns the tree and pushes from it (gitops.py).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .errors import DeployError
+
+# what `volume init` leaves as origin: the build's clone URL, git@github-<alias>:<org>/<repo>.git
+ORIGIN = re.compile(r"^(?:ssh://)?[^@/]+@[^:/]+[:/](?P<org>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/?$")
+
+
+def push_url(settings, name: str, origin: str) -> str:
+    """Where a host copy fetches and pushes: its origin's <org>/<repo> (the build's
+    alias host exists only inside the build) on ampel.source.git_host."""
+    m = ORIGIN.match(origin or "")
+    org, repo = (m.group("org"), m.group("repo")) if m else (settings.source["org"], name)
+    return settings.source["push_url"].format(git_host=settings.source["git_host"], org=org, repo=repo)
+
+
+def tag_name(settings, version: str) -> str:
+    return settings.source["tag_pattern"].format(version=version)
+
+
+STATUS = (
+    'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
+    'echo "@@repo $d $(git -C "$d" rev-parse HEAD) $(git -C "$d" rev-parse --abbrev-ref HEAD) '
+    '$(git -C "$d" remote get-url origin 2>/dev/null || echo -)"; '
+    'git -C "$d" status --porcelain --untracked-files=no; done'
+)
+
+
+@dataclass
+class Copy:
+    """One host copy: where it is, and what upstream wants of it."""
+    name: str
+    head: str
+    branch: str
+    origin: str
+    dirty: List[str] = field(default_factory=list)
+    wanted: str = ""
+    wanted_ref: str = ""
+    upstream_head: str = ""
+    known: bool = False
+
+
+def parse_status(text: str) -> Dict[str, Copy]:
+    copies: Dict[str, Copy] = {}
+    current: Optional[Copy] = None
+    for line in text.splitlines():
+        if line.startswith("@@repo "):
+            _, name, head, branch, origin = line.split(" ", 4)
+            current = copies[name] = Copy(name, head, branch, origin)
+        elif current is not None and line.strip():
+            current.dirty.append(line[3:].strip())
+    return copies
+
+
+def parse_ls_remote(text: str) -> Dict[str, str]:
+    """{ref: commit}; an annotated tag's peeled commit (`^{}`) wins over the tag object."""
+    refs: Dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sha, ref = parts
+            if ref.endswith("^{}"):
+                refs[ref[:-3]] = sha
+            else:
+                refs.setdefault(ref, sha)
+    return refs
+
+
+def want(copy: Copy, refs: Dict[str, str], tag: str) -> None:
+    """The commit wanted for the version: tag `tag` if upstream has it, else the branch head."""
+    branch = copy.branch if copy.branch != "HEAD" else "master"
+    copy.upstream_head = refs.get(f"refs/heads/{branch}", "")
+    if f"refs/tags/{tag}" in refs:
+        copy.wanted, copy.wanted_ref = refs[f"refs/tags/{tag}"], f"tag {tag}"
+    else:
+        copy.wanted, copy.wanted_ref = copy.upstream_head, f"{branch} head"
+
+
+def plan(copies: Dict[str, Copy], running: str) -> tuple:
+    """(moves, refusals) (pure): which copies move to their wanted commit, and which
+    may not, because they hold work that moving could lose: uncommitted changes, or
+    a HEAD that upstream has under no branch or tag (unpushed commits)."""
+    moves, refusals = [], []
+    for c in copies.values():
+        if not c.wanted:
+            refusals.append(f"{c.name}: upstream has neither the tag nor the branch {c.branch}")
+        elif c.wanted == c.head:
+            continue
+        elif c.dirty:
+            refusals.append(
+                f"{c.name} has uncommitted changes in {', '.join(c.dirty[:5])}; commit and push them first with "
+                f"`invoke tag --version {running or '<running version>'} --message '...'`")
+        elif not c.known:
+            refusals.append(f"{c.name} has commits that upstream lacks (HEAD {c.head[:10]}); push or reconcile "
+                            "them first")
+        else:
+            moves.append(c)
+    return moves, refusals
+
+
+def gather(host, site, tag: str, push_url) -> Dict[str, Copy]:
+    """The copies' state and what upstream wants, read on the host (two commands)."""
+    src = shlex.quote(site.ampel_src)
+    res = host.fact(f"cd {src} && {STATUS}")
+    if res is None or not res.ok:
+        return {}
+    copies = parse_status(res.stdout)
+    if not copies:
+        return {}
+    script = [f"echo @@ls {c.name}; git ls-remote {shlex.quote(push_url(c.name, c.origin))} || echo @@failed"
+              for c in copies.values()]
+    res = host.fact(" ; ".join(script))
+    if res is None:
+        return {}
+    for part in res.stdout.split("@@ls ")[1:]:
+        name, _, text = part.partition("\n")
+        copy = copies[name.strip()]
+        if "@@failed" in text:
+            raise DeployError(f"on {host.name}: cannot read upstream of {copy.name} "
+                              f"({push_url(copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
+        refs = parse_ls_remote(text)
+        want(copy, refs, tag)
+        copy.known = copy.head in refs.values()
+    return copies
+
+
+def move_commands(site, copy: Copy, push_url) -> List[str]:
+    """Fetch the wanted commit and move the copy's branch to it (work is kept:
+    `reset --keep` refuses to touch a changed file)."""
+    repo = shlex.quote(f"{site.ampel_src}/{copy.name}")
+    url = shlex.quote(push_url(copy.name, copy.origin))
+    return [
+        f"git -C {repo} fetch -q {url} '+refs/heads/*:refs/remotes/upstream/*' '+refs/tags/*:refs/tags/*'",
+        f"git -C {repo} reset -q --keep {shlex.quote(copy.wanted)}",
+    ]

@@ -1,0 +1,61 @@
+"""Host copies follow upstream without losing work: the pure parts of sources.py."""
+from ampel_tasks import sources
+
+STATUS = """@@repo ampel-core 1111111111111111111111111111111111111111 master git@github-ampel:AmpelProject/Ampel-core.git
+ M deploy/production/dryrun.env
+@@repo ampel-base 2222222222222222222222222222222222222222 master git@github-ampel-base:AmpelProject/Ampel-base.git
+"""
+
+LS = """3333333333333333333333333333333333333333\tHEAD
+3333333333333333333333333333333333333333\trefs/heads/master
+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\trefs/tags/v0.3.5
+2222222222222222222222222222222222222222\trefs/tags/v0.3.5^{}
+"""
+
+
+def test_status_names_each_copy_with_its_uncommitted_files():
+    copies = sources.parse_status(STATUS)
+    assert copies["ampel-core"].dirty == ["deploy/production/dryrun.env"]
+    assert copies["ampel-base"].dirty == [] and copies["ampel-base"].branch == "master"
+
+
+def test_the_tag_of_the_version_wins_over_the_branch_head_and_is_peeled():
+    copy = sources.parse_status(STATUS)["ampel-base"]
+    sources.want(copy, sources.parse_ls_remote(LS), "v0.3.5")
+    assert copy.wanted == "2" * 40 and copy.wanted_ref == "tag v0.3.5"
+    sources.want(copy, sources.parse_ls_remote(LS), "v0.3.6")
+    assert copy.wanted == "3" * 40 and copy.wanted_ref == "master head"
+
+
+def test_a_copy_that_must_move_with_uncommitted_work_is_refused_naming_files_and_command():
+    copies = sources.parse_status(STATUS)
+    for c in copies.values():
+        sources.want(c, sources.parse_ls_remote(LS), "v0.3.6")
+        c.known = True
+    moves, refusals = sources.plan(copies, "v0.3.5")
+    assert [c.name for c in moves] == ["ampel-base"]
+    assert refusals == ["ampel-core has uncommitted changes in deploy/production/dryrun.env; commit and push them "
+                        "first with `invoke tag --version v0.3.5 --message '...'`"]
+
+
+def test_unpushed_commits_are_never_moved_away():
+    copy = sources.parse_status(STATUS)["ampel-base"]
+    sources.want(copy, sources.parse_ls_remote(LS), "v0.3.6")
+    copy.known = False
+    moves, refusals = sources.plan({"ampel-base": copy}, "v0.3.5")
+    assert moves == [] and "commits that upstream lacks" in refusals[0]
+
+
+def test_a_copy_at_its_wanted_commit_stays():
+    copy = sources.parse_status(STATUS)["ampel-base"]
+    sources.want(copy, sources.parse_ls_remote(LS), "v0.3.5")
+    assert sources.plan({"ampel-base": copy}, "v0.3.5") == ([], [])
+
+
+def test_push_url_comes_from_the_copys_origin():
+    from types import SimpleNamespace
+
+    s = SimpleNamespace(source={"org": "AmpelProject", "git_host": "github.com", "push_url": "git@{git_host}:{org}/{repo}.git"})
+    assert sources.push_url(s, "ampel-contrib-ztfbh", "git@github-ampel-ztfbh:robertdstein/Ampel-ZTFbh.git") == \
+        "git@github.com:robertdstein/Ampel-ZTFbh.git"
+    assert sources.push_url(s, "ampel-x", "-") == "git@github.com:AmpelProject/ampel-x.git"
