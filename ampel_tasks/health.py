@@ -31,7 +31,12 @@ def expected(doc: dict, env: dict) -> dict:
         reps = expand((svc.get("deploy") or {}).get("replicas", 1))
         if not str(reps).isdigit():
             raise DeployError(f"service {name}: replicas {reps!r} is not a number after expanding dryrun.env")
-        ports = [int(expand(p).split(":")[-1]) for p in (svc.get("ports") or [])]
+        ports = [expand(p).split(":")[-1] for p in (svc.get("ports") or [])]
+        bad = [p for p in ports if not p.isdigit()]
+        if bad:
+            raise DeployError(f"service {name}: port {bad[0]} is not a number after expanding dryrun.env; "
+                              f"is {bad[0].strip('${}')} defined there?")
+        ports = [int(p) for p in ports]
         out[name] = (int(reps), ports)
     return out
 
