@@ -154,18 +154,45 @@ def history(c, json=False):
                     f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}")
 
 
+def across_data(manifests: list, target: dict) -> list:
+    """What rolling back to `target` means for the data (pure): every successful
+    deployment since it that started a new live database."""
+    since = [m for m in manifests if m.get("started", "") > target.get("started", "") and m.get("result") == "ok"]
+    old = target.get("env") or {}
+    return [
+        f"{m['version']} started a new live database ({(m.get('env') or {}).get('MONGO_PATH')}, consumer group "
+        f"{(m.get('env') or {}).get('GROUP_NAME')}): the alerts processed since then live only there; going back "
+        f"to {target['version']} resumes group {old.get('GROUP_NAME')} from its old offsets into {old.get('MONGO_PATH')}"
+        for m in since if m.get("new_db")
+    ]
+
+
+def _list_targets(manifests: list, current) -> None:
+    if not manifests:
+        console.out("no deployment recorded on this service host yet")
+    for m in manifests:
+        env = m.get("env") or {}
+        mark = "running" if m.get("version") == current and m.get("result") == "ok" else ""
+        console.out(f"{m.get('version', '?'):10} {m.get('started', '?'):22} {m.get('result', '?')[:40]:40} "
+                    f"{'new database ' if m.get('new_db') else ''}{env.get('MONGO_PATH') or ''} "
+                    f"AMPEL_TAG={env.get('AMPEL_TAG') or '?'} {mark}".rstrip())
+
+
 @task(help={
     "to": "version to go back to (default: the last successful one before the running version)",
-    "yes": "do not ask for confirmation",
+    "yes": "do not ask for confirmation (needed off a terminal to roll back across a new database)",
+    "list": "list the deployments one can roll back to, with their results and databases, and stop",
     "dry": DRY_HELP,
     **LOCK_HELP,
 })
-def rollback(c, to=None, yes=False, lock_wait=0, break_lock=False, dry=False):
-    """Redeploy an earlier version's image file and dryrun.env values.
+def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, dry=False):
+    """Redeploy an earlier version's image file, sources and dryrun.env values.
 
     Without --to, goes back to the last successful deployment before the
     running one and says which. The newer version's database directory,
-    sources, image file, manifest and logs are all kept.
+    sources, image file, manifest and logs are all kept. Going back across a
+    deployment that started a new live database says what that means and asks
+    (or needs --yes).
     """
     from . import envfile, remote, state
     from .site import Site
@@ -173,6 +200,9 @@ def rollback(c, to=None, yes=False, lock_wait=0, break_lock=False, dry=False):
     r = runs.start(c, dry=dry)
     st, current, _ = _running(r)
     manifests = st.manifests()
+    if list:
+        _list_targets(manifests, current)
+        return
     if to:
         from .version import validate_version
 
@@ -188,9 +218,16 @@ def rollback(c, to=None, yes=False, lock_wait=0, break_lock=False, dry=False):
     console.step("rollback", f"from {current or 'unknown'} to {target['version']}")
     if not target.get("env"):
         raise DeployError(f"manifest of {target['version']} has no dryrun.env values; cannot roll back to it")
+    crossing = across_data(manifests, target)
+    for line in crossing:
+        console.warn(line)
     if sys.stdin.isatty() and not yes and not r.dry:
         if input(f"roll back from {current} to {target['version']}? [y/N] ").strip().lower() not in ("y", "yes"):
             raise DeployError("rollback cancelled; nothing was changed")
+    elif crossing and not yes and not r.dry:
+        raise DeployError(f"rolling back to {target['version']} crosses a new live database (see above); "
+                          "confirm on a terminal or pass --yes")
+    r.cache["image_tag"] = target["env"].get("AMPEL_TAG") or target["version"]
     r.set_version(target["version"])
     site = Site(r)
     host = site.service_host

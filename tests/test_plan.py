@@ -62,3 +62,17 @@ def test_image_necessary_if_runbook_conditions():
     # nothing changed
     need, why = build.decide(_labels(old), "h1", old, "org.ampelproject", no_diff)
     assert not need and "same recipe and same commits" in why
+
+
+def test_a_rollback_across_a_new_database_says_what_it_means():
+    from ampel_tasks.deploy import across_data
+
+    old = {"version": "v0.3.8", "started": "2018-07-01T10:00:00Z", "result": "ok",
+           "env": {"MONGO_PATH": "/data/ampel/mongo/live/v0.3.3", "GROUP_NAME": "ampel-v0.3.3"}}
+    new = {"version": "v0.4.0", "started": "2018-07-02T10:00:00Z", "result": "ok", "new_db": True,
+           "env": {"MONGO_PATH": "/data/ampel/mongo/live/v0.4.0", "GROUP_NAME": "ampel-v0.4.0"}}
+    failed = dict(new, version="v0.4.1", started="2018-07-03T10:00:00Z", result="failed: x")
+    lines = across_data([failed, new, old], old)
+    assert len(lines) == 1 and lines[0].startswith("v0.4.0 started a new live database (/data/ampel/mongo/live/v0.4.0")
+    assert "resumes group ampel-v0.3.3 from its old offsets into /data/ampel/mongo/live/v0.3.3" in lines[0]
+    assert across_data([new, old], new) == []

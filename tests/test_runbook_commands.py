@@ -76,19 +76,33 @@ def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
     r, answers, log = site
     answers.append((r"^test -e /scratch/ampel/Ampel-v0.3.5$", Result("", "", 1)))
     remote.do_src(r)
-    assert commands(log)[-1] == (
+    assert (
         "burst", None,
         "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3.5",
-    )
+    ) in commands(log)
+    init = [c for _, _, c in commands(log)].index(
+        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3.5")
+    # then the copies are read (to bring them to the version's commits), nothing is removed
+    assert any("rev-parse HEAD" in c for _, _, c in commands(log)[init:])
+    assert not any(c.startswith("rm ") for _, _, c in commands(log))
 
 
-def test_src_never_overwrites_existing_sources(site):
+def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(site):
     from ampel_tasks import remote
 
     r, answers, log = site
+    head, new = "1" * 40, "2" * 40
     answers.append((r"^test -e", Result("", "", 0)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3.5 && for d in", Result(
+        f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
+    answers.append((r"^echo @@ls ampel-core", Result(
+        f"@@ls ampel-core\n{new}\trefs/heads/master\n{head}\trefs/tags/v0.3.4\n", "", 0)))
     remote.do_src(r)
-    assert not any("volume init" in c for _, _, c in commands(log))
+    cmds = [c for _, _, c in commands(log)]
+    assert not any("volume init" in c for c in cmds)
+    assert "git ls-remote git@github.com:AmpelProject/Ampel-core.git" in " ".join(cmds)
+    assert cmds[-1] == f"git -C /scratch/ampel/Ampel-v0.3.5/ampel-core reset -q --keep {new}"
+    assert cmds[-2].startswith("git -C /scratch/ampel/Ampel-v0.3.5/ampel-core fetch -q git@github.com:AmpelProject/Ampel-core.git")
 
 
 def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):

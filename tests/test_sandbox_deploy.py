@@ -603,9 +603,17 @@ def test_second_version_with_a_new_database_then_rollback(deployed):
     images = {daemon(sandbox, n)["DAEMON_IMAGE"].strip('"').rsplit("/", 1)[1] for n in os.listdir(burst(sandbox, DAEMONS))}
     assert images == {f"ampel-{data['env']['AMPEL_TAG']}.simg", "mongo-3.6.simg"}
     assert len(images) == 2
+    listed = tool("rollback", "--list", check=True).stdout
+    assert re.search(r"^v0\.3\.7 .* ok .*new database /data/ampel/mongo/live/v0\.3\.7 AMPEL_TAG=\S+ running$", listed, re.M)
+    refused = tool("rollback", timeout=300)
+    assert refused.returncode == 1 and "crosses a new live database" in refused.stderr
+    assert "the alerts processed since then live only there" in refused.stderr
+    assert status(sandbox)["version"] == "v0.3.7", "a refused rollback changes nothing"
     p = tool("rollback", "--yes", timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     assert "==> rollback: from v0.3.7 to v0.3.5" in p.stdout
+    assert "v0.3.7 started a new live database (/data/ampel/mongo/live/v0.3.7, consumer group ampel-v0.3.7)" in p.stderr
+    assert "resumes group ampel-v0.3.5 from its old offsets into /data/ampel/mongo/live/v0.3.5" in p.stderr
     data = status(sandbox)
     assert data["version"] == "v0.3.5" and data["healthy"]
     assert data["env"]["MONGO_PATH"].endswith("/mongo/live/v0.3.5") and data["env"]["GROUP_NAME"] == "ampel-v0.3.5"
