@@ -105,7 +105,8 @@ def deployed(sandbox):
 
 # -- v0.3.5, first deployment -------------------------------------------------------
 def test_first_deploy_runs_the_whole_runbook(sandbox):
-    sandbox_cmd("reset")
+    if burst(sandbox, "home/ampel/dryrun/.ampel-tasks/current").exists():
+        sandbox_cmd("reset")  # a site that has never seen a deployment
     p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     out = p.stdout
@@ -677,3 +678,31 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         if not image.exists():
             image.with_name("aside.simg").rename(image)
     assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0
+
+
+def test_a_release_with_a_new_dependency_rebuilds_pushes_and_pulls_and_keeps_the_database(deployed, tmp_path):
+    sandbox = deployed
+    before = status(sandbox)["env"]
+    work = tmp_path / "ampel-base"
+    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
+    subprocess.run(["git", "clone", "-q", "github:AmpelProject/Ampel-base.git", str(work)], env=env, check=True)
+    setup = work / "setup.py"
+    setup.write_text(setup.read_text().replace("install_requires=['ampel-core']", "install_requires=['ampel-core', 'PyYAML']"))
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["commit", "-qam", "depend on PyYAML"], check=True)
+    subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    try:
+        p = tool("deploy", "--version", "v0.3.8", "--yes", timeout=900)
+    finally:
+        subprocess.run(git + ["revert", "--no-edit", "HEAD"], check=True, capture_output=True)
+        subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert "==> image: building ampel:v0.3.8 (dependencies or console_scripts may have changed: ampel-base: setup.py" in p.stdout
+    assert "verified: registry serves localhost:5000/ampel:v0.3.8" in p.stdout
+    for host in (burst, transit):
+        assert host(sandbox, "data/ampel/singularity/ampel-v0.3.8.simg").is_file()
+    after = status(sandbox)
+    assert after["version"] == "v0.3.8" and after["healthy"] and after["env"]["AMPEL_TAG"] == "v0.3.8"
+    assert {k: after["env"][k] for k in ("MONGO_PATH", "GROUP_NAME")} == {k: before[k] for k in ("MONGO_PATH", "GROUP_NAME")}
+    images = {daemon(sandbox, n)["DAEMON_IMAGE"].strip('"').rsplit("/", 1)[1] for n in live_instances(sandbox)}
+    assert images == {"ampel-v0.3.8.simg", "mongo-3.6.simg"}
