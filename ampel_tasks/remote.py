@@ -204,7 +204,8 @@ def do_src(r):
     if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}"):
         return
     moves = d.data.get("moves", []) if d is not None else []
-    if d is not None and not r.cache["src evidence"]["exists"]:
+    ev = r.cache.get("src evidence")
+    if not (ev or {}).get("exists"):  # missing, or unknown under --dry
         host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src), stream=True)
         if r.dry:
             console.note(f"then: each repo brought to the commits wanted for {site.version}")
