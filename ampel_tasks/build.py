@@ -7,7 +7,6 @@ local mirrors fetched with the same keys).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess

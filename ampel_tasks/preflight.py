@@ -113,5 +113,5 @@ def require(r, site) -> None:
         return
     problems = check(r, site)
     if problems:
-        raise DeployError(f"not starting deploy/up, which would first stop the running stack: "
+        raise DeployError("not starting deploy/up, which would first stop the running stack: "
                           + "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else ""))

@@ -225,7 +225,7 @@ SECRET = "/run/secrets/"
 def burst_yml():
     mongo_env = ("      MONGO_INITDB_ROOT_USERNAME: root\n"
                  f"      MONGO_INITDB_ROOT_PASSWORD_FILE: {SECRET}mongo-root-password\n")
-    head = textwrap.dedent(f"""\
+    head = textwrap.dedent("""\
         version: '3.4'
         services:
           catalog:

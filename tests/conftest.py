@@ -45,6 +45,14 @@ def sandbox():
     return status
 
 
+@pytest.fixture
+def deployed(sandbox):
+    """v0.3.5 deployed and healthy on the sandbox (a no-op deploy when it already is)."""
+    p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    return sandbox
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Under CI a skipped test is a failure: every integration test must run."""
     if not os.environ.get("CI"):

@@ -2,18 +2,7 @@
 health, without hosts. The samples are the runbook's own transcript and the
 formats of AMPEL-FACTS.md."""
 from ampel_tasks import health, stacklist
-
-RUNBOOK_TABLE = """Stack                          Services                       Replicas Instance
-============================== ============================== ======= ========
-burst                          alertprocessor                 16      a9404f1e
-                               catalog                                af186630
-                               followup                               f8b8ce10
-                               mongo                                  ba08f91e
-                               stats                                  e49305fc
-                               t2-controller                          992d0449
-                               t3-controller                          39cf18b4
------------------------------- ------------------------------ ------- --------
-"""
+from runbook_transcript import RUNBOOK_TABLE
 
 INSTANCE_LIST = """DAEMON NAME      PID      CONTAINER IMAGE
 15116b11         20657    /data/ampel/singularity/ampel-v0.3.5.simg

@@ -95,12 +95,29 @@ def tree_digest(root: Path, skip=("var/log", "sshd.log", "run/", "var/tmp", "tmp
     return out
 
 
-@pytest.fixture
-def deployed(sandbox):
-    """v0.3.5 deployed and healthy (deploys it if it is not)."""
-    p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
-    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
-    return sandbox
+class Upstream:
+    """A clone of one of the git server's repos, to commit and push as a developer
+    would; `revert()` puts upstream back as it was (the net change is none)."""
+
+    def __init__(self, tmp_path, repo):
+        self.env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
+        self.work = tmp_path / repo
+        subprocess.run(["git", "clone", "-q", f"github:AmpelProject/{repo}.git", str(self.work)], env=self.env, check=True)
+        self.git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@t"]
+
+    def change(self, path, edit, message):
+        f = self.work / path
+        f.write_text(edit(f.read_text()))
+        subprocess.run(self.git + ["commit", "-qam", message], check=True)
+        subprocess.run(self.git + ["push", "-q", "origin", "HEAD"], env=self.env, check=True)
+
+    def revert(self):
+        subprocess.run(self.git + ["revert", "--no-edit", "HEAD"], check=True, capture_output=True)
+        subprocess.run(self.git + ["push", "-q", "origin", "HEAD"], env=self.env, check=True)
+
+
+NEW_DEPENDENCY = ("setup.py", lambda t: t.replace("install_requires=['ampel-core']",
+                                                  "install_requires=['ampel-core', 'PyYAML']"), "depend on PyYAML")
 
 
 # -- v0.3.5, first deployment -------------------------------------------------------
@@ -159,7 +176,6 @@ def test_first_deploy_left_the_runbooks_products_on_the_hosts(deployed):
 
 
 def test_sandbox_status_shows_the_hosts_roots(deployed):
-    sandbox = deployed
     data = json.loads(sandbox_cmd("status", "--json").stdout)
     hosts = {h["name"]: h for h in data["hosts"]}
     assert set(hosts) >= {"burst", "transit", "github"}
@@ -565,17 +581,11 @@ def test_registry_port_held_by_something_else_is_named(deployed):
 # -- v0.3.6 and back ----------------------------------------------------------------
 def test_a_code_only_release_reuses_the_image_moves_no_bytes_and_runs_the_new_code(deployed, tmp_path):
     sandbox = deployed
-    work = tmp_path / "ampel-core"
-    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
-    subprocess.run(["git", "clone", "-q", "github:AmpelProject/Ampel-core.git", str(work)], env=env, check=True)
     # a release and version of their own, so the test runs again on a used sandbox
     stamp = int(time.time())
     release, version = f"0.3.6.{stamp}", f"v0.3.6-c{stamp % 10000}"
-    services = work / "ampel/core/services.py"
-    services.write_text(re.sub(r'RELEASE = "[^"]*"', f'RELEASE = "{release}"', services.read_text()))
-    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(git + ["commit", "-qam", f"AlertProcessor {release}"], check=True)
-    subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    Upstream(tmp_path, "Ampel-core").change("ampel/core/services.py", lambda t: re.sub(
+        r'RELEASE = "[^"]*"', f'RELEASE = "{release}"', t), f"AlertProcessor {release}")
     image = burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg").stat()
     before = status(sandbox)["env"]
     plan = {s["step"]: s for s in json.loads(tool("plan", "--version", version, "--json", check=True).stdout)["steps"]}
@@ -635,19 +645,12 @@ def test_second_version_with_a_new_database_then_rollback(deployed):
 
 
 def test_a_dependency_change_upstream_flips_exactly_the_image_steps(deployed, tmp_path):
-    work = tmp_path / "ampel-base"
-    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
-    subprocess.run(["git", "clone", "-q", "github:AmpelProject/Ampel-base.git", str(work)], env=env, check=True)
-    setup = work / "setup.py"
-    setup.write_text(setup.read_text().replace("install_requires=['ampel-core']", "install_requires=['ampel-core', 'PyYAML']"))
-    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(git + ["commit", "-qam", "depend on PyYAML"], check=True)
-    subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    upstream = Upstream(tmp_path, "Ampel-base")
+    upstream.change(*NEW_DEPENDENCY)
     try:
         plan = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)
-    finally:  # upstream as it was: the net change between the image's commit and HEAD is none
-        subprocess.run(git + ["revert", "--no-edit", "HEAD"], check=True, capture_output=True)
-        subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    finally:
+        upstream.revert()
     got = {s["step"]: s for s in plan["steps"]}
     assert got["image"]["action"] == "run" and "ampel-base: setup.py changed" in got["image"]["reason"]
     assert got["push"]["action"] in ("maybe", "run") and got["pull"]["action"] in ("maybe", "run")
@@ -690,19 +693,12 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
 def test_a_release_with_a_new_dependency_rebuilds_pushes_and_pulls_and_keeps_the_database(deployed, tmp_path):
     sandbox = deployed
     before = status(sandbox)["env"]
-    work = tmp_path / "ampel-base"
-    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
-    subprocess.run(["git", "clone", "-q", "github:AmpelProject/Ampel-base.git", str(work)], env=env, check=True)
-    setup = work / "setup.py"
-    setup.write_text(setup.read_text().replace("install_requires=['ampel-core']", "install_requires=['ampel-core', 'PyYAML']"))
-    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(git + ["commit", "-qam", "depend on PyYAML"], check=True)
-    subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+    upstream = Upstream(tmp_path, "Ampel-base")
+    upstream.change(*NEW_DEPENDENCY)
     try:
         p = tool("deploy", "--version", "v0.3.8", "--yes", timeout=900)
     finally:
-        subprocess.run(git + ["revert", "--no-edit", "HEAD"], check=True, capture_output=True)
-        subprocess.run(git + ["push", "-q", "origin", "HEAD"], env=env, check=True)
+        upstream.revert()
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     assert "==> image: building ampel:v0.3.8 (dependencies or console_scripts may have changed: ampel-base: setup.py" in p.stdout
     assert "verified: registry serves localhost:5000/ampel:v0.3.8" in p.stdout

@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,28 +20,7 @@ STATE = Path("/var/lib/ampel-sandbox")
 PREAMBLE = ". /scratch/jvs/miniconda3/etc/profile.d/conda.sh; conda activate singularity-stack; " \
            "export SINGULARITY_CACHEDIR=/data/ampel/singularity"
 
-# The runbook's transcript of `$AMPEL_SRC/ampel-core/deploy/up dryrun` on burst
-# (runbook.rst, "Deploy Ampel"): the order of the instances stopped, then the rest.
-RUNBOOK_STOPPED = """39cf18b4 992d0449 e49305fc ba08f91e f8b8ce10 af186630 a9404f1e a03a6a85 3dfcfabb 1a40fc58
-15116b11 18ee48b0 90cd2739 97b8d0c0 db9e6bc3 7e5e6d7c c22ef49f a87f8253 3e8914d5 f1652941 eac9a825 36535acb""".split()
-RUNBOOK_MONGO = {"ba08f91e", "af186630"}
-RUNBOOK_REST = """not clearing anything
-connection refused on burst.zeuthen.desy.de:27018, retry after 1 s
-connection refused on burst.zeuthen.desy.de:27018, retry after 2 s
-connected to burst.zeuthen.desy.de:27018
-connection refused on burst.zeuthen.desy.de:27017, retry after 1 s
-connection refused on burst.zeuthen.desy.de:27017, retry after 2 s
-connected to burst.zeuthen.desy.de:27017
-Stack                          Services                       Replicas Instance
-============================== ============================== ======= ========
-burst                          alertprocessor                 16      a9404f1e
-                               catalog                                af186630
-                               followup                               f8b8ce10
-                               mongo                                  ba08f91e
-                               stats                                  e49305fc
-                               t2-controller                          992d0449
-                               t3-controller                          39cf18b4
------------------------------- ------------------------------ ------- --------""".splitlines()
+from runbook_transcript import RUNBOOK_MONGO, RUNBOOK_REST, RUNBOOK_STOPPED  # noqa: E402
 
 
 def on(host, command, user="ampel", env=None, timeout=300):
@@ -51,13 +29,6 @@ def on(host, command, user="ampel", env=None, timeout=300):
     inner = command if user is None else f"sudo -n -u {user} -H bash -c {shlex.quote(PREAMBLE + '; ' + command)}"
     return subprocess.run(["ssh", "-F", str(STATE / "ssh_config"), host, inner], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ, **(env or {})))
-
-
-@pytest.fixture
-def deployed(sandbox):
-    p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
-    return sandbox
 
 
 def test_deploy_up_prints_the_runbooks_transcript(deployed):
