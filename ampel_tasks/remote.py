@@ -474,7 +474,7 @@ def do_secrets(r):
     d = decide_secrets(r)
     ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=("src",))
     if d is None or ev is None:
-        console.step("secrets", f"copy the stack file's missing secrets into {dryrun}/secrets (0600, owner {user})")
+        console.step("secrets", f"copy the secrets that {site.stack_file} names, where missing or changed, into {dryrun}/secrets (0600, owner {user})")
         return
     todo = ev["todo"]
     if "secrets" in r.force:  # copy every secret we hold, changed or not

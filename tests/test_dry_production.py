@@ -29,6 +29,7 @@ def test_production_dry_run_prints_the_runbook_offline():
         "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel",
         "MONGO_PATH, GROUP_NAME",
         "mkdir -p /data/ampel/mongo/live/v0.3.5",
+        "/ampel-core/deploy/production/burst.yml names",
         "[burst] (as ampel) $ cd /home/ampel/dryrun && ",
         "/ampel-core/deploy/up' dryrun\n",
     ]
