@@ -158,14 +158,12 @@ def running_image(r):
     records it (so any operator decides alike, with or without local images)."""
     from . import state
 
-    st = state.State(r)
-    current = r.evidence("running version", st.current_version)
-    manifest = (st.manifest(current) or {}) if current else {}
+    manifest = state.running_manifest(r)
     labels = manifest.get("image_labels") or {}
     tag = (manifest.get("env") or {}).get("AMPEL_TAG")
     if not labels or not tag:
         return None
-    return {"tag": tag, "labels": labels, "digest": manifest.get("image_digest"), "version": current}
+    return {"tag": tag, "labels": labels, "digest": manifest.get("image_digest"), "version": manifest.get("version")}
 
 
 def decide_image(r):

@@ -8,7 +8,7 @@ import shlex
 
 from invoke import task
 
-from . import console, envfile, preflight, run as runs, sources
+from . import console, envfile, preflight, run as runs, sources, state
 from .errors import DeployError
 from .image import DRY_HELP, VERSION_HELP, push
 
@@ -77,8 +77,6 @@ def decide_pull(r):
 
 def do_pull(r):
     """Pull the image file on every host that lacks it, all at once."""
-    from . import state
-
     site = _site(r)
     ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
@@ -151,17 +149,12 @@ def src(c, version=None, dry=False):
     do_src(r)
 
 
-def _copies(r, site):
-    s = r.settings
-    return sources.gather(site.service_host, site, sources.tag_name(s, site.version),
-                          lambda name, origin: sources.push_url(s, name, origin))
-
-
 def _src_evidence(r, site):
     exists = site.service_host.exists(site.ampel_src)
     if exists is None:
         return None
-    return {"exists": exists, "copies": _copies(r, site) if exists else {}}
+    copies = sources.gather(site.service_host, site, r.settings, site.version) if exists else {}
+    return {"exists": exists, "copies": copies}
 
 
 def decide_src(r):
@@ -177,7 +170,7 @@ def decide_src(r):
     if not ev["exists"]:
         return Decision("src", "run", f"{site.ampel_src} does not exist on {host.name}: copy it out of the image, "
                                       f"then bring each repo to the commits wanted for {site.version}")
-    moves, refusals = sources.plan(ev["copies"], running_version(r))
+    moves, refusals = sources.plan(ev["copies"], state.running_version(r))
     if refusals:
         raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
     if moves:
@@ -185,12 +178,6 @@ def decide_src(r):
             f"{c.name} {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})" for c in moves), {"moves": moves})
     return Decision("src", "skip", f"{len(ev['copies'])} host copies in {site.ampel_src} at the commits wanted "
                                    f"for {site.version}")
-
-
-def running_version(r):
-    from . import state
-
-    return r.evidence("running version", state.State(r).current_version)
 
 
 def do_src(r):
@@ -210,14 +197,14 @@ def do_src(r):
         if r.dry:
             console.note(f"then: each repo brought to the commits wanted for {site.version}")
         else:
-            copies = _copies(r, site)
+            copies = sources.gather(host, site, r.settings, site.version)
             for c in copies.values():
                 c.known = True  # fresh from the image: nothing to lose
-            moves, refusals = sources.plan(copies, running_version(r))
+            moves, refusals = sources.plan(copies, state.running_version(r))
             if refusals:
                 raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
     for c in moves:
-        for cmd in sources.move_commands(site, c, lambda name, origin: sources.push_url(r.settings, name, origin)):
+        for cmd in sources.move_commands(site, r.settings, c):
             host.run(cmd)
         console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
     r.changed.add("src")
@@ -249,7 +236,7 @@ def _db_evidence(r, site):
         return None
     values = envfile.read(text)
     new_db = bool(r.options.get("new_db"))
-    running = running_env(r)
+    running = state.running_manifest(r).get("env") or {}
     # the live database continues: the running deployment's, whatever this tree's copy says
     live = {k: running[k] for k in ("MONGO_PATH", "GROUP_NAME") if running.get(k)} or values
     necessary, reason = new_db_needed(r, site, site.service_host, live, new_db)
@@ -322,17 +309,6 @@ def do_db(r, new_db=False):
             f"{k}={v}" for k, v in ev["changes"].items() if ev["values"].get(k) != v))
 
 
-def running_env(r) -> dict:
-    """dryrun.env's values of the running deployment, from its manifest."""
-    from . import state
-
-    st = state.State(r)
-    current = r.evidence("running version", st.current_version)
-    if not current:
-        return {}
-    return (st.manifest(current) or {}).get("env") or {}
-
-
 def new_db_needed(r, site, host, values, new_db):
     """(necessary?, reason) for a new live database, from dryrun.env and the host."""
     if new_db:
@@ -351,14 +327,10 @@ def new_db_needed(r, site, host, values, new_db):
 def schema_changed(r, site, host):
     """The runbook's "changed the structure of the database": the schema marker file
     (ampel.source.schema_marker) differs between the running version's sources and these."""
-    from . import state
-
-    st = state.State(r)
-    running = r.evidence("running version", st.current_version)
+    running = state.running_version(r)
     if not running or running == site.version:
         return None
-    manifest = st.manifest(running) or {}
-    old_src = manifest.get("ampel_src")
+    old_src = state.running_manifest(r).get("ampel_src")
     if not old_src:
         return None
     marker = r.settings.source["schema_marker"]
@@ -516,11 +488,11 @@ def up(c, version=None, dry=False):
 
 def decide_up(r):
     """Decision for `up`: skip only when this version already runs, healthy, and nothing changed."""
-    from . import health, state
+    from . import health
     from .plan import Decision
 
     site = _site(r)
-    current = r.evidence("running version", lambda: state.State(r).current_version())
+    current = state.running_version(r)
     if current != site.version:
         return Decision("up", "run", f"running version is {current or 'unknown'}, wanted {site.version}")
     problems = r.evidence("stack health", lambda: health.quick(r, site))

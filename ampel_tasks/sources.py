@@ -50,7 +50,6 @@ class Copy:
     dirty: List[str] = field(default_factory=list)
     wanted: str = ""
     wanted_ref: str = ""
-    upstream_head: str = ""
     known: bool = False
 
 
@@ -83,11 +82,10 @@ def parse_ls_remote(text: str) -> Dict[str, str]:
 def want(copy: Copy, refs: Dict[str, str], tag: str) -> None:
     """The commit wanted for the version: tag `tag` if upstream has it, else the branch head."""
     branch = copy.branch if copy.branch != "HEAD" else "master"
-    copy.upstream_head = refs.get(f"refs/heads/{branch}", "")
     if f"refs/tags/{tag}" in refs:
         copy.wanted, copy.wanted_ref = refs[f"refs/tags/{tag}"], f"tag {tag}"
     else:
-        copy.wanted, copy.wanted_ref = copy.upstream_head, f"{branch} head"
+        copy.wanted, copy.wanted_ref = refs.get(f"refs/heads/{branch}", ""), f"{branch} head"
 
 
 def plan(copies: Dict[str, Copy], running: str) -> tuple:
@@ -112,8 +110,10 @@ def plan(copies: Dict[str, Copy], running: str) -> tuple:
     return moves, refusals
 
 
-def gather(host, site, tag: str, push_url) -> Dict[str, Copy]:
-    """The copies' state and what upstream wants, read on the host (two commands)."""
+def gather(host, site, settings, version: str) -> Dict[str, Copy]:
+    """The copies' state and what upstream wants for `version`, read on the host
+    (two commands)."""
+    tag = tag_name(settings, version)
     src = shlex.quote(site.ampel_src)
     res = host.fact(f"cd {src} && {STATUS}")
     if res is None or not res.ok:
@@ -121,7 +121,7 @@ def gather(host, site, tag: str, push_url) -> Dict[str, Copy]:
     copies = parse_status(res.stdout)
     if not copies:
         return {}
-    script = [f"echo @@ls {c.name}; git ls-remote {shlex.quote(push_url(c.name, c.origin))} || echo @@failed"
+    script = [f"echo @@ls {c.name}; git ls-remote {shlex.quote(push_url(settings, c.name, c.origin))} || echo @@failed"
               for c in copies.values()]
     res = host.fact(" ; ".join(script))
     if res is None:
@@ -131,18 +131,18 @@ def gather(host, site, tag: str, push_url) -> Dict[str, Copy]:
         copy = copies[name.strip()]
         if "@@failed" in text:
             raise DeployError(f"on {host.name}: cannot read upstream of {copy.name} "
-                              f"({push_url(copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
+                              f"({push_url(settings, copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
         refs = parse_ls_remote(text)
         want(copy, refs, tag)
         copy.known = copy.head in refs.values()
     return copies
 
 
-def move_commands(site, copy: Copy, push_url) -> List[str]:
+def move_commands(site, settings, copy: Copy) -> List[str]:
     """Fetch the wanted commit and move the copy's branch to it (work is kept:
     `reset --keep` refuses to touch a changed file)."""
     repo = shlex.quote(f"{site.ampel_src}/{copy.name}")
-    url = shlex.quote(push_url(copy.name, copy.origin))
+    url = shlex.quote(push_url(settings, copy.name, copy.origin))
     return [
         f"git -C {repo} fetch -q {url} '+refs/heads/*:refs/remotes/upstream/*' '+refs/tags/*:refs/tags/*'",
         f"git -C {repo} reset -q --keep {shlex.quote(copy.wanted)}",

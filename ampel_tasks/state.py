@@ -128,6 +128,22 @@ class State:
         self.host.run(f"rm -rf {shlex.quote(self.path('lock'))}", user=self.user, warn=True, show="release the deploy lock")
 
 
+def running_version(r) -> Optional[str]:
+    """The version that runs now, read once per run."""
+    return r.evidence("running version", State(r).current_version)
+
+
+def running_manifest(r) -> dict:
+    """The running deployment's manifest ({} when none), read once per run: the image
+    it runs, its dryrun.env values, its sources. Every decision about what continues
+    from it reads this one copy."""
+    def gather():
+        current = running_version(r)
+        return (State(r).manifest(current) or {}) if current else {}
+
+    return r.evidence("running manifest", gather) or {}
+
+
 def lock(r) -> None:
     """Hold the deploy lock from the first step that changes a host until the run ends.
 
