@@ -5,6 +5,7 @@ Kerberos through a gateway, git server, the Singularity 2.x and singularity-stac
 Each test asks for the state it needs: `deployed` makes sure v0.3.5 runs (a
 no-op deploy when it already does); a test that breaks something repairs it.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -304,11 +305,20 @@ def test_on_a_terminal_the_plan_is_confirmed_first(deployed):
 
 
 # -- health -----------------------------------------------------------------------
+@contextlib.contextmanager
+def injected(sandbox, flag):
+    """A flag file the fixture's services obey (FAULT: error lines, CRASH: silent exit)."""
+    f = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/ampel/core", flag)
+    f.write_text("injected by the test\n")
+    try:
+        yield
+    finally:
+        f.unlink()
+
+
 def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(deployed):
     sandbox = deployed
-    fault = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/ampel/core/FAULT")
-    fault.write_text("injected by the test\n")
-    try:
+    with injected(sandbox, "FAULT"):
         p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
         assert p.returncode == 1
         assert "stack unhealthy" in p.stderr and "ERROR" in p.stderr
@@ -317,22 +327,15 @@ def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(deployed):
         alive = [n for n in os.listdir(burst(sandbox, DAEMONS))]
         assert len(alive) == 22, "the failing stack must be left running for inspection"
         assert "failed" in tool("history", check=True).stdout
-    finally:
-        fault.unlink()
     p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
     assert p.returncode == 0 and "healthy after" in p.stdout
 
 
 def test_a_crash_looping_service_fails_the_gate_by_the_nannys_lines(deployed):
-    sandbox = deployed
-    crash = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/ampel/core/CRASH")
-    crash.write_text("injected by the test\n")
-    try:
+    with injected(deployed, "CRASH"):
         p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
         assert p.returncode == 1
         assert "its process ended and is restarted: sleeping 10.0 before restart" in p.stderr
-    finally:
-        crash.unlink()
     assert tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300).returncode == 0
 
 
