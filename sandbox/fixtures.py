@@ -139,33 +139,32 @@ def t3():
 '''
 
 UP_SCRIPT = r'''#!/bin/bash
-# deploy/up CONFIG: redeploy this machine's stack with production/CONFIG.env
-# (sandbox fixture in the shape of Ampel-core v0.3.5's deploy/up). Run it in the
-# directory that holds `secrets`. No `set -e`: its exit status is `list`'s.
+# deploy/up CONFIG -- sandbox fixture with the behaviour of Ampel-core v0.3.5's
+# deploy/up (written for the sandbox): CONFIG names production/CONFIG.env; only
+# `dryrun` acts; the stack is this machine's short hostname; the env file's
+# lines, comments stripped, become singularity-stack's environment; no `set -e`,
+# so the exit status is that of the final `list`. Run it where `secrets` is.
 
-DIR="$( cd "$( dirname "${BASH_SOURCE[0]}" )" && pwd )"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+conf="$here/production/$1.env"
 
-envfile=$DIR/production/$1.env
-
-if [[ ! -e $envfile ]]; then
-	echo "Configuration \"$1\" does not exist. Choose one of: ($(find $DIR/production -name '*.env' | sed 's!.*/!!' | sed 's!\.env$!!' | xargs echo))"
+if [[ ! -e "$conf" ]]; then
+	known=$(ls "$here"/production/*.env | xargs -n1 basename | sed 's/\.env$//' | xargs echo)
+	echo "Configuration \"$1\" does not exist. Choose one of: ($known)"
 	exit 1
 fi
 
-with_env() {
-	env $(cat $envfile | sed -e 's!#.*!!' | xargs echo) "$@"
+stack_env() {
+	env $(sed -e 's!#.*!!' "$conf" | xargs echo) "$@"
 }
 
-if [[ "$1" == "dryrun" ]]; then
-	machine=$(hostname | cut -d. -f1)
-	singularity-stack rm $machine
-	sleep 1
-	if [[ "$machine" == "burst" ]]; then
-		echo 'not clearing anything'
-	fi
-	with_env singularity-stack deploy -c $DIR/production/$machine.yml $machine
-	singularity-stack list
-fi
+[[ "$1" == dryrun ]] || exit 0
+stack=$(hostname | cut -d. -f1)
+singularity-stack rm "$stack"
+sleep 1
+[[ "$stack" == burst ]] && echo 'not clearing anything'
+stack_env singularity-stack deploy -c "$here/production/$stack.yml" "$stack"
+singularity-stack list
 '''
 
 DRYRUN_ENV = """\
