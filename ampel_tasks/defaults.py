@@ -47,7 +47,13 @@ DEFAULTS = {
             "schema_marker": "ampel/db_schema.py",
             # where `tag` pushes the host copies (as the operator, from the service host)
             "push_url": "git@{git_host}:{org}/{repo}.git",
-            "tag_pattern": "{version}",
+            # upstream's release tag of a version: `src` brings a repo to it, or to its
+            # branch head where the repo has no such tag
+            "release_tag": "{version}",
+            # the tool's own tag of each deployment: {n} counts this version's deployments, so
+            # deploying a version again makes a new tag and never moves one; the "/" keeps it
+            # out of the release tags' names
+            "tag_pattern": "deployed/{version}-{n}",
         },
         "image": {"name": "ampel", "label_prefix": "org.ampelproject"},
         "registry": {
@@ -60,8 +66,13 @@ DEFAULTS = {
             "singularity_dir": "/data/ampel/singularity",
             "mongo_live_dir": "/data/ampel/mongo/live",
             "dryrun_dir": "/home/ampel/dryrun",
-            # empty = AMPEL_SRC from the stack's dryrun.env
-            "ampel_src": "",
+            # the host copies mounted at /Ampel: one tree per minor series, the site's habit
+            # ({version} and {minor} = v0.3 are known; empty = AMPEL_SRC of the local dryrun.env)
+            "ampel_src": "/scratch/ampel/Ampel-{minor}",
+            # who owns AMPEL_SRC and runs git there: empty = the operator (the runbook copies "as
+            # your normal user"); the site later moved it into ampel's home: then `ampel`, and
+            # ampel's own ssh set-up must reach ampel.source.push_url
+            "ampel_src_owner": "",
             "state_dir": "/home/ampel/dryrun/.ampel-tasks",
             # where singularity-stack 0.2.2 keeps each replica's output (truncated at each deploy)
             "replica_log": "/var/tmp/{user}.singularity.{instance}.{source}",
@@ -97,6 +108,8 @@ DEFAULTS = {
             "pull": "SINGULARITY_NOHTTPS=1 SINGULARITY_CACHEDIR={dir} singularity pull --name {file} "
                     "docker://localhost:{registry_port}/{image}:{version}",
             "volume_init": "singularity-stack volume init {image_file} /Ampel {ampel_src}",
+            # a repo that a rebuilt image added, copied out of it into an existing AMPEL_SRC
+            "volume_add": "singularity exec {image_file} tar -C /Ampel -c {repo} | tar -C {ampel_src} -x",
             "up": "{up_script} {config}",
             "logs": "singularity-stack logs {stack} {service}",
             "list": "singularity-stack list",

@@ -112,6 +112,8 @@ def status(c, json=False):
         "operator": (manifest or {}).get("operator"),
         "image_digest": (manifest or {}).get("image_digest"),
         "env": (manifest or {}).get("env"),
+        "ampel_src": (manifest or {}).get("ampel_src"),
+        "sources": (manifest or {}).get("sources") or {},
         "services": {k: v["replicas"] for k, v in services.items()},
         "healthy": problems == [] if problems is not None else None,
         "problems": problems or [],
@@ -127,6 +129,7 @@ def status(c, json=False):
         console.out(f"image digest {data['image_digest']}")
         for k, v in (data["env"] or {}).items():
             console.out(f"  {k}={v}")
+        console.out("sources: " + (", ".join(f"{k} {v[:10]}" for k, v in sorted(data["sources"].items())) or "not recorded"))
     console.out("services configured: " + (", ".join(f"{k} x{v}" for k, v in sorted(data["services"].items())) or "none"))
     if problems:
         console.out("health: " + "; ".join(problems))
@@ -228,6 +231,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
         raise DeployError(f"rolling back to {target['version']} crosses a new live database (see above); "
                           "confirm on a terminal or pass --yes")
     r.cache["image_tag"] = target["env"].get("AMPEL_TAG") or target["version"]
+    r.cache["ampel_src"] = target.get("ampel_src") or ""
     r.set_version(target["version"])
     site = Site(r)
     host = site.service_host
@@ -235,14 +239,15 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
         raise DeployError(f"image file {target['image_file']} of {target['version']} is gone from {host.name}; "
                           f"deploy {target['version']} again instead")
     state.lock(r)
-    text = host.read_file(site.env_file)
+    remote.restore_sources(r, site, target)
+    text = host.read_file(site.env_file, user=site.src_user)
     if text is not None:
         wanted = {k: v for k, v in target["env"].items() if v is not None}
         new = envfile.update(text, wanted)
         if new != text:
             if r.dry:
                 console.diff(envfile.diff(text, new, site.env_file))
-            host.write_file(site.env_file, new, backup=True, show=f"restore {site.env_file} values of {target['version']}")
+            host.write_file(site.env_file, new, user=site.src_user, backup=True, show=f"restore {site.env_file} values of {target['version']}")
     r.force.add("up")
     remote.do_up(r)
     if not r.dry:

@@ -1,100 +1,159 @@
 """Task tag: the runbook's "Commit, tag, and push local changes" for the host copies.
 
-The sources under AMPEL_SRC on burst are git clones copied out of the image; an
-operator may have edited them there. `tag` commits what is outstanding, tags
-every repo with the version and pushes both, so another operator can take over.
-Git runs on burst as the operator (the owner of AMPEL_SRC).
+Each deployment gets its own tag in every repo under AMPEL_SRC (ampel.source.
+tag_pattern, `deployed/<version>-<n>` by default: never one of upstream's release
+tags, and deploying a version again makes a new tag instead of moving one). The
+tool's dryrun.env edit, and the operator's changes given `--message`, are
+committed first. Where the commit goes: onto the branch the copy is on (master,
+the site's habit), pushed only as a fast-forward, when the copy sits at that
+branch's upstream head; otherwise (a release tag behind the branch's head) the
+commit is kept under the deployment tag alone. Nothing is ever forced.
+
+Git runs on the service host as the operator, the owner of AMPEL_SRC, and pushes
+to ampel.source.push_url (the origin that `volume init` leaves names the build's
+key alias, which exists only inside the build).
 """
 from __future__ import annotations
 
+import re
 import shlex
-import sys
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
 
 from invoke import task
 
-from . import console, run as runs
+from . import console, run as runs, sources, state
 from .errors import DeployError
 from .image import DRY_HELP, VERSION_HELP
 from .remote import src
-from .sources import push_url
-
-STATUS_SCRIPT = (
-    'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
-    'echo "@@repo $d"; git -C "$d" status --porcelain --untracked-files=no; '
-    'echo "@@tags"; git -C "$d" tag --points-at HEAD; '
-    'echo "@@branch"; git -C "$d" rev-parse --abbrev-ref HEAD; '
-    'echo "@@origin"; git -C "$d" remote get-url origin 2>/dev/null; done'
-)
 
 
-
-def parse_status(text: str) -> dict:
-    """{repo: {"dirty": [...], "tags": [...], "branch": str}} from STATUS_SCRIPT's output."""
-    repos, cur, part = {}, None, None
-    for line in text.splitlines():
-        if line.startswith("@@repo "):
-            cur = line[7:].strip()
-            repos[cur] = {"dirty": [], "tags": [], "branch": "", "origin": ""}
-            part = "dirty"
-        elif line == "@@tags":
-            part = "tags"
-        elif line in ("@@branch", "@@origin"):
-            part = line[2:]
-        elif cur and line.strip():
-            if part in ("branch", "origin"):
-                repos[cur][part] = line.strip()
-            else:
-                repos[cur][part].append(line.strip())
-    return repos
+@dataclass
+class TagAction:
+    """What `tag` does to one host copy."""
+    repo: str
+    tag: str
+    message: str  # commit the outstanding changes with it; "" = nothing to commit
+    branch: str  # also fast-forward this upstream branch; "" = the tag alone
+    url: str = ""
 
 
-def _tag_name(r) -> str:
-    return r.settings.source["tag_pattern"].format(version=r.require_version())
+def tag_regex(pattern: str, version: str) -> "re.Pattern":
+    """The deployment tags of `version` under `pattern`, {n} captured."""
+    literal = re.escape(pattern).replace(re.escape("{version}"), re.escape(version))
+    return re.compile("^refs/tags/" + literal.replace(re.escape("{n}"), r"(\d+)") + "$")
 
 
-def _status(r, site):
-    res = site.service_host.fact(f"cd {shlex.quote(site.ampel_src)} && {STATUS_SCRIPT}")
-    if res is None or not res.ok:
+def deployment_tags(copies: Dict[str, sources.Copy], pattern: str, version: str) -> Dict[str, Dict[int, str]]:
+    """{repo: {n: commit}} of the deployment tags of `version` upstream (pure)."""
+    rx = tag_regex(pattern, version)
+    out: Dict[str, Dict[int, str]] = {}
+    for c in copies.values():
+        found = (rx.match(ref) for ref in c.refs)
+        out[c.name] = {int(m.group(1)): c.refs[m.group(0)] for m in found if m}
+    return out
+
+
+def plan_tags(copies: Dict[str, sources.Copy], pattern: str, version: str, ours: set,
+              message: str = "", redeploy: bool = True) -> Tuple[List[TagAction], List[str]]:
+    """(actions, refusals) (pure). When `version` runs already (`redeploy`), a copy
+    that is clean and whose HEAD carries a deployment tag of it upstream is done;
+    a new deployment of a version (e.g. again after a rollback) tags every copy anew.
+    Each copy tagged gets one new name (the next {n}, the same in every repo); its
+    uncommitted changes are committed first, with a message of the tool's when they
+    are only its own edits (`ours`), else with `message`, which is then required."""
+    tags = deployment_tags(copies, pattern, version)
+    n = 1 + max((k for found in tags.values() for k in found), default=0)
+    name = pattern.format(version=version, n=n)
+    actions, refusals = [], []
+    for c in copies.values():
+        if redeploy and not c.dirty and c.head in tags[c.name].values():
+            continue
+        text = ""
+        if c.dirty:
+            theirs = [f for f in c.dirty if f not in ours]
+            text = message or ("" if theirs else f"{name}: {', '.join(sorted(ours))} for this deployment (ampel-tasks)")
+            if not text:
+                refusals.append(f"{c.name} has uncommitted changes in {', '.join(theirs[:5])}; pass "
+                                "--message '...' to commit them with this deployment")
+                continue
+        at_head = c.head == c.refs.get(f"refs/heads/{c.branch}")
+        actions.append(TagAction(c.name, name, text, c.branch if text and at_head else ""))
+    return actions, refusals
+
+
+def describe(actions: List[TagAction]) -> str:
+    parts = []
+    for a in actions:
+        if not a.message:
+            parts.append(f"{a.repo}: tag {a.tag}")
+            continue
+        where = f"push to {a.branch}" if a.branch else "its branch has moved on: kept under the tag alone"
+        parts.append(f"{a.repo}: commit and tag {a.tag}, {where}")
+    return "; ".join(parts)
+
+
+def commands(a: TagAction, repo_dir: str, ident: str) -> List[Tuple[str, str]]:
+    """The git commands of one action (data), each with its name: commit, annotated
+    tag, one atomic push."""
+    repo, tag = shlex.quote(repo_dir), shlex.quote(a.tag)
+    out = [("commit", f"git -C {repo} {ident} commit -q -a -m {shlex.quote(a.message)}")] if a.message else []
+    out.append(("tag", f"git -C {repo} {ident} tag -a {tag} -m {shlex.quote('Ampel deployment ' + a.tag)}"))
+    refs = ([f"HEAD:refs/heads/{shlex.quote(a.branch)}"] if a.branch else []) + [f"refs/tags/{tag}"]
+    out.append(("push", f"git -C {repo} push -q --atomic {shlex.quote(a.url)} {' '.join(refs)}"))
+    return out
+
+
+def _facts(r, site):
+    host = site.service_host
+    exists = host.exists(site.ampel_src)
+    if not exists:
         return None
-    return parse_status(res.stdout)
+    return sources.gather(host, site, r.settings, site.version)
 
 
 def decide_tag(r):
-    """Decision for `tag`: host copies with outstanding changes or without the version tag."""
+    """Decision for `tag`: the host copies that need a commit or this deployment's tag."""
     from .plan import Decision
     from .site import Site
 
     site = Site(r)
-    repos = r.evidence("tag evidence", lambda: _status(r, site), after=("src", "db"))
-    if repos is None:
+    copies = r.evidence("tag evidence", lambda: _facts(r, site), after=("src", "db"))
+    if copies is None:
         return None
-    tag = _tag_name(r)
-    todo = [name for name, st in repos.items() if st["dirty"] or tag not in st["tags"]]
-    if not todo:
-        return Decision("tag", "skip", f"{len(repos)} host copies clean and tagged {tag}")
-    dirty = [n for n in todo if repos[n]["dirty"]]
-    why = f"{', '.join(dirty)} have outstanding changes" if dirty else f"{', '.join(todo)} not tagged {tag}"
-    return Decision("tag", "run", why, {"todo": todo, "repos": repos})
+    s = r.settings
+    actions, refusals = plan_tags(copies, s.source["tag_pattern"], site.version, {s.source["env_file"]},
+                                  r.options.get("message") or "", redeploy=state.running_version(r) == site.version)
+    if refusals:
+        raise DeployError(f"on {site.service_host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    for a in actions:
+        a.url = sources.push_url(s, a.repo, copies[a.repo].origin)
+    if not actions:
+        return Decision("tag", "skip", f"{len(copies)} host copies clean and tagged for {site.version}")
+    return Decision("tag", "run", describe(actions), {"actions": actions})
 
 
 @task(pre=[src], help={
     "version": VERSION_HELP,
-    "message": "commit message for outstanding changes in the host copies (asked on a terminal if missing)",
+    "message": "commit message for the operator's own changes in the host copies (required when there are any)",
     "dry": DRY_HELP,
 })
 def tag(c, version=None, message=None, dry=False):
     """Commit, tag and push the host copies of the Ampel repos under AMPEL_SRC.
 
-    Repos that are clean and already tagged are skipped; a repo that has
-    diverged from its remote is an error naming it. The tag name follows
-    ampel.source.tag_pattern; pushes go to ampel.source.push_url.
+    Every repo gets this deployment's tag (ampel.source.tag_pattern); the tool's
+    own dryrun.env edit is committed with a message of its own, anything else
+    needs --message. The branch is pushed only as a fast-forward; pushes go to
+    ampel.source.push_url. Copies that are clean and tagged are skipped.
     """
     r = runs.start(c, version=version, dry=dry)
-    do_tag(r, message=message or r.options.get("message"))
+    if message:
+        r.options["message"] = message
+    do_tag(r)
 
 
-def do_tag(r, message=None):
-    """Commit, tag and push the host copies that need it."""
+def do_tag(r):
+    """Carry out the tag decision: its actions and nothing else."""
     from .plan import proceed
     from .site import Site
 
@@ -102,50 +161,20 @@ def do_tag(r, message=None):
     s = r.settings
     d = decide_tag(r)
     if d is None:
-        console.step("tag", f"commit outstanding changes in {site.ampel_src}/*, tag {_tag_name(r)}, push")
+        console.step("tag", f"commit outstanding changes in {site.ampel_src}/*, tag "
+                     f"{s.source['tag_pattern'].format(version=site.version, n='<n>')}, push")
         return
     if not proceed(r, "tag", d):
         return
     host = site.service_host
-    tag_name = _tag_name(r)
-    ident = f"-c user.name={shlex.quote(s.operator)} -c user.email={shlex.quote(s.operator + '@' + s.service_host.hostname)}"
-    for name in d.data["todo"]:
-        st = d.data["repos"][name]
-        repo_dir = shlex.quote(f"{site.ampel_src}/{name}")
-        url = shlex.quote(push_url(s, name, st["origin"]))
-        branch = st["branch"] or "HEAD"
-        # fetching writes FETCH_HEAD: in --dry it is shown, not run
-        fetch = host.run(f"git -C {repo_dir} fetch -q {url} {shlex.quote(branch)}", warn=True)
-        if fetch.ok and not r.dry:
-            ok = host.run(f"git -C {repo_dir} merge-base --is-ancestor FETCH_HEAD HEAD", warn=True, mutating=False)
-            if not ok.ok:
-                raise DeployError(
-                    f"{name} on {host.name} has diverged from {url.strip(chr(39))} ({branch} there has commits the "
-                    "host copy lacks); reconcile it by hand, then re-run tag"
-                )
-        if st["dirty"]:
-            ours = {r.settings.source["env_file"]}
-            if not message and all(line.split(None, 1)[-1] in ours for line in st["dirty"]):
-                message = f"{tag_name}: {', '.join(sorted(ours))} for this deployment (ampel-tasks)"
-            if not message:
-                if sys.stdin.isatty() and not r.dry:
-                    message = input(f"commit message for outstanding changes in {name}: ").strip()
-                if not message:
-                    raise DeployError(f"{name} has outstanding changes; pass --message to commit them")
-            host.run(f"git -C {repo_dir} {ident} commit -q -a -m {shlex.quote(message)}")
-        if tag_name not in st["tags"]:
-            theirs = host.run(f"git -C {repo_dir} ls-remote {url} refs/tags/{shlex.quote(tag_name)}^{{}} "
-                              f"refs/tags/{shlex.quote(tag_name)}", warn=True, mutating=False).stdout.split()
-            head = host.run(f"git -C {repo_dir} rev-parse HEAD", mutating=False).stdout.strip()
-            if theirs and head not in theirs[::2] and not r.dry:
-                raise DeployError(
-                    f"{name}: tag {tag_name} already exists on {url.strip(chr(39))} for another commit; "
-                    "pick another version or move that tag by hand"
-                )
-            if theirs:
-                host.run(f"git -C {repo_dir} fetch -q {url} refs/tags/{shlex.quote(tag_name)}:refs/tags/{shlex.quote(tag_name)}")
-            else:
-                host.run(f"git -C {repo_dir} {ident} tag -a {shlex.quote(tag_name)} -m {shlex.quote('Ampel ' + tag_name)}")
-        host.run(f"git -C {repo_dir} push -q {url} HEAD:refs/heads/{shlex.quote(branch)} refs/tags/{shlex.quote(tag_name)}")
-        console.note(f"{name}: tagged {tag_name} and pushed")
+    ident = (f"-c user.name={shlex.quote(s.operator)} "
+             f"-c user.email={shlex.quote(s.operator + '@' + s.service_host.hostname)}")
+    for a in d.data["actions"]:
+        for what, cmd in commands(a, f"{site.ampel_src}/{a.repo}", ident):
+            res = host.run(cmd, user=site.src_user, warn=True)
+            if not res.ok:
+                last = (res.stderr.strip().splitlines() or ["(no output)"])[-1].strip()
+                hint = " (upstream may have moved since the plan; re-run to plan again)" if what == "push" else ""
+                raise DeployError(f"{a.repo} on {host.name}: git {what} failed: {last}{hint}")
+        console.note(f"{a.repo}: tagged {a.tag}" + (f", {a.branch} pushed" if a.branch else ""))
     r.changed.add("tag")

@@ -122,7 +122,7 @@ def gate(r, site):
     from .remote import stack_doc
 
     h = r.settings.health
-    env = envfile.read(site.service_host.read_file(site.env_file) or "")
+    env = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
     want = expected(stack_doc(r, site) or {}, env)
     poller = Poller(r, site, want, read_logs=True)
     t0 = time.time()
@@ -171,7 +171,7 @@ def quick(r, site) -> list:
     """Problems of the running stack right now (live instances, ports), no waiting."""
     from .remote import stack_doc
 
-    env_text = site.service_host.read_file(site.env_file)
+    env_text = site.service_host.read_file(site.env_file, user=site.src_user)
     doc = stack_doc(r, site)
     if env_text is None or doc is None:
         return None

@@ -17,7 +17,7 @@ INVALIDATED_BY = {
     "push": ["image"],
     "pull": ["push"],
     "db": ["src"],
-    "tag": ["src"],
+    "tag": ["src", "db"],
     "secrets": ["src"],
     "up": ["image", "push", "pull", "src", "db", "tag", "secrets"],
 }

@@ -79,7 +79,7 @@ def check(r, site) -> List[str]:
 
     s = r.settings
     host = site.service_host
-    env = envfile.read(host.read_file(site.env_file) or "")
+    env = envfile.read(host.read_file(site.env_file, user=site.src_user) or "")
     env.update(SINGULARITY_CACHEDIR=site.singularity_dir(), HOME=f"/home/{s.service_user}", USER=s.service_user)
     missing, files, secrets = needs(stack_doc(r, site) or {}, env)
     problems = [f"{m} is not defined by {site.env_file}" for m in missing]

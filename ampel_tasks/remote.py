@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import json
 import shlex
 
 from invoke import task
@@ -150,16 +151,29 @@ def src(c, version=None, dry=False):
 
 
 def _src_evidence(r, site):
-    exists = site.service_host.exists(site.ampel_src)
-    if exists is None:
+    host = site.service_host
+    res = host.fact(f"stat -c %U {shlex.quote(site.ampel_src)}", user=site.src_user)
+    if res is None:
         return None
-    copies = sources.gather(site.service_host, site, r.settings, site.version) if exists else {}
-    return {"exists": exists, "copies": copies}
+    exists = res.ok
+    copies = sources.gather(host, site, r.settings, site.version) if exists else {}
+    return {"exists": exists, "owner": res.stdout.strip() if exists else "", "copies": copies,
+            "added": sources.added_repos(copies, _image_repos(r, site)) if exists else []}
+
+
+def _image_repos(r, site) -> list:
+    """The repos under /Ampel of the image this deployment runs: its labels (built
+    or reused), else, for an image still to be built, the recipe's clone lines."""
+    labels = state.image_labels(r, site)
+    repos = list(json.loads(labels.get(f"{r.settings.image['label_prefix']}.repos", "{}") or "{}"))
+    built = r.cache.get("image evidence") or {}
+    return repos or [repo.name for repo in built.get("found", [])]
 
 
 def decide_src(r):
-    """Decision for `src`: AMPEL_SRC exists (made from the image once), and every
-    host copy is at the commit wanted for the version; work in a copy is never lost."""
+    """Decision for `src`: AMPEL_SRC exists (made from the image once, owned by the
+    configured user), holds every repo of the image, and every host copy is at the
+    commit wanted for the version; work in a copy is never lost."""
     from .plan import Decision
 
     site = _site(r)
@@ -168,21 +182,24 @@ def decide_src(r):
     if ev is None:
         return None
     if not ev["exists"]:
-        return Decision("src", "run", f"{site.ampel_src} does not exist on {host.name}: copy it out of the image, "
-                                      f"then bring each repo to the commits wanted for {site.version}")
+        return Decision("src", "run", f"{site.ampel_src} does not exist on {host.name}: copy it out of the image as "
+                                      f"{site.src_owner}, then bring each repo to the commits wanted for {site.version}")
+    problem = sources.owner_problem(ev["owner"], site.src_owner, site.ampel_src)
     moves, refusals = sources.plan(ev["copies"], state.running_version(r))
-    if refusals:
-        raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
-    if moves:
-        return Decision("src", "run", "; ".join(
-            f"{c.name} {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})" for c in moves), {"moves": moves})
+    if problem or refusals:
+        raise DeployError(f"on {host.name}, " + "; ".join(([problem] if problem else []) +
+                                                          [f"{site.ampel_src}: {x}" for x in refusals]))
+    why = [f"{c.name} {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})" for c in moves]
+    why += [f"{name} added by the image: copy it out of the image" for name in ev["added"]]
+    if why:
+        return Decision("src", "run", "; ".join(why), {"moves": moves, "added": ev["added"]})
     return Decision("src", "skip", f"{len(ev['copies'])} host copies in {site.ampel_src} at the commits wanted "
                                    f"for {site.version}")
 
 
 def do_src(r):
-    """AMPEL_SRC out of the image as the operator (once), then every repo moved to
-    the commit wanted for the version."""
+    """AMPEL_SRC out of the image (once) and repos the image added, as the owner of
+    AMPEL_SRC; then every repo moved to the commit wanted for the version."""
     from .plan import proceed
 
     site = _site(r)
@@ -190,24 +207,52 @@ def do_src(r):
     d = decide_src(r)
     if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}"):
         return
-    moves = d.data.get("moves", []) if d is not None else []
+    data = d.data if d is not None else {}
+    moves, added = data.get("moves", []), data.get("added", [])
     ev = r.cache.get("src evidence")
-    if not (ev or {}).get("exists"):  # missing, or unknown under --dry
-        host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src), stream=True)
-        if r.dry:
-            console.note(f"then: each repo brought to the commits wanted for {site.version}")
-        else:
-            copies = sources.gather(host, site, r.settings, site.version)
-            for c in copies.values():
-                c.known = True  # fresh from the image: nothing to lose
-            moves, refusals = sources.plan(copies, state.running_version(r))
-            if refusals:
-                raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    fresh = not (ev or {}).get("exists")  # missing, or unknown under --dry
+    if fresh:
+        host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src),
+                 user=site.src_user, stream=True)
+    for name in added:
+        host.run(site.command("volume_add", image_file=site.image_path, repo=name, ampel_src=site.ampel_src),
+                 user=site.src_user)
+    if (fresh or added) and r.dry:
+        console.note(f"then: each repo brought to the commits wanted for {site.version}")
+    elif fresh or added:
+        moves = _moves_after_copy(r, site, set(added) if not fresh else None)
     for c in moves:
         for cmd in sources.move_commands(site, r.settings, c):
-            host.run(cmd)
+            host.run(cmd, user=site.src_user)
         console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
     r.changed.add("src")
+
+
+def restore_sources(r, site, target: dict) -> None:
+    """A rollback's sources: each host copy back at the commit the target ran from
+    (recorded in its manifest), never discarding work."""
+    host = site.service_host
+    copies = sources.gather(host, site, r.settings, target["version"])
+    sources.want_recorded(copies, target.get("sources") or {}, target["version"])
+    moves, refusals = sources.plan(copies, state.running_version(r))
+    if refusals:
+        raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    for c in moves:
+        for cmd in sources.move_commands(site, r.settings, c):
+            host.run(cmd, user=site.src_user)
+        console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
+
+
+def _moves_after_copy(r, site, only=None):
+    """The moves of copies just copied out of the image (all, or `only` these):
+    fresh, so they hold nothing to lose."""
+    copies = sources.gather(site.service_host, site, r.settings, site.version)
+    for c in copies.values():
+        c.known = c.known or only is None or c.name in only
+    moves, refusals = sources.plan(copies, state.running_version(r))
+    if refusals:
+        raise DeployError(f"on {site.service_host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    return moves
 
 
 @task(pre=[src], help={
@@ -231,7 +276,7 @@ def db(c, version=None, new_db=False, dry=False):
 
 
 def _db_evidence(r, site):
-    text = site.service_host.read_file(site.env_file)
+    text = site.service_host.read_file(site.env_file, user=site.src_user)
     if text is None:
         return None
     values = envfile.read(text)
@@ -245,7 +290,8 @@ def _db_evidence(r, site):
         changes.update({"MONGO_PATH": site.mongo_path, "GROUP_NAME": site.group_name})
     else:
         changes.update({k: live[k] for k in ("MONGO_PATH", "GROUP_NAME") if live.get(k)})
-    return {"text": text, "values": values, "new_db": necessary, "reason": reason,
+    there = necessary and site.service_host.exists(site.mongo_path, user=r.settings.service_user)
+    return {"text": text, "values": values, "new_db": necessary, "reason": reason, "db_exists": bool(there),
             "new_text": envfile.update(text, changes), "changes": changes}
 
 
@@ -257,6 +303,9 @@ def decide_db(r):
     ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=("src",))
     if ev is None:
         return None
+    if ev["new_db"] and ev["db_exists"] and ev["new_text"] == ev["text"]:
+        return Decision("db", "skip", f"dryrun.env already uses the live database {site.mongo_path}, which "
+                                      f"{site.version} started before ({ev['reason']})")
     if ev["new_db"]:
         return Decision("db", "run", f"new live database {site.mongo_path}: {ev['reason']}")
     if ev["new_text"] != ev["text"]:
@@ -302,7 +351,7 @@ def do_db(r, new_db=False):
         return
     if r.dry:
         console.diff(envfile.diff(text, new, site.env_file))
-    host.write_file(site.env_file, new, backup=True, mode="0644", show=f"update {site.env_file} (backup kept)")
+    host.write_file(site.env_file, new, user=site.src_user, backup=True, mode="0644", show=f"update {site.env_file} (backup kept)")
     r.changed.add("db")
     if not r.dry:
         console.note(f"updated {site.env_file}: " + ", ".join(
@@ -326,29 +375,36 @@ def new_db_needed(r, site, host, values, new_db):
 
 def schema_changed(r, site, host):
     """The runbook's "changed the structure of the database": the schema marker file
-    (ampel.source.schema_marker) differs between the running version's sources and these."""
+    (ampel.source.schema_marker) differs from the running deployment's (its manifest
+    records the file's digest; older manifests: the file in their own tree)."""
     running = state.running_version(r)
     if not running or running == site.version:
         return None
-    old_src = state.running_manifest(r).get("ampel_src")
-    if not old_src:
+    manifest = state.running_manifest(r)
+    old = manifest.get("schema_marker")
+    old_src = manifest.get("ampel_src")
+    if not old and (not old_src or old_src == site.ampel_src):
         return None
-    marker = r.settings.source["schema_marker"]
-    files = [posixpath.join(src, "ampel-core", marker) for src in (old_src, site.ampel_src)]
-    res = host.fact("sha256sum " + " ".join(shlex.quote(f) for f in files))
-    if res is None or not res.ok:
-        return None
-    sums = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
-    if len(sums) == 2 and sums[0] != sums[1]:
-        return f"{marker} changed since the running {running}"
+    new = marker_digest(site, site.ampel_src)
+    if old is None:
+        old = marker_digest(site, old_src)
+    if old and new and old != new:
+        return f"{r.settings.source['schema_marker']} changed since the running {running}"
     return None
+
+
+def marker_digest(site, src: str):
+    """sha256 of the schema marker under `src` on the service host, or None."""
+    path = posixpath.join(src, "ampel-core", site.s.source["schema_marker"])
+    res = site.service_host.fact(f"sha256sum {shlex.quote(path)}", user=site.src_user)
+    return res.stdout.split()[0] if res is not None and res.ok and res.stdout.strip() else None
 
 
 def stack_doc(r, site):
     """The stack file (burst.yml) from AMPEL_SRC on the service host, parsed; None if absent."""
     import yaml
 
-    text = site.service_host.read_file(site.stack_file)
+    text = site.service_host.read_file(site.stack_file, user=site.src_user)
     if text is None:
         return None
     try:

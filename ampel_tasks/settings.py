@@ -130,6 +130,7 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
         if not 0 < h["port"] < 65536:
             raise DeployError(f"config key ampel.hosts.{name}.port must be 1-65535, got {h['port']}")
         hosts[name] = HostSettings(name, h["hostname"], h["port"], h["user"], list(h["roles"]))
+    _tag_pattern(merged["source"]["tag_pattern"])
     if not 0 < merged["registry"]["port"] < 65536:
         raise DeployError(f"config key ampel.registry.port must be 1-65535, got {merged['registry']['port']}")
     return Settings(
@@ -154,6 +155,15 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
         secrets=merged["secrets"],
         health=merged["health"],
     )
+
+
+def _tag_pattern(pattern: str) -> None:
+    """The deployment tag must be unique per deployment and unlike any release tag."""
+    missing = [p for p in ("{version}", "{n}") if p not in pattern]
+    if missing or "/" not in pattern:
+        raise DeployError(
+            f"config key ampel.source.tag_pattern ({pattern!r}) must contain {{version}}, {{n}} and a '/' "
+            "(e.g. deployed/{version}-{n}): each deployment gets its own tag, never one of upstream's release tags")
 
 
 def _preamble(lines: List[Any]) -> List[str]:

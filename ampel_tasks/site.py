@@ -65,6 +65,8 @@ class Site:
 
     @cached_property
     def ampel_src(self) -> str:
+        if self.run.cache.get("ampel_src"):  # a rollback: the tree the target deployment ran from
+            return self.run.cache["ampel_src"]
         template = self.s.paths["ampel_src"]
         if not template:
             template = self.local_env.get("AMPEL_SRC", "")
@@ -77,6 +79,15 @@ class Site:
                     f"{self.s.source_dir / self.s.source['env_file']}"
                 )
         return fill_path(template, "ampel.paths.ampel_src", version=self.version, minor=minor_series(self.version))
+
+    @property
+    def src_owner(self) -> str:
+        return self.s.paths["ampel_src_owner"] or self.s.operator
+
+    @property
+    def src_user(self):
+        """The user git runs as in AMPEL_SRC: None for the operator's own login."""
+        return None if self.src_owner == self.s.operator else self.src_owner
 
     @property
     def core_dir(self) -> str:

@@ -28,8 +28,9 @@ def push_url(settings, name: str, origin: str) -> str:
     return settings.source["push_url"].format(git_host=settings.source["git_host"], org=org, repo=repo)
 
 
-def tag_name(settings, version: str) -> str:
-    return settings.source["tag_pattern"].format(version=version)
+def release_tag(settings, version: str) -> str:
+    """Upstream's tag of the release `version` (ampel.source.release_tag)."""
+    return settings.source["release_tag"].format(version=version)
 
 
 STATUS = (
@@ -51,6 +52,8 @@ class Copy:
     wanted: str = ""
     wanted_ref: str = ""
     known: bool = False
+    # upstream's refs ({ref: commit}, as `git ls-remote` lists them)
+    refs: Dict[str, str] = field(default_factory=dict)
 
 
 def parse_status(text: str) -> Dict[str, Copy]:
@@ -113,9 +116,9 @@ def plan(copies: Dict[str, Copy], running: str) -> tuple:
 def gather(host, site, settings, version: str) -> Dict[str, Copy]:
     """The copies' state and what upstream wants for `version`, read on the host
     (two commands)."""
-    tag = tag_name(settings, version)
+    tag = release_tag(settings, version)
     src = shlex.quote(site.ampel_src)
-    res = host.fact(f"cd {src} && {STATUS}")
+    res = host.fact(f"cd {src} && {STATUS}", user=site.src_user)
     if res is None or not res.ok:
         return {}
     copies = parse_status(res.stdout)
@@ -123,7 +126,7 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
         return {}
     script = [f"echo @@ls {c.name}; git ls-remote {shlex.quote(push_url(settings, c.name, c.origin))} || echo @@failed"
               for c in copies.values()]
-    res = host.fact(" ; ".join(script))
+    res = host.fact(" ; ".join(script), user=site.src_user)
     if res is None:
         return {}
     for part in res.stdout.split("@@ls ")[1:]:
@@ -132,10 +135,32 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
         if "@@failed" in text:
             raise DeployError(f"on {host.name}: cannot read upstream of {copy.name} "
                               f"({push_url(settings, copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
-        refs = parse_ls_remote(text)
+        refs = copy.refs = parse_ls_remote(text)
         want(copy, refs, tag)
         copy.known = copy.head in refs.values()
     return copies
+
+
+def want_recorded(copies: Dict[str, Copy], recorded: Dict[str, str], version: str) -> None:
+    """For a rollback (pure): each copy's wanted commit is the one `version` ran from."""
+    for c in copies.values():
+        if recorded.get(c.name):
+            c.wanted, c.wanted_ref = recorded[c.name], f"as {version} ran"
+        else:
+            c.wanted, c.wanted_ref = c.head, "not recorded: left as it is"
+
+
+def added_repos(copies: Dict[str, Copy], image_repos) -> List[str]:
+    """The repos of the image that AMPEL_SRC lacks (pure): a rebuilt image added them."""
+    return sorted(set(image_repos) - set(copies))
+
+
+def owner_problem(owner: str, wanted: str, src: str) -> str:
+    """Why AMPEL_SRC's owner is wrong, or "" (pure)."""
+    if not owner or owner == wanted:
+        return ""
+    return (f"{src} is owned by {owner}, not {wanted} (ampel.paths.ampel_src_owner): git there would run as "
+            f"the wrong user; give it to {wanted} or set ampel.paths.ampel_src_owner: {owner}")
 
 
 def move_commands(site, settings, copy: Copy) -> List[str]:

@@ -182,12 +182,18 @@ def source_commits(site) -> dict:
     """{repo: commit} of the host copies under AMPEL_SRC: what this deployment runs."""
     res = site.service_host.fact(
         f"cd {shlex.quote(site.ampel_src)} 2>/dev/null && for d in */; do d=${{d%/}}; "
-        "[ -d \"$d/.git\" ] && echo \"$d $(git -C \"$d\" rev-parse HEAD)\"; done; true")
+        "[ -d \"$d/.git\" ] && echo \"$d $(git -C \"$d\" rev-parse HEAD)\"; done; true", user=site.src_user)
     return dict(line.split() for line in (res.stdout if res else "").splitlines() if len(line.split()) == 2)
+
+
+def _switched_db(r, values: dict) -> bool:
+    before = (running_manifest(r).get("env") or {}).get("MONGO_PATH")
+    return bool(before and values.get("MONGO_PATH") and before != values["MONGO_PATH"])
 
 
 def record(r, st: "State", result: str) -> None:
     from . import envfile
+    from .remote import marker_digest
     from .site import Site
 
     if "up" not in r.changed and result == "ok":
@@ -195,7 +201,7 @@ def record(r, st: "State", result: str) -> None:
         return
     site = Site(r)
     try:
-        values = envfile.read(site.service_host.read_file(site.env_file) or "")
+        values = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
     except DeployError:
         values = {}
     labels = image_labels(r, site)
@@ -214,8 +220,10 @@ def record(r, st: "State", result: str) -> None:
         "image_tag": site.image_tag,
         "image_labels": labels,
         "sources": source_commits(site),
-        "new_db": bool(r.cache.get("new_db")),
+        # a new live database, or a switch to another one than the running deployment's
+        "new_db": bool(r.cache.get("new_db")) or _switched_db(r, values),
         "ampel_src": site.ampel_src,
+        "schema_marker": marker_digest(site, site.ampel_src),
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
         "operator": r.settings.operator,
         "started": r.cache.get("started"),

@@ -97,9 +97,11 @@ def _record(doc):
         print(f"WARNING: cannot reach the live database at {host}:{port}: {exc}", flush=True)
 
 
-def _serve(name, secrets, group=None):
+def _serve(name, secrets, group=None, units=False):
     _credentials(*secrets)
     print(f"{name} {RELEASE} starting (pid {os.getpid()})" + (f" in consumer group {group}" if group else ""), flush=True)
+    if units:
+        print(f"{name} {RELEASE} units from {', '.join(_units()) or 'no contrib repo'}", flush=True)
     if os.path.exists(os.path.join(HERE, "FAULT")):
         print(f"ERROR {name}: cannot reach the database", flush=True)
         raise RuntimeError("fault injected by the sandbox")
@@ -114,12 +116,30 @@ def _serve(name, secrets, group=None):
             _record({"service": name, "release": RELEASE, "group": group, "pid": os.getpid(), "alerts": beat * 7})
 
 
+def _units():
+    """The contrib repos whose units load: each installed ampel-contrib-* imported
+    from /Ampel (the mounted host copies); one that fails to import is an error."""
+    import importlib
+    import importlib.metadata as md
+
+    found = []
+    for dist in md.distributions():
+        name = dist.metadata["Name"] or ""
+        if name.startswith("ampel-contrib-"):
+            try:
+                importlib.import_module(name.replace("-", "_"))
+                found.append(name)
+            except ImportError as exc:
+                print(f"ERROR: units of {name} do not load: {exc}", flush=True)
+    return sorted(found)
+
+
 def alertprocessor():
     p = argparse.ArgumentParser()
     p.add_argument("--broker", required=True)
     p.add_argument("--group", required=True)
     a = p.parse_args()
-    _serve("AlertProcessor", ["MONGO_WRITER_PASSWORD", "ARCHIVE_WRITER_PASSWORD"], group=a.group)
+    _serve("AlertProcessor", ["MONGO_WRITER_PASSWORD", "ARCHIVE_WRITER_PASSWORD"], group=a.group, units=True)
 
 
 def statspublisher():

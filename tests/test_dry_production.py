@@ -26,12 +26,14 @@ def test_production_dry_run_prints_the_runbook_offline():
         "[burst] (as ampel) $ cd /data/ampel/singularity && ",
         "SINGULARITY_NOHTTPS=1 SINGULARITY_CACHEDIR=/data/ampel/singularity singularity pull --name .ampel-v0.3.5.simg.part-",
         "[transit] (as ampel) $ cd /data/ampel/singularity && ",
-        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel",
+        # one tree per minor series in ampel's home, made by ampel
+        "[burst] (as ampel) $ singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel "
+        "/home/ampel/Ampel-v0.3\n",
         "MONGO_PATH, GROUP_NAME",
         "mkdir -p /data/ampel/mongo/live/v0.3.5",
         "/ampel-core/deploy/production/burst.yml names",
         "[burst] (as ampel) $ cd /home/ampel/dryrun && ",
-        "/ampel-core/deploy/up' dryrun\n",
+        "/home/ampel/Ampel-v0.3/ampel-core/deploy/up dryrun\n",
     ]
     at = -1
     for text in expected:

@@ -57,7 +57,6 @@ def site(monkeypatch):
     config = Config(overrides={})
     config.load_collection(DEFAULTS)
     config.set_runtime_path(None)
-    config["ampel"]["paths"]["ampel_src"] = "/scratch/ampel/Ampel-{version}"
     config["ampel"]["paths"]["state_dir"] = "/home/ampel/dryrun/.ampel-tasks"
     r = runs.begin(config)
     r.set_version("v0.3.5")
@@ -74,14 +73,14 @@ def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
     from ampel_tasks import remote
 
     r, answers, log = site
-    answers.append((r"^test -e /scratch/ampel/Ampel-v0.3.5$", Result("", "", 1)))
+    answers.append((r"^stat -c %U /scratch/ampel/Ampel-v0.3$", Result("", "stat: cannot statx: No such file", 1)))
     remote.do_src(r)
     assert (
         "burst", None,
-        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3.5",
+        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3",
     ) in commands(log)
     init = [c for _, _, c in commands(log)].index(
-        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3.5")
+        "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3")
     # then the copies are read (to bring them to the version's commits), nothing is removed
     assert any("rev-parse HEAD" in c for _, _, c in commands(log)[init:])
     assert not any(c.startswith("rm ") for _, _, c in commands(log))
@@ -92,8 +91,8 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
 
     r, answers, log = site
     head, new = "1" * 40, "2" * 40
-    answers.append((r"^test -e", Result("", "", 0)))
-    answers.append((r"^cd /scratch/ampel/Ampel-v0.3.5 && for d in", Result(
+    answers.append((r"^stat -c %U", Result("root\n", "", 0)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
     answers.append((r"^echo @@ls ampel-core", Result(
         f"@@ls ampel-core\n{new}\trefs/heads/master\n{head}\trefs/tags/v0.3.4\n", "", 0)))
@@ -101,15 +100,46 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
     cmds = [c for _, _, c in commands(log)]
     assert not any("volume init" in c for c in cmds)
     assert "git ls-remote git@github.com:AmpelProject/Ampel-core.git" in " ".join(cmds)
-    assert cmds[-1] == f"git -C /scratch/ampel/Ampel-v0.3.5/ampel-core reset -q --keep {new}"
-    assert cmds[-2].startswith("git -C /scratch/ampel/Ampel-v0.3.5/ampel-core fetch -q git@github.com:AmpelProject/Ampel-core.git")
+    assert cmds[-1] == f"git -C /scratch/ampel/Ampel-v0.3/ampel-core reset -q --keep {new}"
+    assert cmds[-2].startswith("git -C /scratch/ampel/Ampel-v0.3/ampel-core fetch -q git@github.com:AmpelProject/Ampel-core.git")
+
+
+def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
+    from ampel_tasks import remote
+    from ampel_tasks.errors import DeployError
+
+    r, answers, log = site
+    answers.append((r"^stat -c %U", Result("jvs\n", "", 0)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
+    with pytest.raises(DeployError, match=r"/scratch/ampel/Ampel-v0.3 is owned by jvs, not root "
+                                          r"\(ampel.paths.ampel_src_owner\)"):
+        remote.do_src(r)
+    assert not any(c.startswith("git -C") or "volume" in c for _, _, c in commands(log))
+
+
+def test_src_adds_a_repo_that_the_image_added_as_the_owner_of_the_tree(site, monkeypatch):
+    from ampel_tasks import remote, state
+
+    r, answers, log = site
+    r.settings.paths["ampel_src_owner"] = "ampel"
+    head = "1" * 40
+    monkeypatch.setattr(state, "image_labels", lambda r, site: {
+        "org.ampelproject.repos": '{"ampel-core": {}, "ampel-contrib-foo": {}}'})
+    answers.append((r"^stat -c %U", Result("ampel\n", "", 0)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
+        f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
+    answers.append((r"^echo @@ls ampel-core", Result(f"@@ls ampel-core\n{head}\trefs/heads/master\n", "", 0)))
+    remote.do_src(r)
+    assert ("burst", "ampel", "singularity exec /data/ampel/singularity/ampel-v0.3.5.simg tar -C /Ampel -c "
+            "ampel-contrib-foo | tar -C /scratch/ampel/Ampel-v0.3 -x") in commands(log)
+    assert all(u == "ampel" for _, u, c in commands(log) if c.startswith(("git", "cd /scratch", "stat")))
 
 
 def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):
     from ampel_tasks import remote
 
     r, answers, log = site
-    answers.append((r"^cat /scratch/ampel/Ampel-v0.3.5/ampel-core/deploy/production/dryrun.env$", Result(ENV, "", 0)))
+    answers.append((r"^cat /scratch/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env$", Result(ENV, "", 0)))
     answers.append((r"^test -e /data/ampel/mongo/live/v0.3.0", Result("", "", 1)))
     answers.append((r"^ls -A", Result("", "", 0)))
     remote.do_db(r)
@@ -164,7 +194,7 @@ def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
     r.changed.add("db")
     remote.do_up(r)
     # v0.3.5's deploy/up takes the config only; the machine comes from the hostname
-    assert ("burst", "ampel", "cd /home/ampel/dryrun && /scratch/ampel/Ampel-v0.3.5/ampel-core/deploy/up dryrun") in commands(log)
+    assert ("burst", "ampel", "cd /home/ampel/dryrun && /scratch/ampel/Ampel-v0.3/ampel-core/deploy/up dryrun") in commands(log)
 
 
 def test_version_is_quoted_where_it_meets_a_shell(site):

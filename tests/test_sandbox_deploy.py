@@ -67,7 +67,8 @@ def live_instances(sandbox):
     """{instance: pid} of the instances whose process is alive (a killed one leaves its
     daemon file until `singularity instance.list` notices)."""
     out = {}
-    for name in os.listdir(burst(sandbox, DAEMONS)):
+    where = burst(sandbox, DAEMONS)
+    for name in os.listdir(where) if where.is_dir() else ():
         pid = daemon(sandbox, name)["DAEMON_PID"]
         try:  # (a zombie is dead: this machine's PID 1 does not reap orphans)
             if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
@@ -98,22 +99,32 @@ def tree_digest(root: Path, skip=("var/log", "sshd.log", "run/", "var/tmp", "tmp
 
 class Upstream:
     """A clone of one of the git server's repos, to commit and push as a developer
-    would; `revert()` puts upstream back as it was (the net change is none)."""
+    would (on top of whatever upstream has then, the tool's own commits included);
+    `revert()` takes every change back (the net change is none)."""
 
     def __init__(self, tmp_path, repo):
         self.env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {STATE}/ssh_config")
         self.work = tmp_path / repo
         subprocess.run(["git", "clone", "-q", f"github:AmpelProject/{repo}.git", str(self.work)], env=self.env, check=True)
         self.git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@t"]
+        self.made = []
+
+    def _sync(self):
+        subprocess.run(self.git + ["pull", "-q", "--rebase", "origin", "master"], env=self.env, check=True,
+                       capture_output=True)
 
     def change(self, path, edit, message):
+        self._sync()
         f = self.work / path
         f.write_text(edit(f.read_text()))
         subprocess.run(self.git + ["commit", "-qam", message], check=True)
         subprocess.run(self.git + ["push", "-q", "origin", "HEAD"], env=self.env, check=True)
+        self.made.append(subprocess.check_output(self.git + ["rev-parse", "HEAD"], text=True).strip())
 
     def revert(self):
-        subprocess.run(self.git + ["revert", "--no-edit", "HEAD"], check=True, capture_output=True)
+        self._sync()
+        while self.made:
+            subprocess.run(self.git + ["revert", "--no-edit", self.made.pop()], check=True, capture_output=True)
         subprocess.run(self.git + ["push", "-q", "origin", "HEAD"], env=self.env, check=True)
 
 
@@ -156,7 +167,7 @@ def test_first_deploy_left_the_runbooks_products_on_the_hosts(deployed):
         assert recorded.startswith("sha256:") and recorded == (digest or recorded)
         digest = recorded
         assert not list((root / "data/ampel/singularity").glob(".*part*")), "a partial pull was left behind"
-    src = burst(sandbox, "scratch/ampel/Ampel-v0.3.5")
+    src = burst(sandbox, "home/ampel/Ampel-v0.3")
     assert (src / ".singularity-stack-volume").read_text().strip().endswith(":/Ampel")
     for repo in ("ampel-core", "ampel-base", "ampel-contrib-hu"):
         assert (src / repo / ".git").is_dir()
@@ -308,7 +319,7 @@ def test_on_a_terminal_the_plan_is_confirmed_first(deployed):
 @contextlib.contextmanager
 def injected(sandbox, flag):
     """A flag file the fixture's services obey (FAULT: error lines, CRASH: silent exit)."""
-    f = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/ampel/core", flag)
+    f = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-core/ampel/core", flag)
     f.write_text("injected by the test\n")
     try:
         yield
@@ -410,10 +421,12 @@ def test_tag_pushed_the_version_to_the_git_server(deployed):
     sandbox = deployed
     for repo in ("ampel-core", "ampel-base", "ampel-contrib-hu"):
         tags = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, repo)), "tag"], text=True).split()
-        assert "v0.3.5" in tags
-    # the deploy's own dryrun.env edit was committed where another operator finds it
-    msg = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, "ampel-core")), "log", "-1", "--format=%s", "v0.3.5"], text=True)
-    assert "dryrun.env" in msg
+        assert any(re.fullmatch(r"deployed/v0\.3\.5-\d+", t) for t in tags), tags
+        assert "v0.3.5" not in tags, "the tool never makes a tag that looks like a release"
+    # the deploy's own dryrun.env edit was committed where another operator finds it: on master
+    msg = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, "ampel-core")), "log",
+                                   "--format=%s", "master"], text=True)
+    assert re.search(r"^deployed/v0\.3\.5-\d+: deploy/production/dryrun.env for this deployment", msg, re.M)
 
 
 def test_a_deploy_key_reads_only_its_own_repo(sandbox):
@@ -582,71 +595,6 @@ def test_registry_port_held_by_something_else_is_named(deployed):
 
 
 # -- v0.3.6 and back ----------------------------------------------------------------
-def test_a_code_only_release_reuses_the_image_moves_no_bytes_and_runs_the_new_code(deployed, tmp_path):
-    sandbox = deployed
-    # a release and version of their own, so the test runs again on a used sandbox
-    stamp = int(time.time())
-    release, version = f"0.3.6.{stamp}", f"v0.3.6-c{stamp % 10000}"
-    Upstream(tmp_path, "Ampel-core").change("ampel/core/services.py", lambda t: re.sub(
-        r'RELEASE = "[^"]*"', f'RELEASE = "{release}"', t), f"AlertProcessor {release}")
-    image = burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg").stat()
-    before = status(sandbox)["env"]
-    plan = {s["step"]: s for s in json.loads(tool("plan", "--version", version, "--json", check=True).stdout)["steps"]}
-    assert plan["image"]["action"] == "skip" and "ampel:v0.3.5 is reused" in plan["image"]["reason"]
-    assert plan["push"]["action"] == "skip" and plan["pull"]["action"] == "skip"
-    assert plan["src"]["action"] == "run" and plan["up"]["action"] == "run"
-    p = tool("deploy", "--version", version, "--yes", timeout=900)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
-    assert "==> push:" not in p.stdout.replace("==> push: skip", "") and "Downloading layer" not in p.stdout
-    assert "ampel-core: " in p.stdout and "(master head)" in p.stdout
-    after = status(sandbox)
-    assert after["version"] == version and after["healthy"]
-    assert after["env"]["AMPEL_TAG"] == "v0.3.5", "a code-only release keeps AMPEL_TAG"
-    assert {k: after["env"][k] for k in ("MONGO_PATH", "GROUP_NAME")} == {k: before[k] for k in ("MONGO_PATH", "GROUP_NAME")}
-    assert not burst(sandbox, f"data/ampel/singularity/ampel-{version}.simg").exists()
-    assert burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg").stat().st_mtime == image.st_mtime
-    time.sleep(7)
-    logs = tool("logs", "alertprocessor", "--no-follow", "--grep", "processed", check=True).stdout
-    assert f"AlertProcessor {release} processed" in logs
-    assert all(f"AlertProcessor {release} " in l for l in logs.splitlines()), "every replica runs the new code"
-    # the new code writes the same live database, in the same consumer group
-    written = [json.loads(l) for l in burst(sandbox, before["MONGO_PATH"].lstrip("/"), "alerts.jsonl").read_text().splitlines()]
-    assert {w["group"] for w in written if w["release"] == release} == {before["GROUP_NAME"]}
-
-
-def test_second_version_with_a_new_database_then_rollback(deployed):
-    sandbox = deployed
-    p = tool("deploy", "--version", "v0.3.7", "--new-db", "--yes", timeout=900)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
-    data = status(sandbox)
-    assert data["version"] == "v0.3.7" and data["env"]["GROUP_NAME"] == "ampel-v0.3.7" and data["healthy"]
-    # the old stack was replaced; the image was reused (nothing upstream asks for a new one)
-    images = {daemon(sandbox, n)["DAEMON_IMAGE"].strip('"').rsplit("/", 1)[1] for n in os.listdir(burst(sandbox, DAEMONS))}
-    assert images == {f"ampel-{data['env']['AMPEL_TAG']}.simg", "mongo-3.6.simg"}
-    assert len(images) == 2
-    listed = tool("rollback", "--list", check=True).stdout
-    assert re.search(r"^v0\.3\.7 .* ok .*new database /data/ampel/mongo/live/v0\.3\.7 AMPEL_TAG=\S+ running$", listed, re.M)
-    refused = tool("rollback", timeout=300)
-    assert refused.returncode == 1 and "crosses a new live database" in refused.stderr
-    assert "the alerts processed since then live only there" in refused.stderr
-    assert status(sandbox)["version"] == "v0.3.7", "a refused rollback changes nothing"
-    p = tool("rollback", "--yes", timeout=600)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
-    assert "==> rollback: from v0.3.7 to v0.3.5" in p.stdout
-    assert "v0.3.7 started a new live database (/data/ampel/mongo/live/v0.3.7, consumer group ampel-v0.3.7)" in p.stderr
-    assert "resumes group ampel-v0.3.5 from its old offsets into /data/ampel/mongo/live/v0.3.5" in p.stderr
-    data = status(sandbox)
-    assert data["version"] == "v0.3.5" and data["healthy"]
-    assert data["env"]["MONGO_PATH"].endswith("/mongo/live/v0.3.5") and data["env"]["GROUP_NAME"] == "ampel-v0.3.5"
-    recorded = burst(sandbox, "data/ampel/singularity/ampel-v0.3.5.simg.digest").read_text().strip()
-    assert data["image_digest"] == recorded
-    assert burst(sandbox, "data/ampel/mongo/live/v0.3.7").is_dir(), "the newer database is kept"
-    assert list(burst(sandbox, "home/ampel/dryrun/.ampel-tasks/deployments").glob("v0.3.7.*.json"))
-    assert burst(sandbox, "scratch/ampel/Ampel-v0.3.7").is_dir()
-    log = burst(sandbox, "home/ampel/dryrun/.ampel-tasks/history.log").read_text()
-    assert "rollback from v0.3.7 to v0.3.5" in log
-
-
 def test_a_dependency_change_upstream_flips_exactly_the_image_steps(deployed, tmp_path):
     upstream = Upstream(tmp_path, "Ampel-base")
     upstream.change(*NEW_DEPENDENCY)
@@ -665,7 +613,7 @@ def test_a_dependency_change_upstream_flips_exactly_the_image_steps(deployed, tm
 # -- preflight: nothing is stopped for a stack that cannot start ----------------------
 def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
     sandbox = deployed
-    env = burst(sandbox, "scratch/ampel/Ampel-v0.3.5/ampel-core/deploy/production/dryrun.env")
+    env = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env")
     image = burst(sandbox, "data/ampel/singularity/mongo-3.6.simg")
     original = env.read_text()
     victim = instance("burst", "alertprocessor", 9)
@@ -691,24 +639,3 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         if not image.exists():
             image.with_name("aside.simg").rename(image)
     assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0
-
-
-def test_a_release_with_a_new_dependency_rebuilds_pushes_and_pulls_and_keeps_the_database(deployed, tmp_path):
-    sandbox = deployed
-    before = status(sandbox)["env"]
-    upstream = Upstream(tmp_path, "Ampel-base")
-    upstream.change(*NEW_DEPENDENCY)
-    try:
-        p = tool("deploy", "--version", "v0.3.8", "--yes", timeout=900)
-    finally:
-        upstream.revert()
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
-    assert "==> image: building ampel:v0.3.8 (dependencies or console_scripts may have changed: ampel-base: setup.py" in p.stdout
-    assert "verified: registry serves localhost:5000/ampel:v0.3.8" in p.stdout
-    for host in (burst, transit):
-        assert host(sandbox, "data/ampel/singularity/ampel-v0.3.8.simg").is_file()
-    after = status(sandbox)
-    assert after["version"] == "v0.3.8" and after["healthy"] and after["env"]["AMPEL_TAG"] == "v0.3.8"
-    assert {k: after["env"][k] for k in ("MONGO_PATH", "GROUP_NAME")} == {k: before[k] for k in ("MONGO_PATH", "GROUP_NAME")}
-    images = {daemon(sandbox, n)["DAEMON_IMAGE"].strip('"').rsplit("/", 1)[1] for n in live_instances(sandbox)}
-    assert images == {"ampel-v0.3.8.simg", "mongo-3.6.simg"}

@@ -32,7 +32,7 @@ def on(host, command, user="ampel", env=None, timeout=300):
 
 
 def test_deploy_up_prints_the_runbooks_transcript(deployed):
-    src = "/scratch/ampel/Ampel-v0.3.5"
+    src = "/home/ampel/Ampel-v0.3"
     p = on("burst", f"cd /home/ampel/dryrun && {src}/ampel-core/deploy/up dryrun")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
