@@ -137,12 +137,15 @@ def alerts(sandbox, mongo_path: str) -> list:
     return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
 
 
-def recipe_without_new_repos():
-    """The operator's recipe as upstream has it: a repo another test added with
-    `keys` is taken out again (its key too), so this scenario adds it itself."""
+def recipe_without_new_repos(sandbox):
+    """The operator's recipe as upstream has it: a repo another test (or an earlier
+    run) added with `keys` is taken out again, its key and its host copies too, so
+    this scenario adds it itself."""
     subprocess.run(["git", "-C", str(DEVEL), "checkout", "-q", "--", "."], check=True)
     for key in DEVEL.glob("deploy-keys/id_rsa.ampel-contrib-foo*"):
         key.unlink()
+    for copy in burst(sandbox, "home/ampel").glob("Ampel-*/ampel-contrib-foo"):
+        shutil.rmtree(copy)
 
 
 def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
@@ -151,7 +154,7 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
     core, base = Upstream(tmp_path / "a", "Ampel-core"), Upstream(tmp_path / "b", "Ampel-base")
     changes = []
     try:
-        recipe_without_new_repos()
+        recipe_without_new_repos(sandbox)
         deploy(sandbox, "--version", "v0.3.5")
         start = status()
         live = {k: start["env"][k] for k in ("MONGO_PATH", "GROUP_NAME")}
@@ -237,4 +240,4 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
     finally:
         for upstream in reversed(changes):
             upstream.revert()
-        recipe_without_new_repos()
+        recipe_without_new_repos(sandbox)
