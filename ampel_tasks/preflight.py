@@ -14,7 +14,7 @@ import re
 import shlex
 from typing import Dict, List
 
-from . import envfile
+from . import envfile, stacklist
 from .errors import DeployError
 
 VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
@@ -73,6 +73,80 @@ def needs(doc: dict, env: Dict[str, str]) -> tuple:
     return missing, sorted(files), secrets
 
 
+LISTENER = re.compile(r"^LISTEN\s+\d+\s+\d+\s+\S*:(\d+)\s+\S+\s*(.*)$")
+HOLDER = re.compile(r'\("([^"]*)",pid=(\d+)')
+
+
+def listeners(ss_text: str) -> Dict[int, list]:
+    """{port: [(command, pid)]} from `ss -Hltnp`; an empty list when the process is
+    not visible (another user's, as `ss` runs as the service user)."""
+    out: Dict[int, list] = {}
+    for line in ss_text.splitlines():
+        m = LISTENER.match(line.strip())
+        if m:
+            out.setdefault(int(m.group(1)), []).extend(
+                (cmd, int(pid)) for cmd, pid in HOLDER.findall(m.group(2)))
+    return out
+
+
+def descendants(ps_text: str, roots, host_ns: str = "") -> set:
+    """The pids of the instances `roots` from `ps -e -o pid=,ppid=,pidns=`: their
+    descendants, and every process in the PID namespaces these are in other than
+    the host's `host_ns` (what `run instance://` starts joins the instance's
+    namespaces as a child of the caller, a nanny)."""
+    children: Dict[int, list] = {}
+    pidns: Dict[int, str] = {}
+    for line in ps_text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            children.setdefault(int(parts[1]), []).append(int(parts[0]))
+            if len(parts) == 3 and parts[2].isdigit():
+                pidns[int(parts[0])] = parts[2]
+    seen, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    namespaces = {pidns[p] for p in seen if p in pidns} - {host_ns}
+    return seen | {p for p, ns in pidns.items() if ns in namespaces}
+
+
+def foreign_ports(wanted: Dict[int, str], held: Dict[int, list], stack: set) -> List[str]:
+    """Ports the new stack needs that a process outside the running stack holds
+    (pure): `rm` would not free them, and the new service could not start."""
+    problems = []
+    for port, service in sorted(wanted.items()):
+        if port not in held:
+            continue
+        holders = held[port]
+        if not holders:
+            problems.append(f"port {port} (of {service}) is held by another user's process")
+        elif not any(pid in stack for _, pid in holders):
+            cmd, pid = holders[0]
+            problems.append(f"port {port} (of {service}) is held by {cmd} (pid {pid}), which is not part of the "
+                            "running stack")
+    return problems
+
+
+def port_problems(r, site, doc: dict, env: Dict[str, str]) -> List[str]:
+    from .health import expected
+
+    wanted = {port: name for name, (_, ports) in expected(doc, env).items() for port in ports}
+    if not wanted:
+        return []
+    s = r.settings
+    res = site.service_host.run(f"{s.commands['instances']} 2>/dev/null; echo @@ss; ss -Hltnp; echo @@ps; "
+                                "readlink /proc/$$/ns/pid; ps -e -o pid=,ppid=,pidns=", user=s.service_user,
+                                mutating=False, warn=True)
+    head, _, rest = res.stdout.partition("@@ss\n")
+    ss_text, _, ps_text = rest.partition("@@ps\n")
+    own, _, ps_text = ps_text.partition("\n")
+    roots = [i["pid"] for i in stacklist.parse_instances(head).values()]
+    stack = descendants(ps_text, roots, host_ns=own.strip().strip("pid:[]"))
+    return foreign_ports(wanted, listeners(ss_text), stack)
+
+
 def check(r, site) -> List[str]:
     """Problems that would stop the new stack after `rm`, read on the service host."""
     from .remote import stack_doc
@@ -81,8 +155,11 @@ def check(r, site) -> List[str]:
     host = site.service_host
     env = envfile.read(host.read_file(site.env_file, user=site.src_user) or "")
     env.update(SINGULARITY_CACHEDIR=site.singularity_dir(), HOME=f"/home/{s.service_user}", USER=s.service_user)
-    missing, files, secrets = needs(stack_doc(r, site) or {}, env)
+    doc = stack_doc(r, site) or {}
+    missing, files, secrets = needs(doc, env)
     problems = [f"{m} is not defined by {site.env_file}" for m in missing]
+    if not missing:
+        problems += port_problems(r, site, doc, env)
     paths = [p for _, p in files] + [posixpath.join(site.dryrun_dir, f) for f in secrets.values()]
     script = "; ".join(f"stat -c '%a %n' {shlex.quote(p)} 2>/dev/null || echo 'missing {p}'" for p in paths)
     res = host.run(script or "true", user=s.service_user, mutating=False, warn=True)

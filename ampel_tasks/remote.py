@@ -286,13 +286,25 @@ def _db_evidence(r, site):
     live = {k: running[k] for k in ("MONGO_PATH", "GROUP_NAME") if running.get(k)} or values
     necessary, reason = new_db_needed(r, site, site.service_host, live, new_db)
     changes = {"AMPEL_TAG": site.image_tag, "AMPEL_SRC": site.ampel_src}
-    if necessary:
+    resumed = _used_before(r, site) if necessary and not new_db else None
+    if resumed:  # back to a database an earlier deployment wrote: its group resumes from its offsets
+        changes.update({k: resumed["env"][k] for k in ("MONGO_PATH", "GROUP_NAME")})
+    elif necessary:
         changes.update({"MONGO_PATH": site.mongo_path, "GROUP_NAME": site.group_name})
     else:
         changes.update({k: live[k] for k in ("MONGO_PATH", "GROUP_NAME") if live.get(k)})
-    there = necessary and site.service_host.exists(site.mongo_path, user=r.settings.service_user)
-    return {"text": text, "values": values, "new_db": necessary, "reason": reason, "db_exists": bool(there),
-            "new_text": envfile.update(text, changes), "changes": changes}
+    return {"text": text, "values": values, "new_db": necessary and not resumed, "reason": reason,
+            "resumed": resumed, "new_text": envfile.update(text, changes), "changes": changes}
+
+
+def _used_before(r, site):
+    """The newest deployment that wrote the live database this version's would be
+    (an existing directory), or None."""
+    if not site.service_host.exists(site.mongo_path, user=r.settings.service_user):
+        return None
+    return next((m for m in state.State(r).manifests()
+                 if (m.get("env") or {}).get("MONGO_PATH") == site.mongo_path and (m.get("env") or {}).get("GROUP_NAME")),
+                None)
 
 
 def decide_db(r):
@@ -303,9 +315,12 @@ def decide_db(r):
     ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=("src",))
     if ev is None:
         return None
-    if ev["new_db"] and ev["db_exists"] and ev["new_text"] == ev["text"]:
-        return Decision("db", "skip", f"dryrun.env already uses the live database {site.mongo_path}, which "
-                                      f"{site.version} started before ({ev['reason']})")
+    if ev["resumed"]:
+        used = ev["resumed"]
+        back = (f"back to the live database {used['env']['MONGO_PATH']} that {used['version']} wrote (consumer group "
+                f"{used['env']['GROUP_NAME']} resumes from its offsets): {ev['reason']}")
+        return Decision("db", "run" if ev["new_text"] != ev["text"] else "skip",
+                        back if ev["new_text"] != ev["text"] else f"dryrun.env already uses it; {back}")
     if ev["new_db"]:
         return Decision("db", "run", f"new live database {site.mongo_path}: {ev['reason']}")
     if ev["new_text"] != ev["text"]:

@@ -49,3 +49,28 @@ def test_image_file_names_follow_singularity_stack():
     assert preflight.image_file("ampel:v0.3.5") == "ampel-v0.3.5.simg"
     assert preflight.image_file("library/postgres:10.3") == "postgres-10.3.simg"
     assert preflight.image_file("go-graphite") == "go-graphite.simg"
+
+
+SS = """LISTEN 0      4096         0.0.0.0:27017      0.0.0.0:*    users:(("mongod",pid=412,fd=11))
+LISTEN 0      5            0.0.0.0:27018      0.0.0.0:*
+LISTEN 0      5            0.0.0.0:8080       0.0.0.0:*    users:(("python3",pid=977,fd=3))
+LISTEN 0      128             [::]:22            [::]:*
+"""
+PS = ("    1     0 4026531836\n  400     1 4026531836\n  405   400 4026532001\n  300   1 4026531836\n"
+      "  412   300 4026532001\n  977     1 4026531836\n")
+
+
+def test_listeners_name_their_processes_where_visible():
+    held = preflight.listeners(SS)
+    assert held[27017] == [("mongod", 412)] and held[27018] == [] and held[22] == []
+
+
+def test_a_port_held_outside_the_running_stack_is_named_and_the_stacks_own_is_not():
+    stack = preflight.descendants(PS, [400], host_ns="4026531836")
+    # 412 was started by a nanny (300) but joined the instance's PID namespace
+    assert stack == {400, 405, 412}
+    wanted = {27017: "mongo", 27018: "catalog", 8080: "stats", 9999: "t2"}
+    assert preflight.foreign_ports(wanted, preflight.listeners(SS), stack) == [
+        "port 8080 (of stats) is held by python3 (pid 977), which is not part of the running stack",
+        "port 27018 (of catalog) is held by another user's process",
+    ]

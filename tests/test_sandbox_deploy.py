@@ -621,6 +621,7 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
     time.sleep(1)
     running = live_instances(sandbox)
     assert len(running) == 21
+    squatter = None
     try:
         env.write_text(original.replace("CATSHTM_PATH=/data/ampel/catalogs/catsHTM2\n", ""))
         p = tool("up", "--version", "v0.3.5", timeout=300)
@@ -632,9 +633,24 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         p = tool("up", "--version", "v0.3.5", timeout=300)
         assert p.returncode == 1 and "image file /data/ampel/singularity/mongo-3.6.simg does not exist" in p.stderr
         assert "Stopping" not in p.stdout
+        image.with_name("aside.simg").rename(image)
+        # the catalog's port, freed by its instance's end, taken by another user's process
+        catalog = instance("burst", "catalog", 0)
+        os.kill(int(daemon(sandbox, catalog)["DAEMON_PID"]), 9)
+        time.sleep(1)
+        running = live_instances(sandbox)
+        squatter = subprocess.Popen(["ip", "netns", "exec", "ampel-burst", "setpriv", "--reuid=nobody", "--regid=nogroup",
+                                     "--clear-groups", "python3", "-m", "http.server", "--bind", "0.0.0.0", "27018"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        p = tool("up", "--version", "v0.3.5", timeout=300)
+        assert p.returncode == 1 and "port 27018 (of catalog) is held by another user's process" in p.stderr, p.stderr
         # the running stack was not touched
         assert live_instances(sandbox) == running
     finally:
+        if squatter is not None:
+            squatter.kill()
+            squatter.wait()
         env.write_text(original)
         if not image.exists():
             image.with_name("aside.simg").rename(image)
