@@ -157,6 +157,10 @@ def _src_evidence(r, site):
         return None
     exists = res.ok
     copies = sources.gather(host, site, r.settings, site.version) if exists else {}
+    running = state.running_manifest(r)
+    if running.get("version") == site.version and running.get("ampel_src") == site.ampel_src:
+        # the running version is what runs: its recorded commits, wherever upstream has moved since
+        sources.want_recorded(copies, running.get("sources") or {}, site.version)
     return {"exists": exists, "owner": res.stdout.strip() if exists else "", "copies": copies,
             "added": sources.added_repos(copies, _image_repos(r, site)) if exists else []}
 

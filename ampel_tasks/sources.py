@@ -142,7 +142,8 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
 
 
 def want_recorded(copies: Dict[str, Copy], recorded: Dict[str, str], version: str) -> None:
-    """For a rollback (pure): each copy's wanted commit is the one `version` ran from."""
+    """For the running version or a rollback (pure): each copy's wanted commit is the
+    one `version` ran from, as its manifest records it."""
     for c in copies.values():
         if recorded.get(c.name):
             c.wanted, c.wanted_ref = recorded[c.name], f"as {version} ran"

@@ -2,7 +2,7 @@
 
 v0.3.5 runs; then a code-only release, a release with a new dependency, one with a
 new contrib repo, one with a schema change, a rollback across that new database,
-and the newer version deployed again. After each deploy the plan it printed is
+and the newer version deployed again by a second operator. After each deploy the plan it printed is
 compared with what the hosts, the registry, the engine and the git server saw,
 read from them and not from the tool: image files, host copies, dryrun.env,
 secrets and live instances on the hosts; the registry's access log; the engine's
@@ -109,10 +109,10 @@ def seen(before: dict, after: dict) -> dict:
     }
 
 
-def deploy(sandbox, *args):
+def deploy(sandbox, *args, **as_operator):
     """Deploy and return (printed plan {step: action}, steps seen acting, the run's output, MiB sent to the hosts)."""
     before = observe(sandbox)
-    p = tool("deploy", *args, "--yes", timeout=1200)
+    p = tool("deploy", *args, "--yes", timeout=1200, **as_operator)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     after = observe(sandbox)
     plan = {m.group(1): m.group(2) for m in PLAN_LINE.finditer(p.stdout)}
@@ -124,8 +124,15 @@ def deploy(sandbox, *args):
     return plan, acted, p, (after["sent"] - before["sent"]) / 2**20
 
 
-def status():
-    return json.loads(tool("status", "--json", check=True).stdout)
+def status(**as_operator):
+    return json.loads(tool("status", "--json", check=True, **as_operator).stdout)
+
+
+def second_operator(sandbox) -> dict:
+    """tool()'s arguments that make a run the second operator's: their profile, ticket
+    cache and Docker engine (none of the first operator's images or registry)."""
+    op2 = sandbox["operator2"]
+    return {"profile": op2["profile"], "env": op2["env"]}
 
 
 def running_images(sandbox) -> set:
@@ -137,15 +144,40 @@ def alerts(sandbox, mongo_path: str) -> list:
     return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
 
 
+OP2 = STATE / "operator2"
+CHECKOUTS = ((STATE / "operator/ampel-core", STATE / "ssh_config"), (OP2 / "ampel-core", OP2 / "ssh_config"))
+
+
+def checkout_as_upstream(clone: Path, ssh_config: Path):
+    """An operator's `git pull` (here: exactly upstream's master, nothing local)."""
+    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {ssh_config}")
+    subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin"], env=env, check=True)
+    subprocess.run(["git", "-C", str(clone), "reset", "-q", "--hard", "origin/master"], check=True)
+
+
 def recipe_without_new_repos(sandbox):
-    """The operator's recipe as upstream has it: a repo another test (or an earlier
-    run) added with `keys` is taken out again, its key and its host copies too, so
-    this scenario adds it itself."""
-    subprocess.run(["git", "-C", str(DEVEL), "checkout", "-q", "--", "."], check=True)
-    for key in DEVEL.glob("deploy-keys/id_rsa.ampel-contrib-foo*"):
-        key.unlink()
+    """Both operators' checkouts as upstream has them; a repo another test (or an
+    earlier run) added with `keys` is taken out again, its keys and its host copies
+    too, so this scenario adds it itself."""
+    for clone, cfg in CHECKOUTS:
+        checkout_as_upstream(clone, cfg)
+        for key in (clone / "deploy/docker-images/devel").glob("deploy-keys/id_rsa.ampel-contrib-foo*"):
+            key.unlink()
     for copy in burst(sandbox, "home/ampel").glob("Ampel-*/ampel-contrib-foo"):
         shutil.rmtree(copy)
+
+
+def publish_recipe(message: str) -> str:
+    """What the operator does after `keys`: commit the recipe's change and push it,
+    so that colleagues build the same image. Returns the commit."""
+    clone, cfg = CHECKOUTS[0]
+    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {cfg}")
+    subprocess.run(["git", "-C", str(clone), "pull", "-q", "--rebase", "--autostash", "origin", "master"], env=env,
+                   check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(clone), "-c", "user.name=op", "-c", "user.email=op@x", "commit", "-qam", message],
+                   check=True)
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:master"], env=env, check=True)
+    return git(clone, "rev-parse", "HEAD")
 
 
 def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
@@ -194,6 +226,9 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         # -- a new contrib repo, added with `keys`: the image clones it, AMPEL_SRC gets it, it runs
         tool("keys", "--repo", "ampel-contrib-foo", check=True)
         sandbox_cmd("add-deploy-key", "ampel-contrib-foo", str(DEVEL / "deploy-keys/id_rsa.ampel-contrib-foo.pub"))
+        core.made.append(publish_recipe("clone ampel-contrib-foo into the image"))
+        if core not in changes:
+            changes.append(core)
         plan, acted, p, sent = deploy(sandbox, "--version", v["v0.3.8"])
         assert plan["image"] == "run" and plan["src"] == "run"
         assert "ampel-contrib-foo added by the image" in p.stdout
@@ -231,10 +266,23 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         assert heads(sandbox)["Ampel-v0.3/ampel-core"] == v038["sources"]["ampel-core"]
         assert burst(sandbox, v040["env"]["MONGO_PATH"].lstrip("/")).is_dir(), "the newer database is kept"
 
-        # -- the newer version again: a new deployment tag, never a moved one
-        plan, acted, p, sent = deploy(sandbox, "--version", v["v0.4.0"])
+        # -- hand-over: the second operator sees what the first sees, finds nothing to do for
+        # the running version, and deploys the newer version again (a new deployment tag)
+        op2 = second_operator(sandbox)
+        checkout_as_upstream(*CHECKOUTS[1])  # their own `git pull`
+        for key in DEVEL.glob("deploy-keys/id_rsa.ampel-contrib-foo*"):  # the team's new deploy key
+            shutil.copy(key, CHECKOUTS[1][0] / "deploy/docker-images/devel/deploy-keys" / key.name)
+        theirs = status(**op2)
+        assert {k: theirs[k] for k in ("version", "env", "sources", "image_digest", "healthy")} == \
+            {k: back[k] for k in ("version", "env", "sources", "image_digest", "healthy")}
+        nothing = json.loads(tool("plan", "--version", v["v0.3.8"], "--json", check=True, **op2).stdout)
+        assert {s["step"]: s["action"] for s in nothing["steps"]} == dict.fromkeys(
+            ("image", "push", "pull", "src", "db", "tag", "secrets", "up"), "skip"), nothing
+        plan, acted, p, sent = deploy(sandbox, "--version", v["v0.4.0"], **op2)
+        assert plan["image"] == plan["push"] == plan["pull"] == "skip" and not acted["push"]
         again = status()
-        assert again["version"] == v["v0.4.0"] and again["healthy"]
+        assert again["version"] == v["v0.4.0"] and again["healthy"] and again["operator"] == "ampelop2"
+        assert again["env"]["MONGO_PATH"] == v040["env"]["MONGO_PATH"], "v0.4.0's own database again"
         tags = {t.split(":", 1)[1] for t in server_tags(sandbox)}
         assert f"refs/tags/deployed/{v['v0.4.0']}-1" in tags and f"refs/tags/deployed/{v['v0.4.0']}-2" in tags
     finally:
