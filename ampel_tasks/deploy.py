@@ -94,7 +94,7 @@ def _running(r):
 @task(help={"json": "print the status as JSON"})
 def status(c, json=False):
     """Show what runs now on burst, compared with the last deployment's manifest."""
-    from . import health, stacklist
+    from . import drift, health, stacklist
     from .site import Site
 
     r = runs.start(c)
@@ -102,10 +102,17 @@ def status(c, json=False):
     s = r.settings
     listing = r.host(s.service_host.name).run(s.commands["list"], user=s.service_user, mutating=False, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
-    problems = None
+    problems, changed = None, []
     if current:
         r.set_version(current)
-        problems = health.quick(r, Site(r))
+        if manifest and manifest.get("ampel_src"):
+            r.cache["ampel_src"] = manifest["ampel_src"]
+        r.cache["image_tag"] = ((manifest or {}).get("env") or {}).get("AMPEL_TAG") or current
+        site = Site(r)
+        problems = health.quick(r, site)
+        facts = drift.read(site)
+        changed = drift.drift(manifest or {}, facts, site.env_file, site.image_path) if facts else []
+    down = drift.stack_down(problems, services)
     data = {
         "version": current,
         "since": (manifest or {}).get("ended"),
@@ -117,6 +124,8 @@ def status(c, json=False):
         "services": {k: v["replicas"] for k, v in services.items()},
         "healthy": problems == [] if problems is not None else None,
         "problems": problems or [],
+        "stack": "down" if down else ("up" if problems == [] else "degraded" if problems else None),
+        "drift": changed,
         "lock": st.lock_info(),
     }
     if json:
@@ -131,10 +140,15 @@ def status(c, json=False):
             console.out(f"  {k}={v}")
         console.out("sources: " + (", ".join(f"{k} {v[:10]}" for k, v in sorted(data["sources"].items())) or "not recorded"))
     console.out("services configured: " + (", ".join(f"{k} x{v}" for k, v in sorted(data["services"].items())) or "none"))
-    if problems:
+    if down:
+        console.out(f"the stack is down: no service of it runs (after a reboot, say); start {current} again with "
+                    f"`invoke up --version {current}`")
+    elif problems:
         console.out("health: " + "; ".join(problems))
     elif problems == []:
         console.out("health: every service and replica of the stack file is up")
+    for line in changed:
+        console.out(f"drift: {line}")
     if data["lock"]:
         console.out(f"deploy lock held by {data['lock'].get('operator')} since {data['lock'].get('since')}")
 

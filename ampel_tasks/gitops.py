@@ -15,7 +15,6 @@ key alias, which exists only inside the build).
 """
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -38,22 +37,6 @@ class TagAction:
     url: str = ""
 
 
-def tag_regex(pattern: str, version: str) -> "re.Pattern":
-    """The deployment tags of `version` under `pattern`, {n} captured."""
-    literal = re.escape(pattern).replace(re.escape("{version}"), re.escape(version))
-    return re.compile("^refs/tags/" + literal.replace(re.escape("{n}"), r"(\d+)") + "$")
-
-
-def deployment_tags(copies: Dict[str, sources.Copy], pattern: str, version: str) -> Dict[str, Dict[int, str]]:
-    """{repo: {n: commit}} of the deployment tags of `version` upstream (pure)."""
-    rx = tag_regex(pattern, version)
-    out: Dict[str, Dict[int, str]] = {}
-    for c in copies.values():
-        found = (rx.match(ref) for ref in c.refs)
-        out[c.name] = {int(m.group(1)): c.refs[m.group(0)] for m in found if m}
-    return out
-
-
 def plan_tags(copies: Dict[str, sources.Copy], pattern: str, version: str, ours: set,
               message: str = "", redeploy: bool = True) -> Tuple[List[TagAction], List[str]]:
     """(actions, refusals) (pure). When `version` runs already (`redeploy`), a copy
@@ -62,7 +45,7 @@ def plan_tags(copies: Dict[str, sources.Copy], pattern: str, version: str, ours:
     Each copy tagged gets one new name (the next {n}, the same in every repo); its
     uncommitted changes are committed first, with a message of the tool's when they
     are only its own edits (`ours`), else with `message`, which is then required."""
-    tags = deployment_tags(copies, pattern, version)
+    tags = sources.deployment_tags(copies, pattern, version)
     n = 1 + max((k for found in tags.values() for k in found), default=0)
     name = pattern.format(version=version, n=n)
     actions, refusals = [], []

@@ -160,7 +160,7 @@ def _src_evidence(r, site):
     running = state.running_manifest(r)
     if running.get("version") == site.version and running.get("ampel_src") == site.ampel_src:
         # the running version is what runs: its recorded commits, wherever upstream has moved since
-        sources.want_recorded(copies, running.get("sources") or {}, site.version)
+        sources.want_recorded(copies, running.get("sources") or {}, site.version, r.settings.source["tag_pattern"])
     return {"exists": exists, "owner": res.stdout.strip() if exists else "", "copies": copies,
             "added": sources.added_repos(copies, _image_repos(r, site)) if exists else []}
 

@@ -141,11 +141,32 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
     return copies
 
 
-def want_recorded(copies: Dict[str, Copy], recorded: Dict[str, str], version: str) -> None:
-    """For the running version or a rollback (pure): each copy's wanted commit is the
-    one `version` ran from, as its manifest records it."""
+def tag_regex(pattern: str, version: str) -> "re.Pattern":
+    """The deployment tags of `version` under `pattern`, {n} captured."""
+    literal = re.escape(pattern).replace(re.escape("{version}"), re.escape(version))
+    return re.compile("^refs/tags/" + literal.replace(re.escape("{n}"), r"(\d+)") + "$")
+
+
+def deployment_tags(copies: Dict[str, Copy], pattern: str, version: str) -> Dict[str, Dict[int, str]]:
+    """{repo: {n: commit}} of the deployment tags of `version` upstream (pure)."""
+    rx = tag_regex(pattern, version)
+    out: Dict[str, Dict[int, str]] = {}
     for c in copies.values():
-        if recorded.get(c.name):
+        found = (rx.match(ref) for ref in c.refs)
+        out[c.name] = {int(m.group(1)): c.refs[m.group(0)] for m in found if m}
+    return out
+
+
+def want_recorded(copies: Dict[str, Copy], recorded: Dict[str, str], version: str, pattern: str = "") -> None:
+    """For the running version or a rollback (pure): each copy's wanted commit is the
+    one `version` ran from, as its manifest records it; with the deployment tag
+    `pattern`, a copy whose HEAD `tag` has since committed and tagged for `version`
+    (the operator's fix, pushed) stays where it is."""
+    tagged = deployment_tags(copies, pattern, version) if pattern else {}
+    for c in copies.values():
+        if c.head in tagged.get(c.name, {}).values():
+            c.wanted, c.wanted_ref = c.head, f"tagged for {version}"
+        elif recorded.get(c.name):
             c.wanted, c.wanted_ref = recorded[c.name], f"as {version} ran"
         else:
             c.wanted, c.wanted_ref = c.head, "not recorded: left as it is"

@@ -186,6 +186,13 @@ def source_commits(site) -> dict:
     return dict(line.split() for line in (res.stdout if res else "").splitlines() if len(line.split()) == 2)
 
 
+def _fingerprints(site) -> dict:
+    from . import drift
+
+    facts = drift.read(site)
+    return drift.fingerprints(facts, site) if facts else {}
+
+
 def _switched_db(r, values: dict) -> bool:
     before = (running_manifest(r).get("env") or {}).get("MONGO_PATH")
     return bool(before and values.get("MONGO_PATH") and before != values["MONGO_PATH"])
@@ -196,10 +203,14 @@ def record(r, st: "State", result: str) -> None:
     from .remote import marker_digest
     from .site import Site
 
+    site = Site(r)
     if "up" not in r.changed and result == "ok":
+        running = running_manifest(r)
+        if r.changed & {"src", "tag"} and running.get("version") == r.version:
+            # the stack reads its mounted sources live: what runs now is what the copies hold
+            st.write_manifest({**running, "sources": source_commits(site), **_fingerprints(site)})
         st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
         return
-    site = Site(r)
     try:
         values = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
     except DeployError:
@@ -224,6 +235,7 @@ def record(r, st: "State", result: str) -> None:
         "new_db": bool(r.cache.get("new_db")) or _switched_db(r, values),
         "ampel_src": site.ampel_src,
         "schema_marker": marker_digest(site, site.ampel_src),
+        **_fingerprints(site),
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
         "operator": r.settings.operator,
         "started": r.cache.get("started"),

@@ -253,12 +253,14 @@ def test_dry_run_of_a_new_version_changes_nothing(deployed):
     roots = [burst(sandbox), transit(sandbox), Path(sandbox["host"]["github"]["root"]), STATE / "operator"]
     before = [tree_digest(r) for r in roots]
     images = sorted(set(subprocess.check_output(["/usr/bin/docker", "images", "-q", "--no-trunc"]).split()))
-    p = tool("deploy", "--version", "v0.3.6", "--dry", "--new-db", timeout=300)
+    # a new minor series: a new AMPEL_SRC tree, made from the image
+    p = tool("deploy", "--version", "v0.5.0", "--dry", "--new-db", timeout=300)
     assert p.returncode == 0, p.stderr
     # nothing changed upstream: the running image is reused, no bytes to move
     assert "the running image ampel:v0.3.5 is reused as it is" in p.stdout and "singularity pull" not in p.stdout
-    assert "volume init" in p.stdout and "mkdir -p /data/ampel/mongo/live/v0.3.6" in p.stdout
-    assert "dry run of v0.3.6: nothing was changed" in p.stdout
+    assert "volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /home/ampel/Ampel-v0.5" in p.stdout
+    assert "mkdir -p /data/ampel/mongo/live/v0.5.0" in p.stdout
+    assert "dry run of v0.5.0: nothing was changed" in p.stdout
     after = [tree_digest(r) for r in roots]
     for b, a, root in zip(before, after, roots):
         assert b == a, f"--dry changed {root}: {set(a.items()) ^ set(b.items())}"
@@ -655,3 +657,65 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         if not image.exists():
             image.with_name("aside.simg").rename(image)
     assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0
+
+
+def test_work_in_a_host_copy_is_never_moved_away_and_tag_commits_it(deployed):
+    sandbox = deployed
+    copy = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-contrib-hu")
+    init = next(copy.glob("*/__init__.py"))
+    original = init.read_text()
+    stamp = int(time.time()) % 100000
+    upstream_before = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, "ampel-contrib-hu")),
+                                               "rev-parse", "master"], text=True).strip()
+    init.write_text(original + f"# fixed on burst {stamp}\n")
+    committed = False
+    try:
+        # nothing upstream moves it; but the deployment's tag would take it along: that needs a message
+        p = tool("plan", "--version", f"v0.3.6-w{stamp}", timeout=300)
+        assert p.returncode == 1 and "pass --message '...' to commit them with this deployment" in p.stderr
+        p = tool("deploy", "--version", f"v0.3.6-w{stamp}", "--yes", timeout=600)
+        assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1
+        assert f"ampel-contrib-hu has uncommitted changes in {init.relative_to(copy)}; pass --message" in p.stderr
+        assert "==> " not in p.stdout, "refused by the plan, before anything changed"
+        assert init.read_text().endswith(f"# fixed on burst {stamp}\n"), "the work is still there"
+        p = tool("tag", "--version", "v0.3.5", "--message", f"fix on burst {stamp}", timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+        committed = True
+        log = subprocess.check_output(["git", "-c", "safe.directory=*", "-C", str(bare(sandbox, "ampel-contrib-hu")),
+                                       "log", "--format=%s", f"{upstream_before}..master"], text=True)
+        assert f"fix on burst {stamp}" in log, "the fix went upstream, where the next deploy starts from"
+    finally:
+        if not committed:
+            init.write_text(original)
+
+
+
+def test_status_names_drift_since_the_deploy_and_a_stack_that_is_down(deployed):
+    sandbox = deployed
+    clean = status(sandbox)
+    assert clean["drift"] == [] and clean["stack"] == "up", clean
+    env = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env")
+    code = next(burst(sandbox, "home/ampel/Ampel-v0.3/ampel-base").glob("*/__init__.py"))
+    texts = env.read_text(), code.read_text()
+    try:
+        env.write_text(texts[0] + "# edited on burst\n")
+        code.write_text(texts[1] + "# edited on burst\n")
+        seen = status(sandbox)["drift"]
+        assert "dryrun.env /home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env changed since the deploy" in seen
+        assert any(line.startswith("host copy ampel-base has uncommitted changes in ") for line in seen)
+        shown = tool("status", check=True).stdout
+        assert "drift: host copy ampel-core has uncommitted changes in deploy/production/dryrun.env" in shown
+    finally:
+        env.write_text(texts[0])
+        code.write_text(texts[1])
+    assert status(sandbox)["drift"] == []
+    # a "reboot": every process of the stack gone
+    subprocess.run(["pkill", "-KILL", "-u", "ampel"], check=False)
+    time.sleep(1)
+    down = status(sandbox)
+    assert down["stack"] == "down" and down["version"] == "v0.3.5"
+    shown = tool("status", check=True).stdout
+    assert "the stack is down" in shown and "`invoke up --version v0.3.5`" in shown
+    p = tool("up", "--version", "v0.3.5", timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+    assert status(sandbox)["stack"] == "up"

@@ -251,7 +251,11 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         assert v040["env"]["GROUP_NAME"] == f"ampel-{v['v0.4.0']}" and v040["env"]["AMPEL_SRC"] == "/home/ampel/Ampel-v0.4"
         assert burst(sandbox, "home/ampel/Ampel-v0.3/ampel-core").is_dir(), "the older series' tree is kept"
 
-        # -- rollback across the new database: refused off a terminal, then confirmed
+        # -- rollback across the new database: listed, refused off a terminal, then confirmed
+        listed = tool("rollback", "--list", check=True).stdout
+        assert re.search(rf"^{re.escape(v['v0.4.0'])} .* ok .*new database {re.escape(v040['env']['MONGO_PATH'])} "
+                         rf"AMPEL_TAG={re.escape(v['v0.3.8'])} running$", listed, re.M), listed
+        assert re.search(rf"^{re.escape(v['v0.3.8'])} .* ok ", listed, re.M)
         refused = tool("rollback", "--to", v["v0.3.8"], timeout=300)
         assert refused.returncode == 1 and "crosses a new live database" in refused.stderr
         before = observe(sandbox)

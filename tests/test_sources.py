@@ -59,3 +59,14 @@ def test_push_url_comes_from_the_copys_origin():
     assert sources.push_url(s, "ampel-contrib-ztfbh", "git@github-ampel-ztfbh:robertdstein/Ampel-ZTFbh.git") == \
         "git@github.com:robertdstein/Ampel-ZTFbh.git"
     assert sources.push_url(s, "ampel-x", "-") == "git@github.com:AmpelProject/ampel-x.git"
+
+
+def test_the_running_version_wants_what_runs_or_what_tag_committed_for_it_since():
+    ran, fix, upstream = "4" * 40, "5" * 40, "6" * 40
+    refs = {"refs/heads/master": upstream, "refs/tags/deployed/v0.3.5-1": ran, "refs/tags/deployed/v0.3.5-2": fix}
+    moved_on = sources.Copy("ampel-base", upstream, "master", "o", refs=refs)
+    fixed = sources.Copy("ampel-core", fix, "master", "o", refs=refs)
+    copies = {"ampel-base": moved_on, "ampel-core": fixed}
+    sources.want_recorded(copies, {"ampel-base": ran, "ampel-core": ran}, "v0.3.5", "deployed/{version}-{n}")
+    assert (moved_on.wanted, moved_on.wanted_ref) == (ran, "as v0.3.5 ran")
+    assert (fixed.wanted, fixed.wanted_ref) == (fix, "tagged for v0.3.5")
