@@ -6,7 +6,7 @@ need them, so `invoke --list` stays fast.
 """
 from invoke import Collection
 
-from . import deploy, gitops, image, remote
+from . import deploy, doctor, gitops, image, remote
 from .defaults import DEFAULTS
 from .errors import install_excepthook
 
@@ -16,7 +16,7 @@ ns = Collection()
 for t in (
     image.keys, image.image, image.push,
     remote.pull, remote.src, remote.db, gitops.tag, remote.secrets, remote.up, remote.logs,
-    deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback,
+    deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, doctor.doctor,
 ):
     ns.add_task(t)
 ns.configure(DEFAULTS)

@@ -121,6 +121,8 @@ DEFAULTS = {
             "stop_nannies": "pkill -TERM -u {user} -f '^[^ ]*python[^ ]* [^ ]*/[s]ingularity-stack deploy .* {stack}$' || true",
         },
         "secrets": {"local_dir": "secrets"},
+        # executables on this machine run around a deploy (hooks.py): empty = none
+        "hooks": {"pre_deploy": "", "post_deploy": "", "on_failure": ""},
         "health": {
             "timeout": 180,
             "settle": 10,

@@ -37,6 +37,7 @@ def plan(c, version=None, json=False, dry=False):
     in_deploy = "deploy" in r.steps
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
     decisions = planning.decide(r, steps)
+    r.cache["plan"] = [d.as_json() for d in decisions]  # for the hooks (AMPEL_PLAN)
     site = planning.site_summary(r.settings)
     if json and not in_deploy:
         print(jsonlib.dumps({"version": v, "site": site, "steps": [d.as_json() for d in decisions]}, indent=2))
@@ -142,7 +143,7 @@ def status(c, json=False):
     console.out("services configured: " + (", ".join(f"{k} x{v}" for k, v in sorted(data["services"].items())) or "none"))
     if down:
         console.out(f"the stack is down: no service of it runs (after a reboot, say); start {current} again with "
-                    f"`invoke up --version {current}`")
+                    "`invoke up --same`")
     elif problems:
         console.out("health: " + "; ".join(problems))
     elif problems == []:

@@ -31,6 +31,18 @@ def _params(task: Task) -> set:
     return set(inspect.signature(task.body).parameters)
 
 
+def _same_version(r) -> None:
+    """`up --same`: the version the service host records as running."""
+    from .state import State
+
+    if r.version:
+        raise DeployError("--same starts the recorded version again; it takes no --version")
+    current = State(r).current_version()
+    if not current:
+        raise DeployError("--same: no deployment is recorded on the service host; pass --version")
+    r.set_version(current)
+
+
 class ChainExecutor(Executor):
     def expand_calls(self, calls, inherited=None):
         ret = []
@@ -101,6 +113,8 @@ class ChainExecutor(Executor):
             if unknown:
                 raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(STEPS)}")
             r.steps = [c.task.name for c in calls]
+            if r.options.get("same"):
+                _same_version(r)
             if r.version is None and set(r.steps) & VERSIONED:
                 need = next(s for s in r.steps if s in VERSIONED)
                 raise DeployError(f"no version given for {need}; pass --version, e.g. --version v0.3.5")

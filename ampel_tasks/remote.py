@@ -546,8 +546,12 @@ def do_secrets(r):
             raise DeployError(f"on {host.name}: {dryrun}/{path} is owned by {owner} with mode {mode}; expected {user} and {want}")
 
 
-@task(pre=[src, db, secrets], help={"version": VERSION_HELP, "dry": DRY_HELP})
-def up(c, version=None, dry=False):
+@task(pre=[src, db, secrets], help={
+    "version": VERSION_HELP,
+    "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
+    "dry": DRY_HELP,
+})
+def up(c, version=None, same=False, dry=False):
     """Redeploy the stack with deploy/up, then wait until it is healthy.
 
     In the directory holding `secrets`, as ampel: `$AMPEL_SRC/ampel-core/deploy/up

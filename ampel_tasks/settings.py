@@ -77,6 +77,7 @@ class Settings:
     preamble: List[str]
     secrets: Dict[str, str]
     health: Dict[str, Any]
+    hooks: Dict[str, str]
 
     def hosts_with(self, role: str) -> List[HostSettings]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -154,6 +155,7 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
         preamble=_preamble(merged["shell"]["preamble"]),
         secrets=merged["secrets"],
         health=merged["health"],
+        hooks=merged["hooks"],
     )
 
 

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from typing import Optional
 
-from . import console
+from . import console, hooks
 from .errors import DeployError
 
 
@@ -150,15 +150,21 @@ def lock(r) -> None:
     Also registers what the end of the run records: a manifest per deployment, the
     `current` pointer on success, one history line either way.
     """
-    if r.dry or r.cache.get("locked"):
+    if r.cache.get("locked"):
+        return
+    r.cache["locked"] = True
+    if r.dry:
+        hooks.show_dry(r)
         return
     st = State(r)
     st.acquire(wait=float(r.options.get("lock_wait") or 0), break_lock=bool(r.options.get("break_lock")))
-    r.cache["locked"] = True
     r.cache["started"] = now()
     r.on_step.append(lambda step, result: st.audit(f"{r.version}: {step} {result}") if result == "changed" else None)
     r.on_success.append(lambda: record(r, st, "ok"))
+    r.on_success.append(lambda: hooks.run(r, "post_deploy"))
     r.on_failure.append(lambda error: record(r, st, f"failed: {error}"))
+    r.on_failure.append(lambda error: hooks.on_failure(r, error))
+    hooks.run(r, "pre_deploy")
 
 
 def image_labels(r, site) -> dict:

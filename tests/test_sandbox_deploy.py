@@ -715,7 +715,7 @@ def test_status_names_drift_since_the_deploy_and_a_stack_that_is_down(deployed):
     down = status(sandbox)
     assert down["stack"] == "down" and down["version"] == "v0.3.5"
     shown = tool("status", check=True).stdout
-    assert "the stack is down" in shown and "`invoke up --version v0.3.5`" in shown
-    p = tool("up", "--version", "v0.3.5", timeout=600)
+    assert "the stack is down" in shown and "start v0.3.5 again with `invoke up --same`" in shown
+    p = tool("up", "--same", timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr
     assert status(sandbox)["stack"] == "up"
