@@ -1,7 +1,7 @@
 """What changed on the service host since the running deployment was recorded.
 
 A deploy records fingerprints of what it leaves running (state.record): each host
-copy's commit, dryrun.env's and the image file's sha256. `status` reads the same
+copy's commit, the sha256 of dryrun.env, the image file and the schema marker. `status` reads the same
 facts again, in one command, and names every difference: a copy moved or edited,
 dryrun.env edited, the image file replaced, the stack down (after a reboot, say).
 """
@@ -16,8 +16,9 @@ MARK = "@@sha "
 
 
 def fingerprint_command(site) -> str:
-    """One read: the host copies' state, then the sha256 of dryrun.env and the image file."""
-    files = " ".join(shlex.quote(p) for p in (site.env_file, site.image_path))
+    """One read: the host copies' state, then the sha256 of dryrun.env, the image
+    file and the schema marker."""
+    files = " ".join(shlex.quote(p) for p in (site.env_file, site.image_path, site.schema_marker))
     return (f"cd {shlex.quote(site.ampel_src)} 2>/dev/null && {{ {sources.STATUS}; }}; "
             f"for f in {files}; do echo \"{MARK}$(sha256sum \"$f\" 2>/dev/null | cut -d' ' -f1) $f\"; done")
 
@@ -40,9 +41,12 @@ def read(site) -> Optional[dict]:
 
 
 def fingerprints(facts: dict, site) -> dict:
-    """What a manifest records of the facts."""
-    return {"env_sha256": facts["sha256"].get(site.env_file, ""),
-            "image_file_sha256": facts["sha256"].get(site.image_path, "")}
+    """What a manifest records of the facts: each copy's commit (what the deployment
+    runs) and the digests that status and the next deploy compare with."""
+    return {"sources": {name: c.head for name, c in facts["copies"].items()},
+            "env_sha256": facts["sha256"].get(site.env_file, ""),
+            "image_file_sha256": facts["sha256"].get(site.image_path, ""),
+            "schema_marker": facts["sha256"].get(site.schema_marker) or None}
 
 
 def drift(manifest: dict, facts: dict, env_file: str, image_file: str) -> List[str]:

@@ -89,7 +89,7 @@ def commands(a: TagAction, repo_dir: str, ident: str) -> List[Tuple[str, str]]:
 
 def _facts(r, site):
     host = site.service_host
-    exists = host.exists(site.ampel_src)
+    exists = host.exists(site.ampel_src, user=site.src_user)
     if not exists:
         return None
     return sources.gather(host, site, r.settings, site.version)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
-import json
 import shlex
 
 from invoke import task
@@ -225,26 +225,31 @@ def do_src(r):
         console.note(f"then: each repo brought to the commits wanted for {site.version}")
     elif fresh or added:
         moves = _moves_after_copy(r, site, set(added) if not fresh else None)
+    _move(r, site, moves)
+    r.changed.add("src")
+
+
+def _moves(r, site, copies) -> list:
+    """The copies that move to their wanted commit; an error naming every one that may not."""
+    moves, refusals = sources.plan(copies, state.running_version(r))
+    if refusals:
+        raise DeployError(f"on {site.service_host.name}, {site.ampel_src}: " + "; ".join(refusals))
+    return moves
+
+
+def _move(r, site, moves) -> None:
     for c in moves:
         for cmd in sources.move_commands(site, r.settings, c):
-            host.run(cmd, user=site.src_user)
+            site.service_host.run(cmd, user=site.src_user)
         console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
-    r.changed.add("src")
 
 
 def restore_sources(r, site, target: dict) -> None:
     """A rollback's sources: each host copy back at the commit the target ran from
     (recorded in its manifest), never discarding work."""
-    host = site.service_host
-    copies = sources.gather(host, site, r.settings, target["version"])
+    copies = sources.gather(site.service_host, site, r.settings, target["version"])
     sources.want_recorded(copies, target.get("sources") or {}, target["version"])
-    moves, refusals = sources.plan(copies, state.running_version(r))
-    if refusals:
-        raise DeployError(f"on {host.name}, {site.ampel_src}: " + "; ".join(refusals))
-    for c in moves:
-        for cmd in sources.move_commands(site, r.settings, c):
-            host.run(cmd, user=site.src_user)
-        console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
+    _move(r, site, _moves(r, site, copies))
 
 
 def _moves_after_copy(r, site, only=None):
@@ -253,10 +258,7 @@ def _moves_after_copy(r, site, only=None):
     copies = sources.gather(site.service_host, site, r.settings, site.version)
     for c in copies.values():
         c.known = c.known or only is None or c.name in only
-    moves, refusals = sources.plan(copies, state.running_version(r))
-    if refusals:
-        raise DeployError(f"on {site.service_host.name}, {site.ampel_src}: " + "; ".join(refusals))
-    return moves
+    return _moves(r, site, copies)
 
 
 @task(pre=[src], help={

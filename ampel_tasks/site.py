@@ -98,6 +98,10 @@ class Site:
         return posixpath.join(self.core_dir, self.s.source["env_file"])
 
     @property
+    def schema_marker(self) -> str:
+        return posixpath.join(self.core_dir, self.s.source["schema_marker"])
+
+    @property
     def stack_file(self) -> str:
         return posixpath.join(self.core_dir, self.s.source["stack_file"])
 

@@ -184,19 +184,12 @@ def image_labels(r, site) -> dict:
     return dict(running["labels"]) if running and running["tag"] == site.image_tag else {}
 
 
-def source_commits(site) -> dict:
-    """{repo: commit} of the host copies under AMPEL_SRC: what this deployment runs."""
-    res = site.service_host.fact(
-        f"cd {shlex.quote(site.ampel_src)} 2>/dev/null && for d in */; do d=${{d%/}}; "
-        "[ -d \"$d/.git\" ] && echo \"$d $(git -C \"$d\" rev-parse HEAD)\"; done; true", user=site.src_user)
-    return dict(line.split() for line in (res.stdout if res else "").splitlines() if len(line.split()) == 2)
-
-
-def _fingerprints(site) -> dict:
+def _recorded(site) -> dict:
+    """What a manifest keeps of the host: the copies' commits and the digests, one read."""
     from . import drift
 
     facts = drift.read(site)
-    return drift.fingerprints(facts, site) if facts else {}
+    return drift.fingerprints(facts, site) if facts else {"sources": {}}
 
 
 def _switched_db(r, values: dict) -> bool:
@@ -206,7 +199,6 @@ def _switched_db(r, values: dict) -> bool:
 
 def record(r, st: "State", result: str) -> None:
     from . import envfile
-    from .remote import marker_digest
     from .site import Site
 
     site = Site(r)
@@ -214,7 +206,7 @@ def record(r, st: "State", result: str) -> None:
         running = running_manifest(r)
         if r.changed & {"src", "tag"} and running.get("version") == r.version:
             # the stack reads its mounted sources live: what runs now is what the copies hold
-            st.write_manifest({**running, "sources": source_commits(site), **_fingerprints(site)})
+            st.write_manifest({**running, **_recorded(site)})
         st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
         return
     try:
@@ -236,12 +228,10 @@ def record(r, st: "State", result: str) -> None:
         "repos": json.loads(labels.get(f"{prefix}.repos", "{}") or "{}"),
         "image_tag": site.image_tag,
         "image_labels": labels,
-        "sources": source_commits(site),
         # a new live database, or a switch to another one than the running deployment's
         "new_db": bool(r.cache.get("new_db")) or _switched_db(r, values),
         "ampel_src": site.ampel_src,
-        "schema_marker": marker_digest(site, site.ampel_src),
-        **_fingerprints(site),
+        **_recorded(site),
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
         "operator": r.settings.operator,
         "started": r.cache.get("started"),
