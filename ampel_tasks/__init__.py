@@ -6,7 +6,7 @@ need them, so `invoke --list` stays fast.
 """
 from invoke import Collection
 
-from . import deploy, doctor, gitops, image, remote
+from . import deploy, doctor, gitops, image, prune, publish, remote, testrun
 from .defaults import DEFAULTS
 from .errors import install_excepthook
 
@@ -14,9 +14,9 @@ install_excepthook()
 
 ns = Collection()
 for t in (
-    image.keys, image.image, image.push,
+    image.keys, image.image, testrun.test, publish.push,
     remote.pull, remote.src, remote.db, gitops.tag, remote.secrets, remote.up, remote.logs,
-    deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, doctor.doctor,
+    deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, prune.prune, doctor.doctor,
 ):
     ns.add_task(t)
 ns.configure(DEFAULTS)

@@ -7,6 +7,7 @@ local mirrors fetched with the same keys).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -100,11 +101,13 @@ def remote_commits(found: List[Repo], image_dir: Path, settings) -> List[Repo]:
         os.unlink(cfg)
 
 
-def mirror(repo: Repo, image_dir: Path, settings) -> Path:
-    """A bare local mirror of `repo`, fetched with its deploy key (GitPython)."""
+def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False) -> Path:
+    """A bare local mirror of `repo`, fetched with its deploy key (GitPython):
+    its HEAD, or with `everything` all its branches and tags."""
     import git
 
-    path = CACHE / "repos" / f"{repo.name}.git"
+    # one mirror per URL: two sites (or the sandbox and production) never share one
+    path = CACHE / "repos" / f"{repo.name}-{hashlib.sha256(repo.url.encode()).hexdigest()[:8]}.git"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         git.Repo.init(path, bare=True)
@@ -112,7 +115,10 @@ def mirror(repo: Repo, image_dir: Path, settings) -> Path:
     try:
         g = git.Repo(path)
         with g.git.custom_environment(GIT_SSH_COMMAND=_git_env(cfg)["GIT_SSH_COMMAND"]):
-            g.git.fetch(repo.url, "+HEAD:refs/remotes/origin/HEAD", "--quiet")
+            # --prune: a branch or tag upstream no longer has is no evidence of anything
+            refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"] if everything else []
+            g.git.fetch("--quiet", *(["--prune"] if everything else []), repo.url, "+HEAD:refs/remotes/origin/HEAD",
+                        *refspecs)
     except git.GitCommandError as exc:
         raise DeployError(f"cannot fetch {repo.url}: {exc.stderr.strip().splitlines()[-1] if exc.stderr else exc}") from None
     finally:

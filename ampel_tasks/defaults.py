@@ -62,6 +62,13 @@ DEFAULTS = {
             "address": "127.0.0.1",
             "port": 5000,
         },
+        "output": {
+            # print every line (build output, the hosts' own output) instead of one per step
+            "verbose": False,
+            # every run that changes something keeps its full output here (redacted), named
+            # like the deployment's manifest: <version>.<started>.log
+            "run_log_dir": "~/.local/state/ampel-tasks/runs",
+        },
         "paths": {
             "singularity_dir": "/data/ampel/singularity",
             "mongo_live_dir": "/data/ampel/mongo/live",
@@ -121,6 +128,8 @@ DEFAULTS = {
             "stop_nannies": "pkill -TERM -u {user} -f '^[^ ]*python[^ ]* [^ ]*/[s]ingularity-stack deploy .* {stack}$' || true",
         },
         "secrets": {"local_dir": "secrets"},
+        # the runbook's test step: run in /Ampel/<repo> of the image, the commit's tree in place
+        "tests": {"command": "python3 -m pytest -q -p no:cacheprovider"},
         # executables on this machine run around a deploy (hooks.py): empty = none
         "hooks": {"pre_deploy": "", "post_deploy": "", "on_failure": ""},
         "health": {

@@ -10,7 +10,10 @@ from invoke import task
 from . import console, run as runs
 from .errors import DeployError
 from .gitops import tag
-from .image import DRY_HELP, VERSION_HELP, image, push
+from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
+from .image import image
+from .publish import push
+from .testrun import test
 from .plan import ORDER
 from .remote import db, pull, secrets, src, up
 
@@ -52,22 +55,25 @@ def plan(c, version=None, json=False, dry=False):
 
 
 @task(
-    pre=[plan, image, push, pull, src, db, tag, secrets, up],
+    pre=[plan, image, test, push, pull, src, db, tag, secrets, up],
     iterable=["force"],
     help={
+        "verbose": VERBOSE_HELP,
         "version": VERSION_HELP,
         "yes": "do not ask for confirmation of the plan",
         "force": "run this step even if the plan skips it (repeatable): " + ", ".join(ORDER),
         "new_db": "start a new live database for this version",
+        "skip_tests": SKIP_TESTS_HELP,
         "message": "commit message for outstanding changes in the host copies (tag step)",
         "dry": DRY_HELP,
         **LOCK_HELP,
     },
 )
-def deploy(c, version=None, yes=False, force=None, new_db=False, message=None, lock_wait=0, break_lock=False, dry=False):
+def deploy(c, version=None, yes=False, force=None, new_db=False, message=None, skip_tests=False, lock_wait=0,
+           break_lock=False, dry=False, verbose=False):
     """Deploy a version: the whole runbook, skipping what is up to date.
 
-    Prints the plan, asks on a terminal unless --yes, then runs image, push,
+    Prints the plan, asks on a terminal unless --yes, then runs image, test, push,
     pull (transit, burst), src, db, tag, secrets and up with its health gate,
     each step only where necessary. The deploy lock on burst is held from the
     first change until the health gate has passed; the result is kept as a
@@ -197,13 +203,14 @@ def _list_targets(manifests: list, current) -> None:
 
 
 @task(help={
+    "verbose": VERBOSE_HELP,
     "to": "version to go back to (default: the last successful one before the running version)",
     "yes": "do not ask for confirmation (needed off a terminal to roll back across a new database)",
     "list": "list the deployments one can roll back to, with their results and databases, and stop",
     "dry": DRY_HELP,
     **LOCK_HELP,
 })
-def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, dry=False):
+def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, dry=False, verbose=False):
     """Redeploy an earlier version's image file, sources and dryrun.env values.
 
     Without --to, goes back to the last successful deployment before the
@@ -247,6 +254,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
                           "confirm on a terminal or pass --yes")
     r.cache["image_tag"] = target["env"].get("AMPEL_TAG") or target["version"]
     r.cache["ampel_src"] = target.get("ampel_src") or ""
+    r.cache["image_id"], r.cache["tests"] = target.get("image_id"), target.get("tests")
     r.set_version(target["version"])
     site = Site(r)
     host = site.service_host

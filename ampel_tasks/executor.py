@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+import time
 
 from invoke import Call, Executor, Task
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
@@ -22,9 +24,11 @@ from . import console, run as runs
 from .errors import DeployError, debug_enabled, describe
 
 SHARED = ("version", "dry", "yes")
-STEPS = ("image", "push", "pull", "src", "db", "tag", "secrets", "up")
+STEPS = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "up")
 # tasks that act on one version and cannot run without it
 VERSIONED = set(STEPS) | {"plan", "deploy"}
+# runs of these keep a run log (every line, the hosts' output included)
+LOGGED = set(STEPS) | {"deploy", "rollback"}
 
 
 def _params(task: Task) -> set:
@@ -118,12 +122,15 @@ class ChainExecutor(Executor):
             if r.version is None and set(r.steps) & VERSIONED:
                 need = next(s for s in r.steps if s in VERSIONED)
                 raise DeployError(f"no version given for {need}; pass --version, e.g. --version v0.3.5")
+            console.verbose = bool(r.options.get("verbose") or r.settings.output["verbose"])
+            _open_log(r)
             result = self._run_calls(calls, tasks)
             for hook in r.on_success:
                 hook()
             return result
         except (DeployError, Exit, ParseError, UnexpectedExit) as exc:
             self._failed(r, str(exc))
+            console.logged(getattr(exc, "message", None) or f"error: {exc}")
             raise
         except KeyboardInterrupt:
             self._failed(r, "interrupted")
@@ -140,6 +147,7 @@ class ChainExecutor(Executor):
             if r.unknown_facts:
                 console.warn("facts that could not be read (steps depending on them are shown as they would run):\n  - "
                              + "\n  - ".join(r.unknown_facts))
+            _summary(r)
             runs.end()
 
     @staticmethod
@@ -160,18 +168,74 @@ class ChainExecutor(Executor):
             context = call.make_context(config)
             before = set(runs.current().changed) if runs.current() else set()
             name = call.task.name
+            t0 = time.time()
             try:
                 result = call.task(context, *call.args, **call.kwargs)
             except BaseException:
                 if runs.current():
                     runs.current().results[name] = "failed"
+                    _row(runs.current(), name, "failed", time.time() - t0)
                 raise
             r = runs.current()
             if r is not None and name in STEPS:
                 r.results[name] = "changed" if (r.changed - before) else "unchanged"
+                _row(r, name, "changed" if r.results[name] == "changed" else "skipped", time.time() - t0)
                 for hook in r.on_step:
                     hook(name, r.results[name])
             if call in direct and call.autoprint:
                 print(result)
             results[call.task] = result
         return results
+
+
+def _where(r, step: str) -> str:
+    if step in ("image", "test", "push"):
+        return "local"
+    try:
+        return r.settings.service_host.name
+    except DeployError:
+        return "?"
+
+
+def _row(r, step: str, result: str, seconds: float) -> None:
+    """The step's row(s) in the summary, unless the step reported its hosts itself."""
+    if step not in STEPS or any(row[0] == step for row in r.rows):
+        return
+    r.row(step, _where(r, step), result, seconds)
+
+
+def log_name(version, steps, started: str) -> str:
+    """The run log's file name: the manifest's id (version and start), else the task (pure)."""
+    stamp = started.replace(":", "").replace("-", "")
+    return f"{version or next((s for s in steps if s in LOGGED), 'run')}.{stamp}.log"
+
+
+def _open_log(r) -> None:
+    from .state import now
+
+    if r.dry or not set(r.steps) & LOGGED:
+        return
+    r.cache.setdefault("started", now())
+    folder = os.path.expanduser(r.settings.output["run_log_dir"])
+    r.log_path = console.open_log(os.path.join(folder, log_name(r.version, r.steps, r.cache["started"])))
+    if r.log_path:
+        console.logged(f"ampel-tasks: {' '.join(r.steps)} {r.version or ''} by {r.settings.operator}")
+        console.out(f"run log: {r.log_path}")
+
+
+def _summary(r) -> None:
+    """Every run that ran a step ends with a table: step x host, result, seconds."""
+    if r.rows:
+        ran = {row[0] for row in r.rows}
+        failed = any(row[2] == "failed" for row in r.rows)
+        rows = list(r.rows)
+        if failed:
+            rows += [(s, _where(r, s), "not run", 0.0) for s in STEPS if s in r.steps and s not in ran]
+        order = {s: i for i, s in enumerate(STEPS)}
+        rows.sort(key=lambda row: order.get(row[0], 99))
+        console.out("")
+        console.table(("step", "host", "result", "seconds"),
+                      [(s, h, ("would run" if r.dry and res == "changed" else res), f"{sec:.1f}") for s, h, res, sec in rows])
+    if r.log_path:
+        console.out(f"run log: {r.log_path}")
+    console.close_log()

@@ -23,7 +23,7 @@ from invoke import task
 
 from . import console, run as runs, sources, state
 from .errors import DeployError
-from .image import DRY_HELP, VERSION_HELP
+from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from .remote import src
 
 
@@ -117,11 +117,12 @@ def decide_tag(r):
 
 
 @task(pre=[src], help={
+    "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "message": "commit message for the operator's own changes in the host copies (required when there are any)",
     "dry": DRY_HELP,
 })
-def tag(c, version=None, message=None, dry=False):
+def tag(c, version=None, message=None, dry=False, verbose=False):
     """Commit, tag and push the host copies of the Ampel repos under AMPEL_SRC.
 
     Every repo gets this deployment's tag (ampel.source.tag_pattern); the tool's

@@ -176,14 +176,15 @@ class Host:
 
         In --dry a mutating command is printed, not run. `show` replaces the
         command in what is printed (for commands carrying data, never secrets).
-        `stream` prints output lines as they come; `on_line` receives them instead.
+        `stream` hands output lines to the run log as they come (printed with
+        --verbose); `on_line` receives them instead.
         """
         if self.dry and mutating:
             console.command(self.name, show or cmd, user)
             return DRY_RESULT
         master = self.connection()
         argv = ssh.remote_argv(master, as_user(cmd, user, self.settings.preamble))
-        printer = (lambda line: console.out(prefix + line)) if stream else None
+        printer = (lambda line: console.detail(prefix + line)) if stream else None
         t0 = time.time()
         result = execute(argv, data, on_line or printer, printer)
         if result.exited == 255 and not master.alive():

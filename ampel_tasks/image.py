@@ -1,4 +1,4 @@
-"""Tasks keys, image and push: the runbook's "Build and push a new Ampel image"."""
+"""Tasks keys and image: the runbook's "Build ... a new Ampel image" (push: publish.py)."""
 from __future__ import annotations
 
 import difflib
@@ -12,9 +12,8 @@ from invoke import task
 
 from . import console, run as runs
 from .errors import DeployError
+from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 
-VERSION_HELP = "version to deploy, e.g. v0.3.5 (reaches every step of the chain)"
-DRY_HELP = "print every command and file edit, change nothing (same as invoke -R/--dry)"
 
 
 @task(help={
@@ -116,11 +115,12 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 @task(help={
+    "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "force": "build even when no runbook condition makes a new image necessary",
     "dry": DRY_HELP,
 })
-def image(c, version=None, force=False, dry=False):
+def image(c, version=None, force=False, dry=False, verbose=False):
     """Build and label the Ampel image, only when the runbook says it is necessary.
 
     Necessary if a repo was added to the Dockerfile, or dependencies or
@@ -184,7 +184,8 @@ def decide_image(r):
 
     if running is not None:
         necessary, reason = build.decide(running["labels"], recipe, found, prefix, diff_for)
-        if not necessary:
+        # --force image builds this version's own image: the running one is never overwritten
+        if not necessary and "image" not in r.force:
             r.cache["image_tag"], r.cache["reused_digest"] = running["tag"], running["digest"]
             return Decision("image", "skip", f"{reason}: the running image {r.settings.image['name']}:{running['tag']} "
                             f"is reused as it is (AMPEL_TAG stays {running['tag']})", {"reuse": None, "tag": False})
@@ -230,6 +231,9 @@ def do_image(r, force=False):
         r.done["image"] = d.data["reuse"].id
         return d.data["reuse"]
     reason = "--force" if force else (d.reason if d else "no evidence could be read")
+    # a build is this version's image, never the running one's tag (nor its registry tag or file)
+    r.cache.pop("image_tag", None)
+    r.cache.pop("reused_digest", None)
     console.step("image", f"building {site.image_ref} ({reason})")
     ev = r.cache.get("image evidence")
     # in --dry, "changed" means "would change": later steps decide on it
@@ -282,11 +286,11 @@ def _build(client, image_dir, ref, labels):
             for line in text.splitlines():
                 if line.startswith("Step "):
                     step = line.strip()
-                    console.note(line.strip())
+                    console.detail(f"image: {step}")
                 elif line.strip():
                     tail.append(line.rstrip())
                     tail = tail[-20:]
-                    console.out(f"      {line.rstrip()}")
+                    console.detail(f"      {line.rstrip()}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
     except docker.errors.APIError as exc:
@@ -295,107 +299,3 @@ def _build(client, image_dir, ref, labels):
         raise DeployError(f"image build of {ref} ended without an image id; see the output above")
     console.note(f"build took {time.time() - t0:.0f} s")
     return image_id
-
-
-@task(pre=[image], help={"version": VERSION_HELP, "dry": DRY_HELP})
-def push(c, version=None, dry=False):
-    """Publish the image to the private registry on 127.0.0.1, digest verified.
-
-    Starts the registry as the runbook does but bound to loopback only
-    (`docker run -d -p 127.0.0.1:5000:5000 --restart=always --name registry
-    registry:2`): running is fine, stopped is restarted, a port held by anything
-    else is an error naming it. Tags localhost:5000/ampel:VERSION, pushes with
-    progress, and checks the digest the registry serves. Skips when the registry
-    already has the image's digest.
-    """
-    r = runs.start(c, version=version, dry=dry)
-    do_push(r)
-
-
-def _push_evidence(r):
-    from . import dockerengine, registry
-    from .site import Site
-
-    site = Site(r)
-    s = r.settings
-    reg = s.registry
-    client = dockerengine.engine(r)
-    img = dockerengine.image_or_none(client, site.image_ref)
-    repo = f"{site.registry}/{s.image['name']}"
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registry_up(reg) else None
-    local = set()
-    if img is not None:
-        local = {d.split("@", 1)[1] for d in img.attrs.get("RepoDigests", []) if d.startswith(repo + "@")}
-    return {"client": client, "image": img, "repo": repo, "served": served, "local": local}
-
-
-def decide_push(r):
-    """Decision for `push`: does the registry already serve this image's digest?"""
-    from .plan import Decision
-    from .site import Site
-
-    site = Site(r)
-    if r.cache.get("reused_digest") and "image" not in r.changed:
-        return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
-                        {"digest": r.cache["reused_digest"]})
-    ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=("image",))
-    if ev is None or ev["image"] is None:
-        return None
-    if ev["served"] and ev["served"] in ev["local"]:
-        return Decision("push", "skip", f"registry already serves {site.pushed_ref} as {ev['served'][:19]}",
-                        {"digest": ev["served"]})
-    if ev["served"]:
-        return Decision("push", "run", f"registry serves another image as {site.pushed_ref}")
-    return Decision("push", "run", f"registry does not have {site.pushed_ref}")
-
-
-def do_push(r):
-    """Push to the loopback registry and verify the digest it serves."""
-    from . import dockerengine, registry
-    from .site import Site
-
-    site = Site(r)
-    s = r.settings
-    reg = s.registry
-    d = decide_push(r)
-    if d is not None and d.action == "skip" and "push" not in r.force:
-        console.skip("push", d.reason)
-        r.done["push"] = d.data["digest"]
-        return d.data["digest"]
-    console.step("push", f"{site.image_ref} -> {site.pushed_ref}")
-    if r.dry:
-        r.changed.add("push")
-    client = r.evidence("the Docker engine", dockerengine.client)
-    if client is None:  # --dry on a machine whose engine is not running
-        console.command("local", registry.run_command(s))
-        console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
-        console.command("local", f"docker push {site.pushed_ref}")
-        return None
-    registry.ensure(client, s, r.dry)
-    img = dockerengine.image_or_none(client, site.image_ref)
-    repo = f"{site.registry}/{s.image['name']}"
-    if r.dry or img is None:
-        if img is None and not r.dry:
-            raise DeployError(f"image {site.image_ref} does not exist; run `invoke image --version {site.version}`")
-        console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
-        console.command("local", f"docker push {site.pushed_ref}")
-        return None
-    img.tag(repo, site.image_tag)
-    digest = registry.push(client, repo, site.image_tag)
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
-    if served != digest:
-        raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
-    console.note(f"verified: registry serves {site.pushed_ref} as {digest}")
-    r.done["push"] = digest
-    r.changed.add("push")
-    return digest
-
-
-def registry_up(reg) -> bool:
-    from . import registry
-
-    try:
-        registry.wait_ready(reg["address"], reg["port"], timeout=0.5)
-        return True
-    except DeployError:
-        return False

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-ORDER = ["image", "push", "pull", "src", "db", "tag", "secrets", "up"]
+ORDER = ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"]
 # A skip of the key step is void when one of these earlier steps runs.
 INVALIDATED_BY = {
+    "test": ["image"],
     "push": ["image"],
     "pull": ["push"],
     "db": ["src"],
@@ -22,7 +23,7 @@ INVALIDATED_BY = {
     "up": ["image", "push", "pull", "src", "db", "tag", "secrets"],
 }
 # What a step needs in order to be decided at all.
-NEEDS = {"db": "src", "tag": "src", "secrets": "src", "push": "image", "pull": "push"}
+NEEDS = {"test": "image", "db": "src", "tag": "src", "secrets": "src", "push": "image", "pull": "push"}
 # An existing AMPEL_SRC is never overwritten, --force or not.
 UNFORCEABLE = {"src"}
 
@@ -57,7 +58,9 @@ def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
         elif d.action == "skip":
             movers = [e for e in INVALIDATED_BY.get(step, []) if e in done and done[e].action in ("run", "maybe")]
             if movers:
-                action = "run" if step == "up" and any(done[e].action == "run" for e in movers) else "maybe"
+                # a new image must be tested, and whatever changed must be redeployed
+                certain = step in ("up", "test") and any(done[e].action == "run" for e in movers)
+                action = "run" if certain else "maybe"
                 d = Decision(step, action, f"{', '.join(movers)} may change what this step sees (now: {d.reason})", d.data)
         done[step] = d
         out.append(d)
@@ -66,10 +69,11 @@ def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
 
 def decide(r, steps: List[str]) -> List[Decision]:
     """Gather each step's evidence (read-only) and combine."""
-    from . import gitops, image, remote
+    from . import gitops, image, publish, remote, testrun
 
     deciders = {
-        "image": image.decide_image, "push": image.decide_push, "pull": remote.decide_pull,
+        "image": image.decide_image, "test": testrun.decide_test, "push": publish.decide_push,
+        "pull": remote.decide_pull,
         "src": remote.decide_src, "db": remote.decide_db, "tag": gitops.decide_tag,
         "secrets": remote.decide_secrets, "up": remote.decide_up,
     }

@@ -19,7 +19,7 @@ def run_command(s) -> str:
     r = s.registry
     return (
         f"docker run -d -p {r['address']}:{r['port']}:5000 --restart=always "
-        f"--name {r['name']} {r['image']}"
+        f"-e REGISTRY_STORAGE_DELETE_ENABLED=true --name {r['name']} {r['image']}"
     )
 
 
@@ -104,6 +104,8 @@ def ensure(client, s, dry: bool) -> None:
             client.containers.run(
                 r["image"], detach=True, name=r["name"], ports={"5000/tcp": (r["address"], r["port"])},
                 restart_policy={"Name": "always"},
+                # prune deletes the tags no kept deployment runs
+                environment={"REGISTRY_STORAGE_DELETE_ENABLED": "true"},
             )
         except docker.errors.ImageNotFound:
             raise DeployError(f"image {r['image']} is not available locally; load it (`docker load`) or set ampel.registry.image") from None
@@ -144,7 +146,7 @@ def served_digest(address: str, port: int, name: str, tag: str) -> Optional[str]
 def push(client, repository: str, tag: str) -> str:
     """Push with progress; any errorDetail in the stream is an error (docker/docker-py#3161)."""
     digest = None
-    shown = {}
+    progress = PushProgress()
     for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
         if "errorDetail" in chunk or "error" in chunk:
             detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
@@ -152,13 +154,61 @@ def push(client, repository: str, tag: str) -> str:
         aux = chunk.get("aux") or {}
         if aux.get("Digest"):
             digest = aux["Digest"]
-        status, layer = chunk.get("status", ""), chunk.get("id", "")
-        if layer and status in ("Pushed", "Layer already exists", "Mounted from") and shown.get(layer) != status:
-            shown[layer] = status
-            console.note(f"{layer}: {status}")
-        elif status and not layer:
-            console.note(status)
+        line = progress.feed(chunk)
+        if line:
+            console.status(line)
     if digest is None:
         raise DeployError(f"push of {repository}:{tag} ended without a digest; the registry may have refused it")
+    console.note(progress.summary())
     return digest
+
+
+class PushProgress:
+    """Bytes pushed and rate, from the engine's push stream (pure: fed chunk by chunk)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.t0 = clock()
+        self.sent = {}  # layer -> bytes sent so far
+        self.done = {}  # layer -> final status
+        self.shown = 0.0
+
+    def feed(self, chunk: dict) -> Optional[str]:
+        status, layer = chunk.get("status", ""), chunk.get("id", "")
+        if not layer:
+            return status or None
+        if status == "Pushing":
+            current = (chunk.get("progressDetail") or {}).get("current")
+            if isinstance(current, int):
+                self.sent[layer] = max(current, self.sent.get(layer, 0))
+            now = self.clock()
+            if now - self.shown < 0.5:
+                return None
+            self.shown = now
+            return f"push: {mib(self.bytes)} MiB sent ({self.rate()})"
+        if status in ("Pushed", "Layer already exists") or status.startswith("Mounted from"):
+            self.done[layer] = status
+            return f"push: layer {layer}: {status}"
+        return None
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.sent.values())
+
+    def rate(self) -> str:
+        return rate(self.bytes, self.clock() - self.t0)
+
+    def summary(self) -> str:
+        pushed = sum(1 for v in self.done.values() if v == "Pushed")
+        kept = len(self.done) - pushed
+        return (f"pushed {pushed} layer(s), {mib(self.bytes)} MiB in {self.clock() - self.t0:.0f} s ({self.rate()}); "
+                f"{kept} already in the registry")
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / 2**20 / seconds:.1f} MiB/s" if seconds > 0 else "- MiB/s"
 

@@ -6,12 +6,15 @@ import json
 import os
 import posixpath
 import shlex
+import time
+from typing import Optional
 
 from invoke import task
 
-from . import console, envfile, preflight, run as runs, sources, state
+from . import console, envfile, preflight, registry, run as runs, sources, state
 from .errors import DeployError
-from .image import DRY_HELP, VERSION_HELP, push
+from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from .publish import push
 
 
 def _site(r):
@@ -28,7 +31,7 @@ def registry_digest(r, site):
         return r.done["push"]
     if r.cache.get("reused_digest"):  # the running image: its file is already on the hosts
         return r.cache["reused_digest"]
-    from .image import registry_up
+    from .publish import registry_up
 
     reg = r.settings.registry
     if not registry_up(reg):
@@ -36,8 +39,8 @@ def registry_digest(r, site):
     return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
 
 
-@task(pre=[push], help={"version": VERSION_HELP, "dry": DRY_HELP})
-def pull(c, version=None, dry=False):
+@task(pre=[push], help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+def pull(c, version=None, dry=False, verbose=False):
     """Pull the image onto transit and burst through an ssh -R tunnel.
 
     For each host with the `pull` role: opens the runbook's reverse tunnel
@@ -88,6 +91,7 @@ def do_pull(r):
         have = ev["hosts"].get(host.name)
         if digest and have == digest and "pull" not in r.force:
             console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}")
+            r.row("pull", host.name, "skipped", 0.0)
         else:
             todo.append(host)
     if not todo:
@@ -97,19 +101,19 @@ def do_pull(r):
         console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")
     if r.dry or len(todo) == 1:
         for host in todo:
-            _pull_one(r, site, host, digest, prefix="")
+            _pull_one(r, site, host, digest)
         return
     # each host has its own connection and tunnel: pull on all of them at once
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(todo)) as pool:
-        futures = [pool.submit(_pull_one, r, site, host, digest, f"[{host.name}] ") for host in todo]
+        futures = [pool.submit(_pull_one, r, site, host, digest) for host in todo]
     errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         raise errors[0]
 
 
-def _pull_one(r, site, host, digest, prefix):
+def _pull_one(r, site, host, digest):
     """One host's pull: tunnel up, pull to a temporary name, rename, record the digest."""
     from .hosts import Tunnel
 
@@ -125,21 +129,40 @@ def _pull_one(r, site, host, digest, prefix):
         f"mv -f {shlex.quote(part)} {shlex.quote(site.image_file)} && "
         f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
     )
+    if not r.dry:
+        cmd += f" && stat -c 'pulled-bytes %s' {shlex.quote(site.image_file)}"
     if r.dry:
         with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
             host.run(cmd, user=user)
         r.changed.add("pull")
         return
+    t0 = time.time()
     with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
-        res = host.run(cmd, user=user, stream=True, warn=True, prefix=prefix)
+        res = host.run(cmd, user=user, stream=True, warn=True, prefix=f"pull {host.name}: ")
+    seconds = time.time() - t0
     if not res.ok:
         host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
+        r.row("pull", host.name, "failed", seconds)
         raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}); no image file was left")
+    size = _pulled_bytes(res.stdout)
+    if size is not None:
+        console.note(f"{host.name}: {site.image_file} {registry.mib(size)} MiB in {seconds:.0f} s "
+                     f"({registry.rate(size, seconds)})")
+    r.row("pull", host.name, "changed", seconds)
     r.changed.add("pull")
 
 
-@task(pre=[pull], help={"version": VERSION_HELP, "dry": DRY_HELP})
-def src(c, version=None, dry=False):
+def _pulled_bytes(stdout: str) -> Optional[int]:
+    """The image file's size from the pull command's last line (pure)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("pulled-bytes "):
+            value = line.split()[1]
+            return int(value) if value.isdigit() else None
+    return None
+
+
+@task(pre=[pull], help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+def src(c, version=None, dry=False, verbose=False):
     """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst.
 
     Runs `singularity-stack volume init <image file> /Ampel $AMPEL_SRC` as the
@@ -262,11 +285,12 @@ def _moves_after_copy(r, site, only=None):
 
 
 @task(pre=[src], help={
+    "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "new_db": "start a new live database for this version even if no schema change asks for one",
     "dry": DRY_HELP,
 })
-def db(c, version=None, new_db=False, dry=False):
+def db(c, version=None, new_db=False, dry=False, verbose=False):
     """Point dryrun.env at this version; start a new live database when necessary.
 
     Always sets AMPEL_TAG and AMPEL_SRC. A new live database is necessary with
@@ -434,8 +458,8 @@ def stack_doc(r, site):
         raise DeployError(f"{site.stack_file} on {site.service_host.name} is not valid YAML: {exc}") from None
 
 
-@task(help={"version": VERSION_HELP, "dry": DRY_HELP})
-def secrets(c, version=None, dry=False):
+@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+def secrets(c, version=None, dry=False, verbose=False):
     """Copy the secrets the stack file names into <dryrun dir>/secrets on burst.
 
     Only secrets that are missing or differ (compared by hash) are copied, from
@@ -549,11 +573,12 @@ def do_secrets(r):
 
 
 @task(pre=[src, db, secrets], help={
+    "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
     "dry": DRY_HELP,
 })
-def up(c, version=None, same=False, dry=False):
+def up(c, version=None, same=False, dry=False, verbose=False):
     """Redeploy the stack with deploy/up, then wait until it is healthy.
 
     In the directory holding `secrets`, as ampel: `$AMPEL_SRC/ampel-core/deploy/up

@@ -42,6 +42,9 @@ class Run:
         self.unknown_facts: List[str] = []
         self.cache: Dict[str, object] = {"t0": __import__("time").time()}
         self.cleanups = []
+        # the summary table: (step, host, skipped|changed|failed|not run, seconds)
+        self.rows: List[tuple] = []
+        self.log_path: Optional[str] = None
 
     @property
     def settings(self) -> Settings:
@@ -75,6 +78,10 @@ class Run:
         if self.version is None:
             raise DeployError("no version given; pass --version, e.g. --version v0.3.5")
         return self.version
+
+    def row(self, step: str, host: str, result: str, seconds: float) -> None:
+        """One line of the run's summary table (a step reports its hosts itself, e.g. pull)."""
+        self.rows.append((step, host, result, seconds))
 
     def cant_read(self, what: str) -> None:
         """Record a fact --dry could not read (say so at the end, never guess)."""

@@ -78,6 +78,8 @@ class Settings:
     secrets: Dict[str, str]
     health: Dict[str, Any]
     hooks: Dict[str, str]
+    output: Dict[str, Any]
+    tests: Dict[str, str]
 
     def hosts_with(self, role: str) -> List[HostSettings]:
         return [h for h in self.hosts.values() if role in h.roles]
@@ -156,6 +158,8 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
         secrets=merged["secrets"],
         health=merged["health"],
         hooks=merged["hooks"],
+        output=merged["output"],
+        tests=merged["tests"],
     )
 
 

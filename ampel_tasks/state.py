@@ -158,7 +158,7 @@ def lock(r) -> None:
         return
     st = State(r)
     st.acquire(wait=float(r.options.get("lock_wait") or 0), break_lock=bool(r.options.get("break_lock")))
-    r.cache["started"] = now()
+    r.cache.setdefault("started", now())  # the run log, opened earlier, bears the same stamp
     r.on_step.append(lambda step, result: st.audit(f"{r.version}: {step} {result}") if result == "changed" else None)
     r.on_success.append(lambda: record(r, st, "ok"))
     r.on_success.append(lambda: hooks.run(r, "post_deploy"))
@@ -206,7 +206,7 @@ def record(r, st: "State", result: str) -> None:
         running = running_manifest(r)
         if r.changed & {"src", "tag"} and running.get("version") == r.version:
             # the stack reads its mounted sources live: what runs now is what the copies hold
-            st.write_manifest({**running, **_recorded(site)})
+            st.write_manifest({**running, **_recorded(site), "tests": r.cache.get("tests") or running.get("tests")})
         st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
         return
     try:
@@ -237,7 +237,11 @@ def record(r, st: "State", result: str) -> None:
         "started": r.cache.get("started"),
         "ended": now(),
         "steps": dict(r.results),
+        "image_id": r.cache.get("image_id") or r.done.get("image") or running_manifest(r).get("image_id"),
+        "tests": r.cache.get("tests"),
     }
+    if r.log_path:
+        manifest["run_log"] = f"{socket.gethostname()}:{r.log_path}"
     previous = st.current_version()
     if previous and previous != r.version:
         manifest["previous"] = previous

@@ -403,6 +403,7 @@ def core_files(git_host, known_hosts, repos=None):
         "ampel/db_schema.py": "# Bump when the live database layout changes: a new live database is then necessary.\nSCHEMA_VERSION = 3\n",
         "ampel/core/__init__.py": '__version__ = "0.3.5"\n',
         "ampel/core/services.py": SERVICES_PY,
+        "tests/test_services.py": CORE_TESTS,
         "deploy/up": UP_SCRIPT,
         "deploy/production/dryrun.env": DRYRUN_ENV,
         "deploy/production/burst.yml": burst_yml(),
@@ -420,11 +421,46 @@ def core_files(git_host, known_hosts, repos=None):
     }
 
 
+# A T0 filter as the contrib repos carry them, and its unit tests (the runbook's
+# test step runs them; a test breaks the threshold to see a deploy stop).
+FILTER_PY = '''"""A T0 filter: accept an alert whose real-bogus score reaches the threshold."""
+THRESHOLD = 0.5
+
+
+def accept(alert):
+    return alert.get("rb", 0.0) >= THRESHOLD
+'''
+
+
+def filter_tests(package):
+    return (
+        f"from {package}.filter import accept\n\n\n"
+        "def test_a_real_looking_alert_is_accepted():\n"
+        "    assert accept({\"rb\": 0.7})\n\n\n"
+        "def test_a_bogus_alert_is_rejected():\n"
+        "    assert not accept({\"rb\": 0.1})\n\n\n"
+        "def test_an_alert_without_score_is_rejected():\n"
+        "    assert not accept({})\n"
+    )
+
+
+CORE_TESTS = """\
+from ampel.core import services
+
+
+def test_every_console_script_has_its_service():
+    for name in ("alertprocessor", "statspublisher", "followup", "t2", "t3"):
+        assert callable(getattr(services, name))
+"""
+
+
 def plugin_files(repo, requires, script):
     package = repo.dir.replace("-", "_")
     return {
         "setup.py": _setup_py(repo.dir, [package], requires, [script]),
         f"{package}/__init__.py": f'"""{repo.dir} (sandbox fixture)."""\n\n\ndef main():\n    print("{repo.dir} 0.3.5")\n',
+        f"{package}/filter.py": FILTER_PY,
+        f"tests/test_{package}_filter.py": filter_tests(package),
         ".gitignore": "__pycache__/\n*.egg-info/\n",
     }
 

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import tool
 
-ALL_TASKS = ["keys", "image", "push", "pull", "src", "db", "tag", "secrets", "up", "logs",
-             "plan", "deploy", "status", "history", "rollback"]
+ALL_TASKS = ["keys", "image", "test", "push", "pull", "src", "db", "tag", "secrets", "up", "logs",
+             "plan", "deploy", "status", "history", "rollback", "prune"]
 
 
 def one_error_line(p):

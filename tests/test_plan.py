@@ -8,15 +8,15 @@ def d(step, action, reason="r"):
 
 
 def test_everything_up_to_date_skips_every_step():
-    own = {s: d(s, "skip") for s in ["image", "push", "pull", "src", "db", "tag", "secrets", "up"]}
-    assert [x.action for x in combine(own)] == ["skip"] * 8
+    own = {s: d(s, "skip") for s in ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"]}
+    assert [x.action for x in combine(own)] == ["skip"] * 9
 
 
-def test_a_new_image_makes_later_skips_maybe_and_up_run():
-    own = {s: d(s, "skip") for s in ["push", "pull", "src", "db", "tag", "secrets", "up"]}
+def test_a_new_image_is_tested_makes_later_skips_maybe_and_up_run():
+    own = {s: d(s, "skip") for s in ["test", "push", "pull", "src", "db", "tag", "secrets", "up"]}
     own["image"] = d("image", "run", "repo added")
     got = {x.step: x.action for x in combine(own)}
-    assert got == {"image": "run", "push": "maybe", "pull": "maybe", "src": "skip", "db": "skip",
+    assert got == {"image": "run", "test": "run", "push": "maybe", "pull": "maybe", "src": "skip", "db": "skip",
                    "tag": "skip", "secrets": "skip", "up": "run"}
 
 

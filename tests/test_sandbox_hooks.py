@@ -2,7 +2,6 @@
 run; a failing pre-deploy hook stops the deploy before any change, and the
 on-failure hook hears of it."""
 import json
-import stat
 from pathlib import Path
 
 import pytest

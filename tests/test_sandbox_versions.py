@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from conftest import sandbox_cmd, tool
-from test_sandbox_deploy import DAEMONS, NEW_DEPENDENCY, SERVER, STATE, Upstream, bare, burst, daemon, live_instances
+from test_sandbox_deploy import NEW_DEPENDENCY, SERVER, STATE, Upstream, bare, burst, daemon, live_instances
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"
 DEVEL = STATE / "operator/ampel-core/deploy/docker-images/devel"
-PLAN_LINE = re.compile(r"^  (image|push|pull|src|db|tag|secrets|up)\s+(run|skip|maybe)\s+(.*)$", re.M)
+PLAN_LINE = re.compile(r"^  (image|test|push|pull|src|db|tag|secrets|up)\s+(run|skip|maybe)\s+(.*)$", re.M)
+STEPS = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "up")
 
 
 def files_under(root: Path, pattern: str) -> dict:
@@ -76,10 +77,23 @@ def sent_to_hosts() -> int:
     return sum(int(Path(f"/sys/class/net/ab-{h}/statistics/tx_bytes").read_text()) for h in ("burst", "transit"))
 
 
+def test_containers(sandbox, since: float, until: float) -> int:
+    """Containers made from an image on either operator's engine (the test step's
+    `docker run`s), from the engines' own event logs."""
+    made = 0
+    for env in ({}, {"DOCKER_HOST": sandbox["operator2"]["env"]["DOCKER_HOST"]}):
+        out = subprocess.run([DOCKER, "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--filter",
+                              "type=container", "--filter", "event=create", "--filter", "label=org.ampelproject.step=test", "--format", "{{.Actor.Attributes.image}}"],
+                             capture_output=True, text=True, env=dict(os.environ, **env)).stdout
+        made += len(out.split())
+    return made
+
+
 def observe(sandbox) -> dict:
     """Everything the steps could change, read from where it lives."""
     images = subprocess.check_output([DOCKER, "images", "--no-trunc", "-q", "ampel"], text=True).split()
     return {
+        "time": time.time(),
         "engine": set(images),
         "registry": len(registry_log()),
         "files": {h: files_under(Path(sandbox["host"][h]["root"], "data/ampel/singularity"), "*.simg")
@@ -94,11 +108,12 @@ def observe(sandbox) -> dict:
     }
 
 
-def seen(before: dict, after: dict) -> dict:
+def seen(sandbox, before: dict, after: dict) -> dict:
     """Which steps acted, by their traces outside the tool."""
     log = registry_log()[before["registry"]:]
     return {
         "image": after["engine"] - before["engine"] != set(),
+        "test": test_containers(sandbox, before["time"], after["time"]) > 0,
         "push": any(re.search(r'"PUT /v2/ampel/manifests/', line) for line in log),
         "pull": after["files"] != before["files"],
         "src": after["copies"] != before["copies"],
@@ -116,7 +131,7 @@ def deploy(sandbox, *args, **as_operator):
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     after = observe(sandbox)
     plan = {m.group(1): m.group(2) for m in PLAN_LINE.finditer(p.stdout)}
-    acted = seen(before, after)
+    acted = seen(sandbox, before, after)
     for step, action in plan.items():
         if action != "maybe":
             assert (action == "run") == acted[step], f"{' '.join(args)}: plan said {step} {action}, but it " \
@@ -210,8 +225,7 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         assert f"deployed/{v['v0.3.6']}-1" in {t.split(":", 1)[1].removeprefix("refs/tags/") for t in server_tags(sandbox)}
         # the tag's push left the next deploy clean: nothing left to do
         again = tool("plan", "--version", v["v0.3.6"], "--json", check=True)
-        assert {s["step"]: s["action"] for s in json.loads(again.stdout)["steps"]} == dict.fromkeys(
-            ("image", "push", "pull", "src", "db", "tag", "secrets", "up"), "skip")
+        assert {s["step"]: s["action"] for s in json.loads(again.stdout)["steps"]} == dict.fromkeys(STEPS, "skip")
 
         # -- a new dependency: the image is rebuilt, pushed and pulled; the database continues
         base.change(*NEW_DEPENDENCY)
@@ -280,8 +294,7 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         assert {k: theirs[k] for k in ("version", "env", "sources", "image_digest", "healthy")} == \
             {k: back[k] for k in ("version", "env", "sources", "image_digest", "healthy")}
         nothing = json.loads(tool("plan", "--version", v["v0.3.8"], "--json", check=True, **op2).stdout)
-        assert {s["step"]: s["action"] for s in nothing["steps"]} == dict.fromkeys(
-            ("image", "push", "pull", "src", "db", "tag", "secrets", "up"), "skip"), nothing
+        assert {s["step"]: s["action"] for s in nothing["steps"]} == dict.fromkeys(STEPS, "skip"), nothing
         plan, acted, p, sent = deploy(sandbox, "--version", v["v0.4.0"], **op2)
         assert plan["image"] == plan["push"] == plan["pull"] == "skip" and not acted["push"]
         again = status()

@@ -1,0 +1,7 @@
+"""Help texts of the options that several tasks share."""
+
+VERSION_HELP = "version to deploy, e.g. v0.3.5 (reaches every step of the chain)"
+DRY_HELP = "print every command and file edit, change nothing (same as invoke -R/--dry)"
+VERBOSE_HELP = ("print every line (build output, the hosts' own output) instead of one per step; "
+                "the run log has them anyway")
+SKIP_TESTS_HELP = "deploy without running the repos' unit tests (recorded in the manifest)"

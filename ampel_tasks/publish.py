@@ -1,0 +1,115 @@
+"""Task push: the runbook's "... and push a new Ampel image" to the private registry."""
+from __future__ import annotations
+
+from invoke import task
+
+from . import console, run as runs
+from .errors import DeployError
+from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
+from .testrun import test
+
+
+@task(pre=[test], help={
+    "version": VERSION_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP, "skip_tests": SKIP_TESTS_HELP,
+})
+def push(c, version=None, dry=False, verbose=False, skip_tests=False):
+    """Publish the image to the private registry on 127.0.0.1, digest verified.
+
+    Starts the registry as the runbook does but bound to loopback only
+    (`docker run -d -p 127.0.0.1:5000:5000 --restart=always --name registry
+    registry:2`): running is fine, stopped is restarted, a port held by anything
+    else is an error naming it. Tags localhost:5000/ampel:VERSION, pushes with
+    progress, and checks the digest the registry serves. Skips when the registry
+    already has the image's digest.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_push(r)
+
+
+def _push_evidence(r):
+    from . import dockerengine, registry
+    from .site import Site
+
+    site = Site(r)
+    s = r.settings
+    reg = s.registry
+    client = dockerengine.engine(r)
+    img = dockerengine.image_or_none(client, site.image_ref)
+    repo = f"{site.registry}/{s.image['name']}"
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registry_up(reg) else None
+    local = set()
+    if img is not None:
+        local = {d.split("@", 1)[1] for d in img.attrs.get("RepoDigests", []) if d.startswith(repo + "@")}
+    return {"client": client, "image": img, "repo": repo, "served": served, "local": local}
+
+
+def decide_push(r):
+    """Decision for `push`: does the registry already serve this image's digest?"""
+    from .plan import Decision
+    from .site import Site
+
+    site = Site(r)
+    if r.cache.get("reused_digest") and "image" not in r.changed:
+        return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
+                        {"digest": r.cache["reused_digest"]})
+    ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=("image",))
+    if ev is None or ev["image"] is None:
+        return None
+    if ev["served"] and ev["served"] in ev["local"]:
+        return Decision("push", "skip", f"registry already serves {site.pushed_ref} as {ev['served'][:19]}",
+                        {"digest": ev["served"]})
+    if ev["served"]:
+        return Decision("push", "run", f"registry serves another image as {site.pushed_ref}")
+    return Decision("push", "run", f"registry does not have {site.pushed_ref}")
+
+
+def do_push(r):
+    """Push to the loopback registry and verify the digest it serves."""
+    from . import dockerengine, registry
+    from .site import Site
+
+    site = Site(r)
+    s = r.settings
+    reg = s.registry
+    d = decide_push(r)
+    if d is not None and d.action == "skip" and "push" not in r.force:
+        console.skip("push", d.reason)
+        r.done["push"] = d.data["digest"]
+        return d.data["digest"]
+    console.step("push", f"{site.image_ref} -> {site.pushed_ref}")
+    if r.dry:
+        r.changed.add("push")
+    client = r.evidence("the Docker engine", dockerengine.client)
+    if client is None:  # --dry on a machine whose engine is not running
+        console.command("local", registry.run_command(s))
+        console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
+        console.command("local", f"docker push {site.pushed_ref}")
+        return None
+    registry.ensure(client, s, r.dry)
+    img = dockerengine.image_or_none(client, site.image_ref)
+    repo = f"{site.registry}/{s.image['name']}"
+    if r.dry or img is None:
+        if img is None and not r.dry:
+            raise DeployError(f"image {site.image_ref} does not exist; run `invoke image --version {site.version}`")
+        console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
+        console.command("local", f"docker push {site.pushed_ref}")
+        return None
+    img.tag(repo, site.image_tag)
+    digest = registry.push(client, repo, site.image_tag)
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
+    if served != digest:
+        raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
+    console.note(f"verified: registry serves {site.pushed_ref} as {digest}")
+    r.done["push"] = digest
+    r.changed.add("push")
+    return digest
+
+
+def registry_up(reg) -> bool:
+    from . import registry
+
+    try:
+        registry.wait_ready(reg["address"], reg["port"], timeout=0.5)
+        return True
+    except DeployError:
+        return False

@@ -1,0 +1,102 @@
+"""The runbook's test step on the sandbox: each repo's unit tests in the image that
+will run, against the commits that will run, before anything reaches a host."""
+import hashlib
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tool
+from test_sandbox_deploy import Upstream, burst, transit
+
+pytestmark = pytest.mark.sandbox
+DOCKER = "/usr/bin/docker"
+STRICTER = ("ampel_contrib_hu/filter.py", lambda t: t.replace("THRESHOLD = 0.5", "THRESHOLD = 0.9"),
+            "a stricter T0 filter")
+
+
+def tree_digest(root: Path) -> dict:
+    """{path: sha256} of every file under root (what a deploy could change there)."""
+    out = {}
+    for p in sorted(root.rglob("*")) if root.exists() else []:
+        if p.is_file() and not p.is_symlink():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def hosts_now(sandbox) -> dict:
+    return {
+        "burst home": tree_digest(burst(sandbox, "home/ampel")),
+        "burst images": tree_digest(burst(sandbox, "data/ampel/singularity")),
+        "transit images": tree_digest(transit(sandbox, "data/ampel/singularity")),
+    }
+
+
+def pushed_manifests() -> int:
+    p = subprocess.run([DOCKER, "logs", "registry"], capture_output=True, text=True)
+    return sum(1 for line in (p.stdout + p.stderr).splitlines() if '"PUT /v2/ampel/manifests/' in line)
+
+
+def newest_manifest() -> dict:
+    return json.loads(tool("history", "--json", check=True).stdout)[0]
+
+
+def test_a_failing_unit_test_stops_the_deploy_before_anything_reaches_a_host(deployed, tmp_path):
+    sandbox = deployed
+    version = f"v0.3.6-t{int(time.time()) % 100000}"
+    hu = Upstream(tmp_path, "ampel-contrib-hu")
+    try:
+        hu.change(*STRICTER)
+        before, pushes = hosts_now(sandbox), pushed_manifests()
+        p = tool("deploy", "--version", version, "--yes", timeout=900)
+        assert p.returncode == 1, p.stdout[-3000:]
+        errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in p.stderr
+        assert re.match(r"error: test: ampel-contrib-hu [0-9a-f]{10}: 1 failed, 2 passed \(FAILED "
+                        r"tests/test_ampel_contrib_hu_filter.py::test_a_real_looking_alert_is_accepted", errors[0]), errors
+        assert "nothing was pushed or changed on a host" in errors[0]
+        assert re.search(r"^  test\s+run\s+", p.stdout, re.M), "the plan showed the test step"
+        assert re.search(r"^test\s+local\s+failed", p.stdout, re.M) and re.search(r"^push\s+local\s+not run", p.stdout, re.M)
+        assert hosts_now(sandbox) == before, "a failed test changed a host"
+        assert pushed_manifests() == pushes, "a failed test pushed an image"
+        assert not burst(sandbox, "home/ampel/dryrun/.ampel-tasks/lock").exists()
+
+        # the operator takes the risk explicitly: deployed, and the manifest says so
+        p = tool("deploy", "--version", version, "--yes", "--skip-tests", timeout=900)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+        assert re.search(r"^  test\s+skip\s+--skip-tests", p.stdout, re.M)
+        m = newest_manifest()
+        assert m["version"] == version and m["tests"]["result"] == "skipped (--skip-tests)"
+        assert m["tests"]["by"] == m["operator"]
+    finally:
+        hu.revert()
+
+
+def test_a_code_only_release_is_tested_in_the_running_image_pulled_by_its_digest(deployed, tmp_path):
+    """The image is reused, this machine no longer has it: pulled from the registry by
+    the digest the running deployment records, the new commits mounted over /Ampel."""
+    running = json.loads(tool("status", "--json", check=True).stdout)
+    digest = running["image_digest"]
+    version = f"v0.3.6-p{int(time.time()) % 100000}"
+    core = Upstream(tmp_path, "Ampel-core")
+    try:
+        core.change("ampel/core/services.py", lambda t: t + f"\n\nNEWER = {version!r}\n", "a code-only change")
+        for ref in subprocess.run([DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                                  text=True).stdout.split():
+            if ref.split(":")[0].endswith("ampel"):
+                subprocess.run([DOCKER, "rmi", "-f", ref], capture_output=True)
+        p = tool("deploy", "--version", version, "--yes", timeout=900)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+        assert f"is not on this machine: pulling localhost:5000/ampel@{digest}" in p.stdout
+        assert re.search(r"^    ampel-core [0-9a-f]{10}: 1 passed", p.stdout, re.M), p.stdout
+        m = newest_manifest()
+        assert m["tests"]["result"] == "passed" and m["tests"]["commits"]["ampel-core"] == core.made[-1]
+        # the same image and commits again: nothing to test
+        plan = json.loads(tool("plan", "--version", version, "--json", check=True).stdout)
+        test = next(s for s in plan["steps"] if s["step"] == "test")
+        assert test["action"] == "skip" and "passed for this image and these commits" in test["reason"]
+    finally:
+        core.revert()
