@@ -143,6 +143,18 @@ def served_digest(address: str, port: int, name: str, tag: str) -> Optional[str]
         raise DeployError(f"registry on {address}:{port} is not reachable: {getattr(exc, 'reason', exc)}") from None
 
 
+def manifest(address: str, port: int, name: str, tag: str) -> Optional[dict]:
+    """The image manifest the registry serves for name:tag (layer sizes), or None."""
+    import json
+
+    req = urllib.request.Request(f"http://{address}:{port}/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_V2})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
 def push(client, repository: str, tag: str) -> str:
     """Push with progress; any errorDetail in the stream is an error (docker/docker-py#3161)."""
     digest = None

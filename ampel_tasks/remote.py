@@ -65,17 +65,80 @@ def _pull_evidence(r, site):
     return {"digest": digest, "hosts": hosts}
 
 
+def _image_bytes(r, site) -> tuple:
+    """(layers, unpacked bytes) of the image to pull: the registry's manifest of it,
+    else of the running image (the estimate while it is still to be built), else,
+    with the registry stopped, the running image file's size on the service host."""
+    from . import dockerengine, space
+    from .image import running_image
+    from .publish import registry_up
+
+    s, reg = r.settings, r.settings.registry
+    running = running_image(r)
+    tags = [site.image_tag] + ([running["tag"]] if running else [])
+    layers = []
+    if registry_up(reg):
+        for tag in tags:
+            layers = space.layer_sizes(registry.manifest(reg["address"], reg["port"], s.image["name"], tag))
+            if layers:
+                break
+    path = state.running_manifest(r).get("image_file")
+    if not layers and path:
+        res = site.service_host.fact(f"stat -c %s {shlex.quote(path)}", user=s.service_user)
+        if res is not None and res.ok and res.stdout.strip().isdigit():
+            layers = [("estimate", int(res.stdout.strip()))]
+    unpacked = 0
+    try:
+        client = dockerengine.engine(r)
+        for tag in tags:
+            img = dockerengine.image_or_none(client, f"{s.image['name']}:{tag}")
+            if img is not None:
+                unpacked = int(img.attrs.get("Size") or 0)
+                break
+    except DeployError:
+        pass
+    return layers, unpacked or 2 * sum(size for _, size in layers)
+
+
+def space_problems(r, site, hosts) -> list:
+    """Each filesystem of each host that a pull of this image would overfill (read-only)."""
+    from . import space
+
+    layers, unpacked = _image_bytes(r, site)
+    if not layers:
+        return []
+    out = []
+    for host in hosts:
+        directory = site.singularity_dir(host)
+        res = host.fact(space.fact_command(directory), user=r.settings.service_user)
+        if res is None or not res.ok:
+            continue
+        df, cached = space.parse_fact(res.stdout)
+        out += space.problems(host.name, space.needs(layers, cached, unpacked, directory, space.TMP_DIR, df))
+    return out
+
+
+def _require_space(r, site, names) -> None:
+    found = r.evidence("pull space", lambda: space_problems(r, site, [r.host(n) for n in names]), after=("push",))
+    if found:
+        raise DeployError("; ".join(found))
+
+
 def decide_pull(r):
     """Decision for `pull`: does each host have the image file with the registry's digest?"""
     from .plan import Decision
 
     site = _site(r)
     ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",))
+    if ev is not None and ev["digest"] is None:
+        # an image still to be built: each host without its file will pull about what the running one took
+        _require_space(r, site, [h for h, d in ev["hosts"].items() if d == ""])
     if ev is None or ev["digest"] is None or None in ev["hosts"].values():
         return None
     todo = [h for h, d in ev["hosts"].items() if d != ev["digest"]]
     if not todo:
         return Decision("pull", "skip", f"{site.image_file} with digest {ev['digest'][:19]} on {', '.join(ev['hosts'])}")
+    _require_space(r, site, todo)
     return Decision("pull", "run", f"{site.image_file} missing or outdated on {', '.join(todo)}", {"hosts": todo})
 
 
@@ -96,6 +159,12 @@ def do_pull(r):
             todo.append(host)
     if not todo:
         return
+    if not r.dry:
+        from . import dockerengine
+
+        # a reused image skips push: the registry it is pulled from may be stopped
+        registry.ensure(dockerengine.engine(r), r.settings, False)
+        _require_space(r, site, [h.name for h in todo])
     state.lock(r)
     for host in todo:
         console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")

@@ -77,7 +77,7 @@ def sent_to_hosts() -> int:
     return sum(int(Path(f"/sys/class/net/ab-{h}/statistics/tx_bytes").read_text()) for h in ("burst", "transit"))
 
 
-def test_containers(sandbox, since: float, until: float) -> int:
+def containers_made(sandbox, since: float, until: float) -> int:
     """Containers made from an image on either operator's engine (the test step's
     `docker run`s), from the engines' own event logs."""
     made = 0
@@ -113,7 +113,7 @@ def seen(sandbox, before: dict, after: dict) -> dict:
     log = registry_log()[before["registry"]:]
     return {
         "image": after["engine"] - before["engine"] != set(),
-        "test": test_containers(sandbox, before["time"], after["time"]) > 0,
+        "test": containers_made(sandbox, before["time"], after["time"]) > 0,
         "push": any(re.search(r'"PUT /v2/ampel/manifests/', line) for line in log),
         "pull": after["files"] != before["files"],
         "src": after["copies"] != before["copies"],
