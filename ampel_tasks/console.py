@@ -92,11 +92,6 @@ def detail(text: str) -> None:
             _transient = True
 
 
-def status(text: str) -> None:
-    """Progress of a long step (bytes and rate): a transient line on a terminal, the log otherwise."""
-    detail(text)
-
-
 def open_log(path: str) -> Optional[str]:
     """Start the run log at `path` (its directory made, mode 0600); None if it cannot be written."""
     global _log

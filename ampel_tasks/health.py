@@ -138,7 +138,7 @@ def gate(r, site):
             stable_since = None
             note = "; ".join(waiting[:3])
             if note != last_note:
-                console.status(f"health: waiting ({elapsed:.0f} s): {note}")
+                console.detail(f"health: waiting ({elapsed:.0f} s): {note}")
                 last_note = note
         else:
             stable_since = stable_since or time.time()

@@ -22,6 +22,7 @@ from invoke import task
 from . import console, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP
+from .site import Site
 
 
 @dataclass
@@ -127,12 +128,6 @@ def parse_sizes(text: str) -> Dict[str, int]:
 
 
 # -- facts (read-only, also under --dry) --------------------------------------
-def _tree_user(s):
-    """Who owns the AMPEL_SRC trees (None: the operator's own login), as for src."""
-    owner = s.paths["ampel_src_owner"] or s.operator
-    return None if owner == s.operator else owner
-
-
 def _sizes(host, cmd: str, user) -> Dict[str, int]:
     res = host.fact(cmd, user=user)
     return parse_sizes(res.stdout) if res is not None and res.ok else {}
@@ -165,21 +160,14 @@ def _local_tags(r) -> Dict[str, str]:
 
 
 def _registry_tags(r) -> Dict[str, str]:
-    import json
-    import urllib.request
-
     from . import registry
     from .publish import registry_up
 
     reg, name = r.settings.registry, r.settings.image["name"]
     if not registry_up(reg):
         return {}
-    try:
-        with urllib.request.urlopen(f"http://{reg['address']}:{reg['port']}/v2/{name}/tags/list", timeout=10) as f:
-            tags = json.loads(f.read()).get("tags") or []
-    except OSError:
-        return {}
-    return {t: registry.served_digest(reg["address"], reg["port"], name, t) or "" for t in tags}
+    return {t: registry.served_digest(reg["address"], reg["port"], name, t) or ""
+            for t in registry.tags(reg["address"], reg["port"], name)}
 
 
 def inventory(r, keep_n: int) -> dict:
@@ -199,7 +187,7 @@ def inventory(r, keep_n: int) -> dict:
         items += image_files(h.name, files, keep, current)
     host = r.host(s.service_host.name)
     pattern = tree_glob(s.paths["ampel_src"])
-    src_user = _tree_user(s)
+    src_user = Site(r).src_user
     if pattern:
         trees = _sizes(host, f"for d in {pattern}; do [ -d \"$d\" ] && du -sb \"$d\"; done; true", src_user)
         kept_paths = {m.get("ampel_src") for m in keep}
@@ -222,32 +210,15 @@ def _remove(r, item: Item) -> None:
         path = posixpath.join(s.paths["singularity_dir"], item.name)
         r.host(item.where).run(f"rm -f -- {shlex.quote(path)} {shlex.quote(path + '.digest')}", user=s.service_user)
     elif item.kind == "source tree":
-        r.host(item.where).run(f"rm -rf -- {shlex.quote(item.name)}", user=_tree_user(s))
+        r.host(item.where).run(f"rm -rf -- {shlex.quote(item.name)}", user=Site(r).src_user)
     elif item.kind == "local image":
         from . import dockerengine
 
         dockerengine.engine(r).images.remove(f"{s.image['name']}:{item.name}")
     elif item.kind == "registry tag":
-        _delete_manifest(s, item.digest)
+        from . import registry
 
-
-def _delete_manifest(s, digest: str) -> None:
-    import urllib.error
-    import urllib.request
-
-    from .registry import MANIFEST_V2
-
-    reg = s.registry
-    req = urllib.request.Request(f"http://{reg['address']}:{reg['port']}/v2/{s.image['name']}/manifests/{digest}",
-                                 method="DELETE", headers={"Accept": MANIFEST_V2})
-    try:
-        urllib.request.urlopen(req, timeout=30).close()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return  # another tag of the same digest took it already
-        raise DeployError(f"registry refused to delete {digest[:19]} ({exc.code}); is it started with "
-                          "REGISTRY_STORAGE_DELETE_ENABLED=true? (`docker rm -f registry` and `invoke push` "
-                          "start it so)") from None
+        registry.delete_manifest(s.registry["address"], s.registry["port"], s.image["name"], item.digest)
 
 
 def _collect_garbage(r) -> None:

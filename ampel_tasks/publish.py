@@ -16,8 +16,9 @@ def push(c, version=None, dry=False, verbose=False, skip_tests=False):
     """Publish the image to the private registry on 127.0.0.1, digest verified.
 
     Starts the registry as the runbook does but bound to loopback only
-    (`docker run -d -p 127.0.0.1:5000:5000 --restart=always --name registry
-    registry:2`): running is fine, stopped is restarted, a port held by anything
+    (`docker run -d -p 127.0.0.1:5000:5000 --restart=always -e
+    REGISTRY_STORAGE_DELETE_ENABLED=true --name registry registry:2`, deletes
+    enabled for prune): running is fine, stopped is restarted, a port held by anything
     else is an error naming it. Tags localhost:5000/ampel:VERSION, pushes with
     progress, and checks the digest the registry serves. Skips when the registry
     already has the image's digest.

@@ -155,6 +155,33 @@ def manifest(address: str, port: int, name: str, tag: str) -> Optional[dict]:
         return None
 
 
+def tags(address: str, port: int, name: str) -> list:
+    """The tags the registry lists for `name` ([] when it has none or does not answer)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/v2/{name}/tags/list", timeout=10) as resp:
+            return json.loads(resp.read()).get("tags") or []
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+
+
+def delete_manifest(address: str, port: int, name: str, digest: str) -> None:
+    """Delete a manifest (and so every tag of it); gone already is fine."""
+    req = urllib.request.Request(f"http://{address}:{port}/v2/{name}/manifests/{digest}", method="DELETE",
+                                 headers={"Accept": MANIFEST_V2})
+    try:
+        urllib.request.urlopen(req, timeout=30).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return  # another tag of the same digest took it already
+        raise DeployError(f"registry refused to delete {digest[:19]} ({exc.code}); is it started with "
+                          "REGISTRY_STORAGE_DELETE_ENABLED=true? (`docker rm -f registry` and `invoke push` "
+                          "start it so)") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeployError(f"registry on {address}:{port} is not reachable: {getattr(exc, 'reason', exc)}") from None
+
+
 def push(client, repository: str, tag: str) -> str:
     """Push with progress; any errorDetail in the stream is an error (docker/docker-py#3161)."""
     digest = None
@@ -168,7 +195,7 @@ def push(client, repository: str, tag: str) -> str:
             digest = aux["Digest"]
         line = progress.feed(chunk)
         if line:
-            console.status(line)
+            console.detail(line)
     if digest is None:
         raise DeployError(f"push of {repository}:{tag} ended without a digest; the registry may have refused it")
     console.note(progress.summary())

@@ -119,7 +119,9 @@ def space_problems(r, site, hosts) -> list:
 
 
 def _require_space(r, site, names) -> None:
-    found = r.evidence("pull space", lambda: space_problems(r, site, [r.host(n) for n in names]), after=("push",))
+    names = sorted(names)
+    found = r.evidence(f"pull space {' '.join(names)}", lambda: space_problems(r, site, [r.host(n) for n in names]),
+                       after=("push",))
     if found:
         raise DeployError("; ".join(found))
 
@@ -257,6 +259,11 @@ def _src_evidence(r, site):
             "added": sources.added_repos(copies, _image_repos(r, site)) if exists else []}
 
 
+def src_evidence(r):
+    """The host copies and what upstream wants of them, read once per run (plan, src, test)."""
+    return r.evidence("src evidence", lambda: _src_evidence(r, _site(r)))
+
+
 def _image_repos(r, site) -> list:
     """The repos under /Ampel of the image this deployment runs: its labels (built
     or reused), else, for an image still to be built, the recipe's clone lines."""
@@ -274,7 +281,7 @@ def decide_src(r):
 
     site = _site(r)
     host = site.service_host
-    ev = r.evidence("src evidence", lambda: _src_evidence(r, site))
+    ev = src_evidence(r)
     if ev is None:
         return None
     if not ev["exists"]:

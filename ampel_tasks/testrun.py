@@ -220,7 +220,7 @@ def _evidence(r):
     site, s = Site(r), r.settings
     image_d = decide_image(r)
     will_build = image_d is None or image_d.action == "run" or "image" in r.force
-    src_ev = r.evidence("src evidence", lambda: remote._src_evidence(r, site))
+    src_ev = remote.src_evidence(r)
     if src_ev is None:
         return None
     repos = build.repos(s.image_dir, s)
@@ -250,7 +250,7 @@ def decide_test(r):
     return Decision("test", action, reason, ev)
 
 
-def _image(r, site, ev):
+def _image(r, site):
     """The image under test: built or reused here, else pulled from this
     operator's registry by the digest the running deployment records."""
     from . import dockerengine, registry, state
@@ -301,7 +301,7 @@ def do_test(r) -> None:
             console.command("local", f"docker run --rm --network none -v <{repo} at {commit[:10]}>:/src/{repo}:ro "
                                      f"{site.image_ref} sh -c {shlex.quote(script(repo, r.settings.tests['command']))}")
         return
-    client, image = _image(r, site, ev)
+    client, image = _image(r, site)
     t0 = time.time()
     outcomes = run_all(client, image, ev["commits"], ev["mirrors"], r.settings.tests["command"])
     failed = failure_text(outcomes)
