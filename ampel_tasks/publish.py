@@ -15,10 +15,11 @@ from .testrun import test
 def push(c, version=None, dry=False, verbose=False, skip_tests=False):
     """Publish the image to the private registry on 127.0.0.1, digest verified.
 
-    Starts the registry as the runbook does but bound to loopback only
-    (`docker run -d -p 127.0.0.1:5000:5000 --restart=always -e
-    REGISTRY_STORAGE_DELETE_ENABLED=true --name registry registry:2`, deletes
-    enabled for prune): running is fine, stopped is restarted, a port held by anything
+    Starts the registry as the runbook does but listening on loopback by itself
+    (`docker run -d --network host -e REGISTRY_HTTP_ADDR=127.0.0.1:5000 -e
+    REGISTRY_STORAGE_DELETE_ENABLED=true --restart=always --name registry
+    registry:2`: no Docker port mapping, see moby/moby#45610; deletes enabled for
+    prune): running is fine, stopped is restarted, a port held by anything
     else is an error naming it. Tags localhost:5000/ampel:VERSION, pushes with
     progress, and checks the digest the registry serves. Skips when the registry
     already has the image's digest.

@@ -15,12 +15,25 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 def run_command(s) -> str:
-    """The runbook's command, but published on loopback only."""
+    """The runbook's command, but bound to loopback by the registry itself.
+
+    Not `-p 127.0.0.1:PORT:5000`: a port Docker publishes on 127.0.0.1 answers
+    packets for 127.0.0.1 that a neighbour on the hosts' network sends to this
+    machine on engines before the fix of moby/moby#45610 (the sandbox's probe
+    shows it). On the host's network the registry listens where it says, and the
+    kernel drops such packets as martians.
+    """
     r = s.registry
     return (
-        f"docker run -d -p {r['address']}:{r['port']}:5000 --restart=always "
-        f"-e REGISTRY_STORAGE_DELETE_ENABLED=true --name {r['name']} {r['image']}"
+        f"docker run -d --network host {' '.join(f'-e {k}={v}' for k, v in run_environment(s).items())} "
+        f"--restart=always --name {r['name']} {r['image']}"
     )
+
+
+def run_environment(s) -> dict:
+    r = s.registry
+    # prune deletes the tags no kept deployment runs
+    return {"REGISTRY_HTTP_ADDR": f"{r['address']}:{r['port']}", "REGISTRY_STORAGE_DELETE_ENABLED": "true"}
 
 
 def port_holder(port: int) -> str:
@@ -82,6 +95,8 @@ def ensure(client, s, dry: bool) -> None:
                 f"container {r['name']} publishes the registry on {bound[0][0]}:{bound[0][1]}, reachable from "
                 f"the network; remove it (`docker rm -f {r['name']}`) and re-run to get it on {where} only"
             )
+        if bound:
+            console.warn(exposed_warning(s))
         if c.status == "running":
             console.note(f"registry {r['name']} already running on {where}")
         else:
@@ -101,18 +116,26 @@ def ensure(client, s, dry: bool) -> None:
             return
         console.note(f"starting the registry: {run_command(s)}")
         try:
-            client.containers.run(
-                r["image"], detach=True, name=r["name"], ports={"5000/tcp": (r["address"], r["port"])},
-                restart_policy={"Name": "always"},
-                # prune deletes the tags no kept deployment runs
-                environment={"REGISTRY_STORAGE_DELETE_ENABLED": "true"},
-            )
+            client.containers.run(r["image"], detach=True, name=r["name"], network_mode="host",
+                                  restart_policy={"Name": "always"}, environment=run_environment(s))
         except docker.errors.ImageNotFound:
             raise DeployError(f"image {r['image']} is not available locally; load it (`docker load`) or set ampel.registry.image") from None
         except docker.errors.APIError as exc:
             raise DeployError(f"cannot start the registry: {exc.explanation or exc}") from None
     if not dry:
         wait_ready(r["address"], r["port"])
+
+
+def exposed_warning(s) -> str:
+    """What to do about a registry made by an earlier release (published with -p)."""
+    r = s.registry
+    again = run_command(s).replace(f"--name {r['name']}", f"--volumes-from {r['name']}-old --name {r['name']}")
+    return (
+        f"registry {r['name']} is published through Docker's port mapping, which engines before the fix of "
+        f"moby/moby#45610 answer from the hosts' network; make it listen on loopback by itself, keeping its "
+        f"content: docker stop {r['name']} && docker rename {r['name']} {r['name']}-old && {again} && "
+        f"docker rm {r['name']}-old"
+    )
 
 
 def wait_ready(address: str, port: int, timeout: float = 15) -> None:

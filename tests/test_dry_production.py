@@ -19,7 +19,8 @@ def test_production_dry_run_prints_the_runbook_offline():
         "hosts run singularity 2.x; every command there starts with: . /scratch/jvs/miniconda3/etc/profile.d/conda.sh; "
         "conda activate singularity-stack; export SINGULARITY_CACHEDIR=/data/ampel/singularity",
         "docker build",
-        "docker run -d -p 127.0.0.1:5000:5000 --restart=always -e REGISTRY_STORAGE_DELETE_ENABLED=true --name registry registry:2",
+        "docker run -d --network host -e REGISTRY_HTTP_ADDR=127.0.0.1:5000 -e REGISTRY_STORAGE_DELETE_ENABLED=true "
+        "--restart=always --name registry registry:2",
         "docker tag ampel localhost:5000/ampel:v0.3.5",
         "docker push localhost:5000/ampel:v0.3.5",
         "-R 5000:127.0.0.1:5000",

@@ -560,6 +560,37 @@ def test_registry_listens_on_loopback_only_and_push_is_verified(sandbox):
     assert "registry already serves localhost:5000/ampel:v0.3.6" in again.stdout
 
 
+def probe(port: int, dst: str = "127.0.0.1") -> str:
+    """A SYN written onto burst's interface for dst:port at this machine's MAC address."""
+    mac = Path("/sys/class/net/ab-burst/address").read_text().strip()
+    return subprocess.run(["ip", "netns", "exec", "ampel-burst", "python3", str(REPO / "tests/localnet_probe.py"),
+                           "ab-burst-ns", mac, dst, str(port)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_packet_for_loopback_from_a_host_does_not_reach_the_registry(deployed):
+    """moby/moby#45610, shown on this engine, closed for the registry."""
+    control = subprocess.Popen(["python3", "-m", "http.server", "--bind", "0.0.0.0", "5998"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    published = subprocess.run(["/usr/bin/docker", "run", "-d", "--rm", "--name", "probe-45610", "-p",
+                                "127.0.0.1:5996:5000", "registry:2"], capture_output=True, text=True)
+    try:
+        time.sleep(1)
+        assert probe(5998, "10.77.1.1") == "open", "the probe reaches a port open to the network"
+        assert probe(5997, "10.77.1.1") == "closed"
+        engine = subprocess.check_output(["/usr/bin/docker", "version", "-f", "{{.Server.Version}}"], text=True).strip()
+        shown = probe(5996)
+        print(f"engine {engine}: a port published on 127.0.0.1 with -p is {shown} to a forged packet from burst")
+        assert shown in ("open", "silent", "closed")
+    finally:
+        control.kill()
+        subprocess.run(["/usr/bin/docker", "rm", "-f", "probe-45610"], capture_output=True)
+    registry = json.loads(subprocess.check_output(["/usr/bin/docker", "inspect", "registry"]))[0]["HostConfig"]
+    assert registry["NetworkMode"] == "host" and not registry.get("PortBindings")
+    with socket.create_connection(("127.0.0.1", 5000), timeout=2):
+        pass
+    assert probe(5000) == "silent", "the registry answered a packet from burst"
+
+
 def test_a_stopped_registry_is_restarted(deployed):
     force_push = ["deploy", "--version", "v0.3.5", "--force", "push"]
     if subprocess.run(["/usr/bin/docker", "inspect", "registry"], capture_output=True).returncode:
