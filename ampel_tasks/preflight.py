@@ -163,17 +163,21 @@ def check(r, site) -> List[str]:
     paths = [p for _, p in files] + [posixpath.join(site.dryrun_dir, f) for f in secrets.values()]
     script = "; ".join(f"stat -c '%a %n' {shlex.quote(p)} 2>/dev/null || echo 'missing {p}'" for p in paths)
     res = host.run(script or "true", user=s.service_user, mutating=False, warn=True)
+    return problems + file_problems(res.stdout, files, secrets, site.dryrun_dir)
+
+
+def file_problems(stat_text: str, files, secrets: Dict[str, str], dryrun_dir: str) -> List[str]:
+    """From `stat -c '%a %n'` lines: files that do not exist, secrets that do not
+    exist or that group or others may read (pure)."""
     found = {}
-    for line in res.stdout.splitlines():
-        if line.startswith("missing "):
+    for line in stat_text.splitlines():
+        if line.startswith("missing ") or " " not in line:
             continue
         mode, path = line.split(" ", 1)
         found[path] = int(mode, 8)
-    for what, path in files:
-        if path not in found:
-            problems.append(f"{what} {path} does not exist")
+    problems = [f"{what} {path} does not exist" for what, path in files if path not in found]
     for name, rel in secrets.items():
-        path = posixpath.join(site.dryrun_dir, rel)
+        path = posixpath.join(dryrun_dir, rel)
         if path not in found:
             problems.append(f"secret {name} ({path}) does not exist")
         elif found[path] & 0o077:

@@ -74,3 +74,17 @@ def test_a_port_held_outside_the_running_stack_is_named_and_the_stacks_own_is_no
         "port 8080 (of stats) is held by python3 (pid 977), which is not part of the running stack",
         "port 27018 (of catalog) is held by another user's process",
     ]
+
+
+def test_a_secret_group_or_others_may_read_and_a_missing_file_are_named():
+    stat_text = ("600 /home/ampel/dryrun/secrets/a.txt\n640 /home/ampel/dryrun/secrets/b.txt\n"
+                 "missing /home/ampel/dryrun/secrets/c.txt\n644 /data/ampel/singularity/mongo-3.6.simg\n"
+                 "missing /data/ampel/catalogs\n")
+    files = [("image file", "/data/ampel/singularity/mongo-3.6.simg"), ("bind source of catalog", "/data/ampel/catalogs")]
+    secrets = {"a": "secrets/a.txt", "b": "secrets/b.txt", "c": "secrets/c.txt"}
+    assert preflight.file_problems(stat_text, files, secrets, "/home/ampel/dryrun") == [
+        "bind source of catalog /data/ampel/catalogs does not exist",
+        "secret b (/home/ampel/dryrun/secrets/b.txt) has mode 640; singularity-stack refuses a secret readable by "
+        "group or others",
+        "secret c (/home/ampel/dryrun/secrets/c.txt) does not exist",
+    ]

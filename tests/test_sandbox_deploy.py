@@ -669,6 +669,8 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
     env = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env")
     image = burst(sandbox, "data/ampel/singularity/mongo-3.6.simg")
     original = env.read_text()
+    secret_path = "/home/ampel/dryrun/secrets/catalog-write-password.txt"
+    secret = burst(sandbox, secret_path.lstrip("/"))
     victim = instance("burst", "alertprocessor", 9)
     os.kill(int(daemon(sandbox, victim)["DAEMON_PID"]), 9)  # the stack needs an `up`
     time.sleep(1)
@@ -687,6 +689,11 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         assert p.returncode == 1 and "image file /data/ampel/singularity/mongo-3.6.simg does not exist" in p.stderr
         assert "Stopping" not in p.stdout
         image.with_name("aside.simg").rename(image)
+        # a secret group may read: the secrets step before up makes it private again
+        # before deploy/up (the preflight's own refusal of it: test_preflight.py)
+        secret.chmod(0o640)
+        p = tool("up", "--version", "v0.3.5", "--dry", timeout=300)
+        assert "==> secrets: copying catalog-write-password" in p.stdout
         # the catalog's port, freed by its instance's end, taken by another user's process
         catalog = instance("burst", "catalog", 0)
         os.kill(int(daemon(sandbox, catalog)["DAEMON_PID"]), 9)
@@ -698,6 +705,7 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         time.sleep(1.5)
         p = tool("up", "--version", "v0.3.5", timeout=300)
         assert p.returncode == 1 and "port 27018 (of catalog) is held by another user's process" in p.stderr, p.stderr
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, "made private by the secrets step"
         # the running stack was not touched
         assert live_instances(sandbox) == running
     finally:
@@ -705,6 +713,7 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
             squatter.kill()
             squatter.wait()
         env.write_text(original)
+        secret.chmod(0o600)
         if not image.exists():
             image.with_name("aside.simg").rename(image)
     assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0
