@@ -103,10 +103,16 @@ class _Lines:
         return self.data.decode(errors="replace")
 
 
-def execute(argv, data: Optional[bytes], on_out=None, on_err=None) -> Result:
-    """Run argv, `data` on its stdin then EOF, reading both outputs as they come."""
+def execute(argv, data: Optional[bytes], on_out=None, on_err=None, shield: Optional[str] = None) -> Result:
+    """Run argv, `data` on its stdin then EOF, reading both outputs as they come.
+
+    The child has a session of its own: a terminal's Ctrl-C reaches the tool
+    only, and the tool ends the child. With `shield` (what would be left half
+    done) a first Ctrl-C only says so and waits for the child; the interrupt is
+    raised once it has ended, a second one ends it at once.
+    """
     p = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     out, err = _Lines(on_out), _Lines(on_err)
     readers = [threading.Thread(target=_pump, args=(s, l), daemon=True) for s, l in ((p.stdout, out), (p.stderr, err))]
     for t in readers:
@@ -118,7 +124,7 @@ def execute(argv, data: Optional[bytes], on_out=None, on_err=None) -> Result:
                 p.stdin.close()
             except BrokenPipeError:
                 pass
-        code = p.wait()
+        code = _wait(p, shield)
     except KeyboardInterrupt:
         p.kill()
         p.wait()
@@ -126,6 +132,18 @@ def execute(argv, data: Optional[bytes], on_out=None, on_err=None) -> Result:
     for t in readers:
         t.join()
     return Result(out.finish(), err.finish(), code)
+
+
+def _wait(p: subprocess.Popen, shield: Optional[str]) -> int:
+    if not shield:
+        return p.wait()
+    try:
+        return p.wait()
+    except KeyboardInterrupt:
+        console.warn(f"interrupted while {shield}: stopping now would leave it half done, so the tool waits for it "
+                     "to end (Ctrl-C again to abandon it anyway)")
+    p.wait()
+    raise KeyboardInterrupt
 
 
 def _pump(stream, lines: _Lines) -> None:
@@ -171,13 +189,13 @@ class Host:
 
     def run(self, cmd: str, *, user: Optional[str] = None, mutating: bool = True, warn: bool = False,
             stream: bool = False, show: Optional[str] = None, prefix: str = "", data: Optional[bytes] = None,
-            on_line: Optional[Callable[[str], None]] = None) -> Result:
+            on_line: Optional[Callable[[str], None]] = None, shield: Optional[str] = None) -> Result:
         """Run `cmd` on the host (as `user` if given), `data` on its stdin.
 
         In --dry a mutating command is printed, not run. `show` replaces the
         command in what is printed (for commands carrying data, never secrets).
         `stream` hands output lines to the run log as they come (printed with
-        --verbose); `on_line` receives them instead.
+        --verbose); `on_line` receives them instead. `shield`: see execute().
         """
         if self.dry and mutating:
             console.command(self.name, show or cmd, user)
@@ -186,7 +204,7 @@ class Host:
         argv = ssh.remote_argv(master, as_user(cmd, user, self.settings.preamble))
         printer = (lambda line: console.detail(prefix + line)) if stream else None
         t0 = time.time()
-        result = execute(argv, data, on_line or printer, printer)
+        result = execute(argv, data, on_line or printer, printer, shield)
         if result.exited == 255 and not master.alive():
             raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: "
                               f"{console.redact(result.stderr.strip()[-200:]) or 'no output'}")

@@ -56,13 +56,20 @@ def pull(c, version=None, dry=False, verbose=False):
 
 def _pull_evidence(r, site):
     digest = registry_digest(r, site)
-    hosts = {}
+    hosts, left = {}, {}
     for host in site.pull_hosts:
-        record = site.image_path_on(host) + ".digest"
-        have = host.fact(f"cat {shlex.quote(record)} 2>/dev/null && test -f {shlex.quote(site.image_path_on(host))}",
-                         user=r.settings.service_user)
-        hosts[host.name] = None if have is None else (have.stdout.strip() if have.ok else "")
-    return {"digest": digest, "hosts": hosts}
+        image = site.image_path_on(host)
+        have = host.fact(f"cd {shlex.quote(site.singularity_dir(host))} 2>/dev/null && for f in {PARTS}; do "
+                         f"test -e \"$f\" && echo \"left $f\"; done; test -f {shlex.quote(image)} && "
+                         f"cat {shlex.quote(image + '.digest')} 2>/dev/null; true", user=r.settings.service_user)
+        lines = [] if have is None else have.stdout.split()
+        hosts[host.name] = None if have is None else next((w for w in lines if w.startswith("sha256:")), "")
+        left[host.name] = [w for w in lines if w.startswith(".")]
+    return {"digest": digest, "hosts": hosts, "left": left}
+
+
+# what an interrupted pull leaves (_pull_one's temporary names), removed under the lock
+PARTS = ".*.simg.part-*"
 
 
 def _image_bytes(r, site) -> tuple:
@@ -138,10 +145,14 @@ def decide_pull(r):
     if ev is None or ev["digest"] is None or None in ev["hosts"].values():
         return None
     todo = [h for h, d in ev["hosts"].items() if d != ev["digest"]]
+    left = [f"{h}:{f}" for h, files in ev["left"].items() if h not in todo for f in files]
+    # (a pull's own leftovers go with it; others are removed without pulling)
+    also = f"; removes what an interrupted pull left: {', '.join(left)}" if left else ""
     if not todo:
-        return Decision("pull", "skip", f"{site.image_file} with digest {ev['digest'][:19]} on {', '.join(ev['hosts'])}")
+        return Decision("pull", "skip", f"{site.image_file} with digest {ev['digest'][:19]} on "
+                                        f"{', '.join(ev['hosts'])}{also}")
     _require_space(r, site, todo)
-    return Decision("pull", "run", f"{site.image_file} missing or outdated on {', '.join(todo)}", {"hosts": todo})
+    return Decision("pull", "run", f"{site.image_file} missing or outdated on {', '.join(todo)}{also}", {"hosts": todo})
 
 
 def do_pull(r):
@@ -151,11 +162,15 @@ def do_pull(r):
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    todo = []
+    todo, left = [], {}
     for host in site.pull_hosts:
         have = ev["hosts"].get(host.name)
         if digest and have == digest and "pull" not in r.force:
-            console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}")
+            left[host] = ev.get("left", {}).get(host.name)
+            also = f"; removed what an interrupted pull left: {', '.join(left[host])}" if left[host] else ""
+            if left[host]:
+                _remove_leftovers(r, site, host, left[host])
+            console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}{also}")
             r.row("pull", host.name, "skipped", 0.0)
         else:
             todo.append(host)
@@ -180,8 +195,17 @@ def do_pull(r):
     with ThreadPoolExecutor(len(todo)) as pool:
         futures = [pool.submit(_pull_one, r, site, host, digest) for host in todo]
     errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
+    if len(errors) == 1:
         raise errors[0]
+    if errors:  # every host's, not the first one's alone
+        raise DeployError("; ".join(str(e) for e in errors))
+
+
+def _remove_leftovers(r, site, host, files: list) -> None:
+    """Partial image files an interrupted pull left beside a current image file."""
+    state.lock(r)
+    host.run(f"cd {shlex.quote(site.singularity_dir(host))} && rm -f -- {' '.join(map(shlex.quote, files))}",
+             user=r.settings.service_user)
 
 
 def _pull_one(r, site, host, digest):
@@ -196,7 +220,7 @@ def _pull_one(r, site, host, digest):
         "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.image_tag
     )
     cmd = (
-        f"cd {shlex.quote(directory)} && rm -f {shlex.quote(part)} && {pull_cmd} && "
+        f"cd {shlex.quote(directory)} && rm -f {PARTS} && {pull_cmd} && "
         f"mv -f {shlex.quote(part)} {shlex.quote(site.image_file)} && "
         f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
     )
@@ -704,7 +728,7 @@ def do_up(r):
         "up", up_script=site.up_script, config=s.stack["config"]
     )
     r.changed.add("up")
-    host.run(cmd, user=s.service_user, stream=True)
+    host.run(cmd, user=s.service_user, stream=True, shield=f"{site.up_script} replaces the stack on {host.name}")
     if r.dry:
         console.note("then: the health gate (services, replicas, ports, logs)")
         return

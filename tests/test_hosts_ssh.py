@@ -3,8 +3,11 @@ argv and runs the remote command locally, so these check exactly what reaches
 the host, as whom, in which shell environment, over how many connections."""
 import json
 import os
+import signal
 import stat
 import sys
+import threading
+import time
 
 import pytest
 from invoke import Config
@@ -147,3 +150,25 @@ def test_the_tunnel_is_a_forward_on_the_hosts_connection(burst):
     assert [c[c.index("-O") + 1] for c in forwards if "-R" in c] == ["forward", "cancel"]
     assert all(c[c.index("-R") + 1] == "5000:127.0.0.1:5000" for c in forwards if "-R" in c)
     assert len([c for c in calls(log) if "-M" in c]) == 1
+
+
+def _interrupt_soon(delay=0.3):
+    threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+def test_a_shielded_command_is_waited_for_after_ctrl_c_then_the_interrupt_goes_on(tmp_path, capsys):
+    done = tmp_path / "done"
+    _interrupt_soon()
+    with pytest.raises(KeyboardInterrupt):
+        hosts.execute(["sh", "-c", f"sleep 1.5; touch {done}"], None, shield="deploy/up replaces the stack")
+    assert done.exists(), "the command ran to its end"
+    assert "interrupted while deploy/up replaces the stack" in capsys.readouterr().err
+
+
+def test_an_unshielded_command_ends_at_ctrl_c(tmp_path):
+    done = tmp_path / "done"
+    _interrupt_soon()
+    with pytest.raises(KeyboardInterrupt):
+        hosts.execute(["sh", "-c", f"sleep 1.5; touch {done}"], None)
+    time.sleep(1.6)
+    assert not done.exists(), "the command was ended"

@@ -1,0 +1,172 @@
+"""Faults in the middle of a step, injected when the step is seen acting (not after a
+guessed delay): a host's sshd killed during `pull`, the registry stopped during
+`push`, Ctrl-C at the steps of `deploy`. After each: one `error:` line, no
+half-written file on any host, no lock left, and a plain re-run that completes.
+"""
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, sandbox_cmd, tool
+from test_sandbox_deploy import STATE, burst, live_instances
+
+pytestmark = pytest.mark.sandbox
+DOCKER = "/usr/bin/docker"
+HOSTS = ("burst", "transit")
+
+
+def singularity_dir(sandbox, host) -> Path:
+    return Path(sandbox["host"][host]["root"], "data/ampel/singularity")
+
+
+def parts(sandbox) -> list:
+    """Temporary files of a pull or a write, on either host."""
+    found = []
+    for host in HOSTS:
+        root = Path(sandbox["host"][host]["root"])
+        for where in (root / "data/ampel/singularity", root / "home/ampel"):
+            for dirpath, dirnames, filenames in os.walk(where):
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+                found += [f"{host}:{dirpath}/{n}" for n in filenames if ".part-" in n or ".tmp-" in n]
+    return found
+
+
+def intact(sandbox, since: float) -> None:
+    """Every file the tool writes on the hosts is whole."""
+    assert not parts(sandbox), parts(sandbox)
+    for host in HOSTS:
+        for image in singularity_dir(sandbox, host).glob("*.simg"):
+            digest = image.with_name(image.name + ".digest")
+            if image.name.startswith("ampel-"):
+                assert digest.read_text().startswith("sha256:"), f"{host}: {digest} is not whole"
+            if image.stat().st_mtime >= since:
+                with tarfile.open(image) as tar:  # reads it to the end: a cut file raises
+                    assert tar.getmembers(), f"{host}: {image} is empty"
+    env = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env").read_text()
+    assert all(f"\n{k}=" in "\n" + env for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")), env
+    state = burst(sandbox, "home/ampel/dryrun/.ampel-tasks")
+    for manifest in state.glob("deployments/*.json"):
+        json.loads(manifest.read_text())
+    for local in (STATE / "operator/secrets").glob("*.txt"):
+        assert burst(sandbox, f"home/ampel/dryrun/secrets/{local.name}").read_bytes() == local.read_bytes()
+    assert not (state / "lock").exists(), "the lock is left"
+
+
+def interrupted(args, when, act, timeout=600):
+    """Run the tool as an operator does; once `when(stdout so far)` is true, `act(process)`."""
+    out = open(STATE / "fault.out", "w+")
+    p = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", *args], cwd=REPO, stdout=out,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    deadline, acted = time.time() + timeout, False
+    while p.poll() is None and time.time() < deadline:
+        out.seek(0)
+        if not acted and when(out.read()):
+            act(p)
+            acted = True
+        time.sleep(0.05)
+    _, err = p.communicate(timeout=max(1, deadline - time.time()))
+    out.seek(0)
+    assert acted, f"the fault was never injected:\n{out.read()[-3000:]}\n{err}"
+    return p.returncode, out.read(), err
+
+
+def one_error(rc, err, *words):
+    assert rc != 0 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    for w in words:
+        assert w in errors[0], errors[0]
+    return errors[0]
+
+
+def rerun(sandbox, since, version="v0.3.5"):
+    """The plain command again (no --force: what was forced is what the fault cut)."""
+    p = tool("deploy", "--version", version, "--yes", timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    intact(sandbox, since)
+    assert json.loads(tool("status", "--json", check=True).stdout)["healthy"]
+    return p
+
+
+def pulling(sandbox, host):
+    """A pull on `host` has written its first MiB."""
+    def seen(_out):
+        return any(f.stat().st_size > 2**20 for f in singularity_dir(sandbox, host).glob(".*.part-*"))
+    return seen
+
+
+def test_sshd_of_a_host_killed_during_pull(deployed):
+    sandbox, since = deployed, time.time()
+
+    def kill_sshd(_p):
+        pids = subprocess.check_output(["ip", "netns", "pids", "ampel-transit"], text=True).split()
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+    try:
+        rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", "pull", "--yes"],
+                                   pulling(sandbox, "transit"), kill_sshd)
+        one_error(rc, err, "transit", "lost the connection")
+        assert not (burst(sandbox, "home/ampel/dryrun/.ampel-tasks") / "lock").exists(), "burst's lock was released"
+    finally:
+        sandbox_cmd("up")  # the host's sshd again
+    time.sleep(2)  # what the lost session started there ends (SIGPIPE)
+    left = [p for p in parts(sandbox) if p.startswith("transit:")]
+    assert left, "the cut pull left its temporary file (never under the image file's name)"
+    plan = tool("plan", "--version", "v0.3.5", check=True).stdout
+    assert "removes what an interrupted pull left: transit:.ampel-v0.3.5.simg.part-" in plan, plan
+    p = rerun(sandbox, since)
+    assert "removed what an interrupted pull left: .ampel-v0.3.5.simg.part-" in p.stdout, p.stdout
+
+
+def test_registry_stopped_during_push(deployed):
+    sandbox, since = deployed, time.time()
+    # an empty registry: the push sends every layer
+    subprocess.run([DOCKER, "rm", "-f", "-v", "registry"], check=True, capture_output=True)
+    log_from = time.time()
+
+    def uploading(_out):
+        logs = subprocess.run([DOCKER, "logs", "--since", f"{log_from:.3f}", "registry"], capture_output=True, text=True)
+        return "PATCH /v2/ampel/blobs/uploads/" in logs.stdout + logs.stderr
+
+    rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", "push", "--yes"], uploading,
+                               lambda _p: subprocess.run([DOCKER, "stop", "-t", "1", "registry"], capture_output=True))
+    one_error(rc, err, "push")
+    assert "==> pull" not in out and "==> up" not in out, "nothing after push started"
+    intact(sandbox, since)
+    p = tool("deploy", "--version", "v0.3.5", "--force", "push", "--yes", timeout=900)
+    assert p.returncode == 0 and "verified: registry serves localhost:5000/ampel:v0.3.5" in p.stdout, p.stdout + p.stderr
+    rerun(sandbox, since)
+
+
+def ctrl_c(p):
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal sends: the tool's whole process group
+
+
+@pytest.mark.parametrize("step", ["pull", "secrets", "tag", "up"])
+def test_ctrl_c_during_a_step(deployed, step):
+    sandbox, since = deployed, time.time()
+    version = f"v0.3.5-c{int(since) % 100000}"
+    args = {"pull": ["--version", "v0.3.5", "--force", "pull"], "secrets": ["--version", "v0.3.5", "--force", "secrets"],
+            "tag": ["--version", version], "up": ["--version", version]}[step]
+    before = live_instances(sandbox)
+    when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
+    if step == "up":  # once deploy/up has begun to replace the stack
+        when = (lambda out: "==> up:" in out and live_instances(sandbox) != before)
+    rc, out, err = interrupted(["deploy", *args, "--yes"], when, ctrl_c)
+    one_error(rc, err, "interrupted")
+    if step == "up":
+        assert "stopping now would leave it half done" in err
+        assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
+    intact(sandbox, since)
+    rerun(sandbox, since, args[1])
