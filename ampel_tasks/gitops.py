@@ -81,7 +81,10 @@ def commands(a: TagAction, repo_dir: str, ident: str) -> List[Tuple[str, str]]:
     tag, one atomic push."""
     repo, tag = shlex.quote(repo_dir), shlex.quote(a.tag)
     out = [("commit", f"git -C {repo} {ident} commit -q -a -m {shlex.quote(a.message)}")] if a.message else []
-    out.append(("tag", f"git -C {repo} {ident} tag -a {tag} -m {shlex.quote('Ampel deployment ' + a.tag)}"))
+    # {n} is the next one upstream: a local tag of this name was never pushed (a run
+    # interrupted between tag and push) and is made again, never an upstream one moved
+    out.append(("tag", f"{{ git -C {repo} tag -d {tag} >/dev/null 2>&1 || true; }} && "
+                       f"git -C {repo} {ident} tag -a {tag} -m {shlex.quote('Ampel deployment ' + a.tag)}"))
     refs = ([f"HEAD:refs/heads/{shlex.quote(a.branch)}"] if a.branch else []) + [f"refs/tags/{tag}"]
     out.append(("push", f"git -C {repo} push -q --atomic {shlex.quote(a.url)} {' '.join(refs)}"))
     return out

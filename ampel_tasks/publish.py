@@ -97,7 +97,7 @@ def do_push(r):
         console.command("local", f"docker push {site.pushed_ref}")
         return None
     img.tag(repo, site.image_tag)
-    digest = registry.push(client, repo, site.image_tag)
+    digest = registry.push(client, repo, site.image_tag, reg["address"], reg["port"])
     served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
     if served != digest:
         raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
@@ -110,8 +110,4 @@ def do_push(r):
 def registry_up(reg) -> bool:
     from . import registry
 
-    try:
-        registry.wait_ready(reg["address"], reg["port"], timeout=0.5)
-        return True
-    except DeployError:
-        return False
+    return registry.answers(reg["address"], reg["port"])

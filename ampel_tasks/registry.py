@@ -138,6 +138,14 @@ def exposed_warning(s) -> str:
     )
 
 
+def answers(address: str, port: int) -> bool:
+    try:
+        wait_ready(address, port, timeout=1)
+        return True
+    except DeployError:
+        return False
+
+
 def wait_ready(address: str, port: int, timeout: float = 15) -> None:
     deadline = time.time() + timeout
     while True:
@@ -205,14 +213,22 @@ def delete_manifest(address: str, port: int, name: str, digest: str) -> None:
         raise DeployError(f"registry on {address}:{port} is not reachable: {getattr(exc, 'reason', exc)}") from None
 
 
-def push(client, repository: str, tag: str) -> str:
-    """Push with progress; any errorDetail in the stream is an error (docker/docker-py#3161)."""
+def push(client, repository: str, tag: str, address: str = "127.0.0.1", port: int = 5000) -> str:
+    """Push with progress; any errorDetail in the stream is an error (docker/docker-py#3161).
+
+    The engine retries a failed upload for about a minute; when it starts to
+    retry and the registry does not answer any more, the push ends at once.
+    """
     digest = None
     progress = PushProgress()
     for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
         if "errorDetail" in chunk or "error" in chunk:
             detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
             raise DeployError(f"push of {repository}:{tag} failed: {detail}")
+        if str(chunk.get("status", "")).startswith("Retrying in") and not answers(address, port):
+            raise DeployError(f"push of {repository}:{tag} failed: the registry on {address}:{port} stopped answering "
+                              "(is its container running? `docker ps -a`); the layers it stored are kept, re-run to "
+                              "send the rest")
         aux = chunk.get("aux") or {}
         if aux.get("Digest"):
             digest = aux["Digest"]

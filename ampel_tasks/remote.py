@@ -185,20 +185,44 @@ def do_pull(r):
     state.lock(r)
     for host in todo:
         console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")
-    if r.dry or len(todo) == 1:
+    if r.dry:
         for host in todo:
             _pull_one(r, site, host, digest)
         return
     # each host has its own connection and tunnel: pull on all of them at once
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
-    with ThreadPoolExecutor(len(todo)) as pool:
-        futures = [pool.submit(_pull_one, r, site, host, digest) for host in todo]
+    pool = ThreadPoolExecutor(len(todo))
+    futures = [pool.submit(_pull_one, r, site, host, digest) for host in todo]
+    try:
+        wait(futures)
+    except KeyboardInterrupt:  # (only this thread hears it) end the pulls where they run
+        for host in todo:
+            _abandon_pull(r, site, host)
+        raise
+    finally:
+        pool.shutdown(wait=True)
     errors = [f.exception() for f in futures if f.exception() is not None]
     if len(errors) == 1:
         raise errors[0]
     if errors:  # every host's, not the first one's alone
         raise DeployError("; ".join(str(e) for e in errors))
+
+
+def _part(site) -> str:
+    return f".{site.image_file}.part-{os.getpid()}"
+
+
+def _abandon_pull(r, site, host) -> None:
+    """End this run's pull on the host and remove its temporary file (closing the
+    connection would not end it: nothing there sends it a hangup)."""
+    part = _part(site)
+    pattern = shlex.quote("[.]" + part[1:].replace(".", "[.]"))
+    user = r.settings.service_user
+    # two commands: the pattern would match the shell that also names the file to remove
+    host.run(f"pkill -u {shlex.quote(user)} -f {pattern}; sleep 0.5", user=user, warn=True, show=f"end the pull {part}")
+    host.run(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(host), part))}*",  # (and singularity's own)
+             user=user, warn=True, show=f"remove {part}")
 
 
 def _remove_leftovers(r, site, host, files: list) -> None:
@@ -215,7 +239,7 @@ def _pull_one(r, site, host, digest):
     s = r.settings
     user = s.service_user
     directory = site.singularity_dir(host)
-    part = f".{site.image_file}.part-{os.getpid()}"
+    part = _part(site)
     pull_cmd = site.command(
         "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.image_tag
     )

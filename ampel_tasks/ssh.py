@@ -67,7 +67,10 @@ class Master:
             "-M", "-S", self.socket, "-o", "ControlPersist=600", "-f", "-N", self.spec.hostname]
         limit = t["connect"] + t["banner"] + t["auth"] + 5
         try:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=limit)
+            # a session of its own: a terminal's Ctrl-C must not end the connection the tool
+            # still needs to end its work on the host and release the lock
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=limit,
+                               start_new_session=True)
         except subprocess.TimeoutExpired:
             self.close()
             raise DeployError(f"{where} did not complete an SSH login within {limit} s "

@@ -141,7 +141,7 @@ def test_registry_stopped_during_push(deployed):
 
     rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", "push", "--yes"], uploading,
                                lambda _p: subprocess.run([DOCKER, "stop", "-t", "1", "registry"], capture_output=True))
-    one_error(rc, err, "push")
+    one_error(rc, err, "push of localhost:5000/ampel:v0.3.5 failed", "stopped answering")
     assert "==> pull" not in out and "==> up" not in out, "nothing after push started"
     intact(sandbox, since)
     p = tool("deploy", "--version", "v0.3.5", "--force", "push", "--yes", timeout=900)
