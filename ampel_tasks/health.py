@@ -133,7 +133,7 @@ def gate(r, site):
         seen = (seen + lines)[-400:]
         waiting, fatal = check(want, live, ports_ok, lines, h["error_patterns"])
         if fatal:
-            _report(fatal, seen, elapsed)
+            _report(fatal, seen, elapsed, after_failure(r, site))
         if waiting:
             stable_since = None
             note = "; ".join(waiting[:3])
@@ -149,11 +149,21 @@ def gate(r, site):
         if elapsed > h["timeout"]:
             raise DeployError(
                 f"stack not healthy after {elapsed:.0f} s (ampel.health.timeout={h['timeout']}): "
-                + "; ".join(waiting) + "; nothing was stopped, see `invoke logs SERVICE`")
+                + "; ".join(waiting) + f"; {after_failure(r, site)}")
         time.sleep(1)
 
 
-def _report(fatal, seen, elapsed):
+def after_failure(r, site) -> str:
+    """What runs after a failed gate, and the exact command that goes back."""
+    from . import state
+
+    before = state.running_version(r)  # (the record of the last successful deployment)
+    back = (f"back to {before}: `{r.invocation('rollback', '--to', before)}`" if before
+            else "no earlier successful deployment is recorded to go back to")
+    return f"{site.version} runs now, left for inspection (`{r.invocation('logs', 'SERVICE')}`); {back}"
+
+
+def _report(fatal, seen, elapsed, then: str):
     console.out(f"    health: {len(fatal)} problem line(s) after {elapsed:.0f} s:")
     for line in fatal[:20]:
         console.out(f"      {line}")
@@ -163,8 +173,7 @@ def _report(fatal, seen, elapsed):
         for line in [l for l in seen if l.service == svc][-5:]:
             console.out(f"      {line.service}:{line.replica} {line.source} {line.msg}")
     raise DeployError(
-        f"stack unhealthy: {fatal[0]}; services were left running for inspection "
-        f"(`invoke logs {failing[0] if failing else 'SERVICE'}`)")
+        f"stack unhealthy: {fatal[0]}; " + then.replace("SERVICE", failing[0] if failing else "SERVICE"))
 
 
 def quick(r, site) -> list:

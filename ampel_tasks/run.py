@@ -46,6 +46,13 @@ class Run:
         self.rows: List[tuple] = []
         self.log_path: Optional[str] = None
 
+    def invocation(self, *args: str) -> str:
+        """The command line an operator types for `args`, with this run's profile."""
+        import shlex
+
+        profile = ["-f", self.runtime_file] if self.runtime_file else []
+        return " ".join(shlex.quote(a) for a in ["invoke", *profile, *args])
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -353,6 +353,9 @@ def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(deployed):
         p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
         assert p.returncode == 1
         assert "stack unhealthy" in p.stderr and "ERROR" in p.stderr
+        # what runs now, and the exact command back to the last good deployment
+        assert "v0.3.5 runs now, left for inspection (`invoke -f config/sandbox.yaml logs " in p.stderr, p.stderr
+        assert "back to v0.3.5: `invoke -f config/sandbox.yaml rollback --to v0.3.5`" in p.stderr
         assert "cannot reach the database" in p.stdout  # the offending lines, shown
         assert "last lines of" in p.stdout
         alive = [n for n in os.listdir(burst(sandbox, DAEMONS))]
