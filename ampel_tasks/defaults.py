@@ -25,6 +25,9 @@ DEFAULTS = {
             "auth": 15,
             "channel": 30,
             "keepalive": 15,
+            # deploy/up as a whole: singularity-stack 0.2.2 waits hours for a port
+            # that never opens (a service that dies at start); then it is ended
+            "up": 1200,
         },
         "hosts": {
             "burst": {"hostname": "burst.ifh.de", "port": 22, "user": "", "roles": ["service", "pull"]},

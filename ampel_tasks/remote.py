@@ -748,15 +748,33 @@ def do_up(r):
     preflight.require(r, site)
     if s.commands["stop_nannies"]:
         host.run(site.command("stop_nannies", user=s.service_user, stack=s.stack["name"]), user=s.service_user)
-    cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + site.command(
+    limit = s.timeouts["up"]
+    # timeout(1) signals the whole process group: deploy/up and singularity-stack, not
+    # the nannies of the services started (their own sessions), which keep running
+    cmd = f"cd {shlex.quote(site.dryrun_dir)} && timeout -k 10 {limit} " + site.command(
         "up", up_script=site.up_script, config=s.stack["config"]
     )
     r.changed.add("up")
-    host.run(cmd, user=s.service_user, stream=True, shield=f"{site.up_script} replaces the stack on {host.name}")
+    last = []
+    res = host.run(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
+                   shield=f"{site.up_script} replaces the stack on {host.name}")
+    if not res.ok:
+        from .health import after_failure
+
+        said = f"; it last said: {last[-1].strip()}" if last else ""
+        what = (f"did not end within {limit} s (ampel.timeouts.up) and was ended" if res.exited in (124, 137)
+                else f"failed (exit {res.exited})")
+        raise DeployError(f"{site.up_script} on {host.name} {what}{said}; {after_failure(r, site)}")
     if r.dry:
         console.note("then: the health gate (services, replicas, ports, logs)")
         return
     health.gate(r, site)
+
+
+def _keep_last(last: list, line: str) -> None:
+    console.detail(line)
+    if line.strip():
+        last[:] = [line]
 
 
 @task(

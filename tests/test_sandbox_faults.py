@@ -170,3 +170,30 @@ def test_ctrl_c_during_a_step(deployed, step):
         assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
     intact(sandbox, since)
     rerun(sandbox, since, args[1])
+
+
+def test_a_service_that_dies_at_start_is_ended_by_the_tools_timeout(deployed):
+    """The catalog's mongod cannot start, so its port never opens; singularity-stack
+    0.2.2 would retry for hours. The tool ends deploy/up after ampel.timeouts.up."""
+    sandbox, since = deployed, time.time()
+    lock = burst(sandbox, "data/ampel/catalogs/dryrun/mongod.lock")
+    lock.unlink(missing_ok=True)
+    lock.mkdir()  # mongod's open() of its lock file fails: it dies at start
+    try:
+        t0 = time.time()
+        p = tool("deploy", "--version", "v0.3.5", "--force", "up", "--yes", env={"INVOKE_AMPEL_TIMEOUTS_UP": "20"},
+                 timeout=300)
+        took = time.time() - t0
+        error = one_error(p.returncode, p.stderr, "did not end within 20 s (ampel.timeouts.up) and was ended",
+                          "connection refused on burst.zeuthen.desy.de:27018",
+                          "back to v0.3.5: `invoke -f config/sandbox.yaml rollback --to v0.3.5`")
+        assert took < 120, f"{took:.0f} s: {error}"
+        # (the nannies of the services it started, in sessions of their own, run on)
+        left = subprocess.run(["pgrep", "-f", "deploy/up dryrun"], capture_output=True, text=True).stdout.split()
+        assert not left, "deploy/up was ended"
+    finally:
+        lock.rmdir()
+    intact(sandbox, since)
+    status = json.loads(tool("status", "--json", check=True).stdout)
+    assert not status["healthy"]
+    rerun(sandbox, since)
