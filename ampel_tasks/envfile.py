@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import io
 import re
-from typing import Dict, Mapping
+import shlex
+from typing import Dict, List, Mapping
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -18,6 +19,33 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+-]*$")
 def read(text: str) -> Dict[str, str]:
     """Values as python-dotenv reads them (no interpolation, as deploy/up exports them)."""
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items() if v is not None}
+
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^*?\[\s]*$")
+
+
+def problems(text: str) -> List[str]:
+    """What deploy/up would trip over (pure): it runs `env $(sed -e 's!#.*!!' FILE |
+    xargs echo) singularity-stack ...`, so every word left after cutting at `#`
+    must be NAME=VALUE; the first one that is not becomes the command env runs,
+    after singularity-stack has stopped nothing yet but deploy/up goes on."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        body, cut, _ = line.partition("#")
+        if not body.strip():
+            continue
+        try:
+            words = shlex.split(body)
+        except ValueError:
+            out.append(f"line {n} has an unmatched quote (xargs refuses it)")
+            continue
+        bad = [w for w in words if not _ASSIGNMENT.match(w)]
+        if bad:
+            out.append(f"line {n}: `{bad[0][:40]}` is not NAME=VALUE (a value with a space, a glob character "
+                       "or `export` included); deploy/up would hand it to env as a command")
+        elif cut and not body[-1:].isspace():
+            out.append(f"line {n}: deploy/up cuts the value of {words[-1].split('=')[0]} at its `#`")
+    return out
 
 
 def _format(key: str, value: str) -> str:

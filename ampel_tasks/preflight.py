@@ -147,17 +147,25 @@ def port_problems(r, site, doc: dict, env: Dict[str, str]) -> List[str]:
     return foreign_ports(wanted, listeners(ss_text), stack)
 
 
+def stack_env(r, site, values: Dict[str, str]) -> Dict[str, str]:
+    """The environment singularity-stack expands the stack file with: the env file's
+    values and what the service user's shell has."""
+    user = r.settings.service_user
+    return {**values, "SINGULARITY_CACHEDIR": site.singularity_dir(), "HOME": f"/home/{user}", "USER": user}
+
+
 def check(r, site) -> List[str]:
     """Problems that would stop the new stack after `rm`, read on the service host."""
     from .remote import stack_doc
 
     s = r.settings
     host = site.service_host
-    env = envfile.read(host.read_file(site.env_file, user=site.src_user) or "")
-    env.update(SINGULARITY_CACHEDIR=site.singularity_dir(), HOME=f"/home/{s.service_user}", USER=s.service_user)
+    text = host.read_file(site.env_file, user=site.src_user) or ""
+    env = stack_env(r, site, envfile.read(text))
     doc = stack_doc(r, site) or {}
     missing, files, secrets = needs(doc, env)
-    problems = [f"{m} is not defined by {site.env_file}" for m in missing]
+    problems = [f"{site.env_file} {p}" for p in envfile.problems(text)]
+    problems += [f"{m} is not defined by {site.env_file}" for m in missing]
     if not missing:
         problems += port_problems(r, site, doc, env)
     paths = [p for _, p in files] + [posixpath.join(site.dryrun_dir, f) for f in secrets.values()]

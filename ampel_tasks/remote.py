@@ -433,6 +433,11 @@ def _db_evidence(r, site):
     text = site.service_host.read_file(site.env_file, user=site.src_user)
     if text is None:
         return None
+    bad = envfile.problems(text)
+    if bad:
+        raise DeployError(f"{site.env_file} on {site.service_host.name}, {bad[0]}" +
+                          (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") +
+                          "; fix the file: a deploy would stop the stack and fail to start it")
     values = envfile.read(text)
     new_db = bool(r.options.get("new_db"))
     running = state.running_manifest(r).get("env") or {}
@@ -447,8 +452,20 @@ def _db_evidence(r, site):
         changes.update({"MONGO_PATH": site.mongo_path, "GROUP_NAME": site.group_name})
     else:
         changes.update({k: live[k] for k in ("MONGO_PATH", "GROUP_NAME") if live.get(k)})
+    _require_defined(r, site, {**values, **changes})
     return {"text": text, "values": values, "new_db": necessary and not resumed, "reason": reason,
             "resumed": resumed, "new_text": envfile.update(text, changes), "changes": changes}
+
+
+def _require_defined(r, site, values: dict) -> None:
+    """Every $VAR of the stack file defined by the env file as db will leave it: found
+    by the plan, before tag commits the file (the preflight checks it again)."""
+    doc = stack_doc(r, site)
+    missing = preflight.needs(doc, preflight.stack_env(r, site, values))[0] if doc else []
+    if missing:
+        raise DeployError(f"{missing[0]} is not defined by {site.env_file} on {site.service_host.name}"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                          + "; fix the file: a deploy would stop the stack and fail to start it")
 
 
 def _used_before(r, site):
@@ -579,7 +596,10 @@ def stack_doc(r, site):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DeployError(f"{site.stack_file} on {site.service_host.name} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise DeployError(f"{site.stack_file} on {site.service_host.name} is not valid YAML"
+                          f"{where} ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})") from None
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})

@@ -37,7 +37,8 @@ STATUS = (
     'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
     'echo "@@repo $d $(git -C "$d" rev-parse HEAD) $(git -C "$d" rev-parse --abbrev-ref HEAD) '
     '$(git -C "$d" remote get-url origin 2>/dev/null || echo -)"; '
-    'git -C "$d" status --porcelain --untracked-files=no; done'
+    # (--no-optional-locks: a read, not a refresh of the index that git would write)
+    'git --no-optional-locks -C "$d" status --porcelain --untracked-files=no; done'
 )
 
 

@@ -37,3 +37,13 @@ def test_diff_masks_redacted_keys():
     new = envfile.update(ORIGINAL, {"GROUP_NAME": "s3cr3t-group"})
     d = envfile.diff(ORIGINAL, new, "dryrun.env", redact_keys={"GROUP_NAME"})
     assert "s3cr3t-group" not in d and "+GROUP_NAME=***** (changed)" in d
+
+
+def test_what_deploy_up_would_hand_to_env_as_a_command_is_found():
+    text = ("# comment\nAMPEL_TAG=v0.3.5\nGOOD=a # trailing comment\n\nTHIS LINE IS NOT AN ASSIGNMENT\n"
+            "export X=1\nSPACED='a b'\nHASH=ab#c\nOPEN='x\nGLOB=/data/*\n")
+    found = envfile.problems(text)
+    assert [f.split(":")[0] for f in found] == ["line 5", "line 6", "line 7", "line 8", "line 9 has an unmatched quote (xargs refuses it)", "line 10"]
+    assert "`THIS` is not NAME=VALUE" in found[0] and "`export` " in found[1]
+    assert "cuts the value of HASH at its `#`" in found[3]
+    assert envfile.problems("A=1\nB=$A/x  # fine\n") == []
