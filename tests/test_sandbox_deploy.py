@@ -414,6 +414,16 @@ def test_a_changed_secret_is_copied_and_never_printed_even_with_debug(deployed):
         assert stat.S_IMODE(remote.stat().st_mode) == 0o600
         again = tool("secrets", "--version", "v0.3.5", check=True)
         assert "==> secrets: skip (all 7 secrets present and unchanged" in again.stdout
+        # a dry run of a whole deploy, with every line printed and invoke's debugging
+        local.write_text("rotated-again-6160\n")
+        p = subprocess.run(["invoke", "--debug", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5-dry",
+                            "--dry", "--verbose", "--force", "secrets"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0 and "write /home/ampel/dryrun/secrets/mongo-alertprocessor-password.txt" in p.stdout
+        logs = [Path(m).read_text() for m in set(re.findall(r"run log: (\S+)", p.stdout)) if Path(m).exists()]
+        for text in [p.stdout, p.stderr, *logs]:
+            assert "rotated-again-6160" not in text
+            no_secret_in(sandbox, text)
     finally:
         local.write_bytes(original)
         tool("secrets", "--version", "v0.3.5", check=True)
