@@ -201,7 +201,9 @@ class Host:
             console.command(self.name, show or cmd, user)
             return DRY_RESULT
         master = self.connection()
-        argv = ssh.remote_argv(master, as_user(cmd, user, self.settings.preamble))
+        remote = as_user(cmd, user, self.settings.preamble)
+        argv = ssh.remote_argv(master, remote)
+        _record(self.spec.hostname, remote, data)
         printer = (lambda line: console.detail(prefix + line)) if stream else None
         t0 = time.time()
         result = execute(argv, data, on_line or printer, printer, shield)
@@ -254,6 +256,17 @@ class Host:
         script += f" && mv -f {tmp} {q} || {{ rm -f {tmp}; exit 1; }}"
         data = content if isinstance(content, bytes) else content.encode()
         self.run(script, user=user, data=data, show=show or f"write {path} (mode {mode})")
+
+
+def _record(hostname: str, remote: str, data: Optional[bytes]) -> None:
+    """AMPEL_TASKS_RECORD=FILE: each command as it goes to the host, one JSON line
+    (benchmarks/by_hand.py replays them; a command with data on stdin is marked)."""
+    where = os.environ.get("AMPEL_TASKS_RECORD")
+    if where:
+        import json
+
+        with open(where, "a") as f:
+            f.write(json.dumps({"host": hostname, "command": remote, "stdin": data is not None}) + "\n")
 
 
 class HostPool:

@@ -107,6 +107,8 @@ def _serve(name, secrets, group=None, units=False):
         raise RuntimeError("fault injected by the sandbox")
     if os.path.exists(os.path.join(HERE, "CRASH")):
         sys.exit(3)  # dies without a word: only the nanny's lines tell
+    if group and os.path.exists(os.path.join(HERE, "LOAD")):
+        _load(int(open(os.path.join(HERE, "LOAD")).read().split()[0]))
     beat = 0
     while True:
         time.sleep(5)
@@ -114,6 +116,19 @@ def _serve(name, secrets, group=None, units=False):
         print(f"{name} {RELEASE} processed {beat * 7} alerts", flush=True)
         if group:
             _record({"service": name, "release": RELEASE, "group": group, "pid": os.getpid(), "alerts": beat * 7})
+
+
+def _load(seconds):
+    """LOAD (a test's): once GO exists, 1,000 numbered lines a second for `seconds`."""
+    while not os.path.exists(os.path.join(HERE, "GO")):
+        time.sleep(0.1)
+    t0, n = time.time(), 0
+    while n < seconds * 1000:
+        batch = min(100, seconds * 1000 - n)
+        sys.stdout.write("".join(f"load {os.getpid()} {n + i}\n" for i in range(batch)))
+        sys.stdout.flush()
+        n += batch
+        time.sleep(max(0.0, t0 + n / 1000 - time.time()))
 
 
 def _units():
