@@ -98,6 +98,32 @@ def ticket_check(r) -> Optional[Check]:
     return Check("kerberos", True, f"ticket valid until {m.group(1)}" if m else "ticket valid")
 
 
+def registry_check(r) -> Check:
+    """The registry's port: free, or held by the registry container itself, listening
+    on loopback by itself (a Docker port mapping is reachable from the network on
+    engines before the fix of moby/moby#45610)."""
+    import docker
+
+    from . import dockerengine, registry
+
+    s = r.settings
+    reg = s.registry
+    where = f"{reg['address']}:{reg['port']}"
+    holder = "" if registry.port_free(reg["address"], reg["port"]) else registry.port_holder(reg["port"])
+    try:
+        c = dockerengine.client().containers.get(reg["name"])
+    except (DeployError, docker.errors.NotFound):  # no engine (its own check says so), or no registry yet
+        c = None
+    if c is not None and (c.attrs.get("HostConfig") or {}).get("PortBindings"):
+        return Check("registry port", False, f"{where} is published through Docker's port mapping",
+                     registry.exposed_warning(s))
+    ours = c is not None and holder.startswith(f"pid {(c.attrs.get('State') or {}).get('Pid')} ")
+    return Check("registry port", not holder or ours,
+                 f"{where} " + ((f"is held by {holder}" + (f" (container {reg['name']})" if ours else ""))
+                                if holder else "is free"),
+                 "stop what holds it, or set ampel.registry.port")
+
+
 def local_checks(r) -> List[Check]:
     from . import build, dockerengine, registry
 
@@ -108,11 +134,7 @@ def local_checks(r) -> List[Check]:
         out.append(Check("docker", True, "the local engine answers"))
     except DeployError as exc:
         out.append(Check("docker", False, exc.text, "start dockerd, or set DOCKER_HOST"))
-    reg = s.registry
-    holder = "" if registry.port_free(reg["address"], reg["port"]) else registry.port_holder(reg["port"])
-    out.append(Check("registry port", not holder or "docker-proxy" in holder,
-                     f"{reg['address']}:{reg['port']} " + (f"is held by {holder}" if holder else "is free"),
-                     "stop what holds it, or set ampel.registry.port"))
+    out.append(registry_check(r))
     try:
         found = build.repos(s.image_dir, s)
     except (DeployError, OSError) as exc:

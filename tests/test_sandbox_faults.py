@@ -153,13 +153,21 @@ def ctrl_c(p):
     os.killpg(p.pid, signal.SIGINT)  # what a terminal sends: the tool's whole process group
 
 
-@pytest.mark.parametrize("step", ["pull", "secrets", "tag", "up"])
+def image_id(ref="ampel:v0.3.5"):
+    return subprocess.run([DOCKER, "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True).stdout
+
+
+def test_containers():
+    return subprocess.run([DOCKER, "ps", "-aq", "--filter", "label=org.ampelproject.step=test"], capture_output=True,
+                          text=True).stdout.split()
+
+
+@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "tag", "up"])
 def test_ctrl_c_during_a_step(deployed, step):
     sandbox, since = deployed, time.time()
     version = f"v0.3.5-c{int(since) % 100000}"
-    args = {"pull": ["--version", "v0.3.5", "--force", "pull"], "secrets": ["--version", "v0.3.5", "--force", "secrets"],
-            "tag": ["--version", version], "up": ["--version", version]}[step]
-    before = live_instances(sandbox)
+    args = {"tag": ["--version", version], "up": ["--version", version]}.get(step, ["--version", "v0.3.5", "--force", step])
+    before, built = live_instances(sandbox), image_id()
     when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
     if step == "up":  # once deploy/up has begun to replace the stack
         when = (lambda out: "==> up:" in out and live_instances(sandbox) != before)
@@ -169,6 +177,8 @@ def test_ctrl_c_during_a_step(deployed, step):
         assert "stopping now would leave it half done" in err
         assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
     intact(sandbox, since)
+    assert image_id() == built, "the running version's image is the one it was"
+    assert not test_containers(), "no test container is left"
     rerun(sandbox, since, args[1])
 
 
