@@ -193,5 +193,7 @@ def move_commands(site, settings, copy: Copy) -> List[str]:
     url = shlex.quote(push_url(settings, copy.name, copy.origin))
     return [
         f"git -C {repo} fetch -q {url} '+refs/heads/*:refs/remotes/upstream/*' '+refs/tags/*:refs/tags/*'",
-        f"git -C {repo} reset -q --keep {shlex.quote(copy.wanted)}",
+        # (the reads refresh no index: stale stat data would make reset --keep take an
+        # unchanged file for a changed one)
+        f"git -C {repo} update-index -q --refresh; git -C {repo} reset -q --keep {shlex.quote(copy.wanted)}",
     ]

@@ -100,7 +100,8 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
     cmds = [c for _, _, c in commands(log)]
     assert not any("volume init" in c for c in cmds)
     assert "git ls-remote git@github.com:AmpelProject/Ampel-core.git" in " ".join(cmds)
-    assert cmds[-1] == f"git -C /scratch/ampel/Ampel-v0.3/ampel-core reset -q --keep {new}"
+    assert cmds[-1] == (f"git -C /scratch/ampel/Ampel-v0.3/ampel-core update-index -q --refresh; "
+                        f"git -C /scratch/ampel/Ampel-v0.3/ampel-core reset -q --keep {new}")
     assert cmds[-2].startswith("git -C /scratch/ampel/Ampel-v0.3/ampel-core fetch -q git@github.com:AmpelProject/Ampel-core.git")
 
 
