@@ -125,7 +125,7 @@ def _load(seconds):
     t0, n = time.time(), 0
     while n < seconds * 1000:
         batch = min(100, seconds * 1000 - n)
-        sys.stdout.write("".join(f"load {os.getpid()} {n + i}\n" for i in range(batch)))
+        sys.stdout.write("".join(f"load {os.getpid()} {n + i}\\n" for i in range(batch)))
         sys.stdout.flush()
         n += batch
         time.sleep(max(0.0, t0 + n / 1000 - time.time()))
