@@ -162,7 +162,7 @@ def image_id(ref="ampel:v0.3.5"):
     return subprocess.run([DOCKER, "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True).stdout
 
 
-def test_containers():
+def leftover_test_containers():
     return subprocess.run([DOCKER, "ps", "-aq", "--filter", "label=org.ampelproject.step=test"], capture_output=True,
                           text=True).stdout.split()
 
@@ -170,7 +170,9 @@ def test_containers():
 @pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "tag", "up"])
 def test_ctrl_c_during_a_step(deployed, step):
     sandbox, since = deployed, time.time()
-    args = ["--version", "v0.3.5", "--force", step]  # (the running version: no redeploy for the next test)
+    # the running version, forced (the next test needs no redeploy); tag acts only for a new deployment
+    version = f"v0.3.5-c{int(since) % 100000}" if step == "tag" else "v0.3.5"
+    args = ["--version", version] + (["--force", step] if step != "tag" else [])
     before, built = live_instances(sandbox), image_id()
     when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
     if step == "up":  # once deploy/up has begun to replace the stack
@@ -182,8 +184,8 @@ def test_ctrl_c_during_a_step(deployed, step):
         assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
     intact(sandbox, since)
     assert image_id() == built, "the running version's image is the one it was"
-    assert not test_containers(), "no test container is left"
-    rerun(sandbox, since)
+    assert not leftover_test_containers(), "no test container is left"
+    rerun(sandbox, since, version)
 
 
 def test_a_service_that_dies_at_start_is_ended_by_the_tools_timeout(deployed):
