@@ -125,7 +125,7 @@ def registry_check(r) -> Check:
 
 
 def local_checks(r) -> List[Check]:
-    from . import build, dockerengine, registry
+    from . import build, dockerengine
 
     s = r.settings
     out = []

@@ -31,7 +31,7 @@ def arguments(doc: str, repeats: int, **extra) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     ap.add_argument("--repeats", type=int, default=repeats, help=f"paired repeats (default {repeats})")
     for name, (kind, default, text) in extra.items():
-        ap.add_argument(f"--{name}", type=kind, default=default, help=text)
+        ap.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=text)
     return ap.parse_args()
 
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.sandbox
     ("cli_startup.py", [], ["ratio_list_to_version"]),
     ("tunnel.py", ["--mib", "64"], ["ratio_ours_to_plain"]),
     ("by_hand.py", [], ["ratio_tool_to_script", "commands_on_hosts"]),
-    ("deploys.py", [], ["noop_to_full_ratio", "code_only_mib_to_hosts", "downtime_s"]),
+    # (on the site as it is: a reset and a deploy from nothing are what the first-deploy test does)
+    ("deploys.py", ["--keep-site", "1"], ["noop_to_full_ratio", "code_only_mib_to_hosts", "downtime_s"]),
 ])
 def test_each_benchmark_runs_once(sandbox, tmp_path, bench, args, keys):
     if bench == "by_hand.py":  # it needs a running version
