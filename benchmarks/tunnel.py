@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from _common import arguments, interleaved, report, spread
+from _common import REPO, arguments, interleaved, report, spread
 
 CHUNK = b"\x5a" * (1 << 20)
 
@@ -65,7 +65,7 @@ def main():
     from ampel_tasks.defaults import DEFAULTS
     from ampel_tasks.hosts import Tunnel
 
-    config = Config(runtime_path="config/sandbox.yaml")
+    config = Config(runtime_path=str(REPO / "config/sandbox.yaml"))
     config.load_runtime()
     config.load_collection(DEFAULTS)
     r = runs.begin(config)
