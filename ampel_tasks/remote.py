@@ -162,14 +162,14 @@ def do_pull(r):
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    todo, left = [], {}
+    todo = []
     for host in site.pull_hosts:
         have = ev["hosts"].get(host.name)
         if digest and have == digest and "pull" not in r.force:
-            left[host] = ev.get("left", {}).get(host.name)
-            also = f"; removed what an interrupted pull left: {', '.join(left[host])}" if left[host] else ""
-            if left[host]:
-                _remove_leftovers(r, site, host, left[host])
+            left = ev.get("left", {}).get(host.name)
+            also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
+            if left:
+                _remove_leftovers(r, site, host, left)
             console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}{also}")
             r.row("pull", host.name, "skipped", 0.0)
         else:
@@ -433,11 +433,7 @@ def _db_evidence(r, site):
     text = site.service_host.read_file(site.env_file, user=site.src_user)
     if text is None:
         return None
-    bad = envfile.problems(text)
-    if bad:
-        raise DeployError(f"{site.env_file} on {site.service_host.name}, {bad[0]}" +
-                          (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") +
-                          "; fix the file: a deploy would stop the stack and fail to start it")
+    _refuse_env(f"{site.env_file} on {site.service_host.name}, ", envfile.problems(text))
     values = envfile.read(text)
     new_db = bool(r.options.get("new_db"))
     running = state.running_manifest(r).get("env") or {}
@@ -462,9 +458,13 @@ def _require_defined(r, site, values: dict) -> None:
     by the plan, before tag commits the file (the preflight checks it again)."""
     doc = stack_doc(r, site)
     missing = preflight.needs(doc, preflight.stack_env(r, site, values))[0] if doc else []
-    if missing:
-        raise DeployError(f"{missing[0]} is not defined by {site.env_file} on {site.service_host.name}"
-                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    _refuse_env("", [f"{m} is not defined by {site.env_file} on {site.service_host.name}" for m in missing])
+
+
+def _refuse_env(where: str, problems: list) -> None:
+    """One line for what is wrong with the env file, found by the plan."""
+    if problems:
+        raise DeployError(f"{where}{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                           + "; fix the file: a deploy would stop the stack and fail to start it")
 
 
