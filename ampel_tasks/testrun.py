@@ -21,6 +21,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -163,14 +164,19 @@ def export(mirror: Path, commit: str, dest: Path) -> None:
 
 # -- the run ---------------------------------------------------------------
 def run_one(client, image, repo: str, commit: str, tree: Path, command: str) -> Outcome:
-    """One repo's tests in a throwaway container of `image`, without network."""
-    container = client.containers.create(
-        image.id, ["sh", "-c", script(repo, command)], network_mode="none",
-        volumes={str(tree): {"bind": f"/src/{repo}", "mode": "ro"}},
-        labels={"org.ampelproject.step": "test", "org.ampelproject.repo": repo, "org.ampelproject.commit": commit},
-    )
+    """One repo's tests in a throwaway container of `image`, without network.
+
+    The container has a name of its own, so it is removed even when an interrupt
+    lands while the engine creates it (before the SDK returns its handle)."""
+    name = f"ampel-test-{repo}-{uuid.uuid4().hex[:10]}"
     output = []
     try:
+        container = client.containers.create(
+            image.id, ["sh", "-c", script(repo, command)], name=name, network_mode="none",
+            volumes={str(tree): {"bind": f"/src/{repo}", "mode": "ro"}},
+            labels={"org.ampelproject.step": "test", "org.ampelproject.repo": repo,
+                    "org.ampelproject.commit": commit},
+        )
         container.start()
         for chunk in container.logs(stream=True, follow=True):
             for line in chunk.decode(errors="replace").splitlines():
@@ -178,13 +184,29 @@ def run_one(client, image, repo: str, commit: str, tree: Path, command: str) -> 
                 console.detail(f"test {repo}: {line}")
         code = container.wait().get("StatusCode", 1)
     finally:
-        container.remove(v=True, force=True)
+        _remove(client, name)
     text = "\n".join(output)
     if missing_pytest(text):
         raise DeployError(f"test: the image {image.short_id} has no pytest (`{command}` in /Ampel/{repo}); add "
                           "pytest to environment.yml, or deploy with --skip-tests")
     summary, failures = parse_pytest(text, code)
     return Outcome(repo, commit, code, summary, failures)
+
+
+def _remove(client, name: str) -> None:
+    import docker.errors
+    try:
+        client.containers.get(name).remove(v=True, force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def sweep(client) -> List[str]:
+    """Remove test containers an earlier, interrupted run left behind (this step's label)."""
+    left = client.containers.list(all=True, filters={"label": "org.ampelproject.step=test"})
+    for c in left:
+        _remove(client, c.name)
+    return [c.name for c in left]
 
 
 def run_all(client, image, commits: Dict[str, str], mirrors: Dict[str, Path], command: str) -> List[Outcome]:
@@ -302,6 +324,8 @@ def do_test(r) -> None:
                                      f"{site.image_ref} sh -c {shlex.quote(script(repo, r.settings.tests['command']))}")
         return
     client, image = _image(r, site)
+    for name in sweep(client):
+        console.note(f"removed {name}, left by an interrupted test run")
     t0 = time.time()
     outcomes = run_all(client, image, ev["commits"], ev["mirrors"], r.settings.tests["command"])
     failed = failure_text(outcomes)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.sandbox
     ("tunnel.py", ["--mib", "64"], ["ratio_ours_to_plain"]),
     ("by_hand.py", [], ["ratio_tool_to_script", "commands_on_hosts"]),
     # (on the site as it is: a reset and a deploy from nothing are what the first-deploy test does)
-    ("deploys.py", ["--keep-site", "1"], ["noop_to_full_ratio", "code_only_mib_to_hosts", "downtime_s"]),
+    pytest.param("deploys.py", ["--keep-site", "1"], ["noop_to_full_ratio", "code_only_mib_to_hosts", "downtime_s"],
+                 marks=pytest.mark.moves_site),
 ])
 def test_each_benchmark_runs_once(sandbox, tmp_path, bench, args, keys):
     if bench == "by_hand.py":  # it needs a running version

@@ -679,6 +679,7 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
     assert tool("deploy", "--version", "v0.3.5", "--yes", timeout=300).returncode == 0
 
 
+@pytest.mark.moves_site
 def test_work_in_a_host_copy_is_never_moved_away_and_tag_commits_it(deployed):
     sandbox = deployed
     copy = burst(sandbox, "home/ampel/Ampel-v0.3/ampel-contrib-hu")

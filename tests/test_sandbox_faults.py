@@ -167,7 +167,8 @@ def leftover_test_containers():
                           text=True).stdout.split()
 
 
-@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "tag", "up"])
+@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "up",
+                                  pytest.param("tag", marks=pytest.mark.moves_site)])
 def test_ctrl_c_during_a_step(deployed, step):
     sandbox, since = deployed, time.time()
     # the running version, forced (the next test needs no redeploy); tag acts only for a new deployment

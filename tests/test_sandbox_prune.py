@@ -32,6 +32,7 @@ def local_tags() -> set:
     return {ref.split(":", 1)[1] for ref in out}
 
 
+@pytest.mark.moves_site
 def test_prune_lists_then_removes_leftovers_and_keeps_the_rollback_target_and_work(deployed, tmp_path):
     sandbox = deployed
     stamp = int(time.time()) % 100000

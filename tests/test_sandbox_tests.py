@@ -44,6 +44,7 @@ def newest_manifest() -> dict:
     return json.loads(tool("history", "--json", check=True).stdout)[0]
 
 
+@pytest.mark.moves_site
 def test_a_failing_unit_test_stops_the_deploy_before_anything_reaches_a_host(deployed, tmp_path):
     sandbox = deployed
     version = f"v0.3.6-t{int(time.time()) % 100000}"
@@ -75,6 +76,7 @@ def test_a_failing_unit_test_stops_the_deploy_before_anything_reaches_a_host(dep
         hu.revert()
 
 
+@pytest.mark.moves_site
 def test_a_code_only_release_is_tested_in_the_running_image_pulled_by_its_digest(deployed, tmp_path):
     """The image is reused, this machine no longer has it: pulled from the registry by
     the digest the running deployment records, the new commits mounted over /Ampel."""
