@@ -102,3 +102,36 @@ def test_a_code_only_release_is_tested_in_the_running_image_pulled_by_its_digest
         assert test["action"] == "skip" and "passed for this image and these commits" in test["reason"]
     finally:
         core.revert()
+
+
+class _CutAfterCreate:
+    """The docker client, with Ctrl-C landing just after the engine made the container
+    and before the SDK handed it back (where the interrupted CI run lost one)."""
+    def __init__(self, client):
+        self._client, self.containers = client, self
+
+    def create(self, *args, **kwargs):
+        self._client.containers.create(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    def get(self, name):
+        return self._client.containers.get(name)
+
+    def list(self, **kwargs):
+        return self._client.containers.list(**kwargs)
+
+
+def test_ctrl_c_while_a_test_container_is_created_leaves_none(sandbox, tmp_path):
+    import docker
+    from ampel_tasks import testrun
+
+    client = docker.from_env()
+    image = client.images.get("ampel-sandbox-base:bookworm")
+    commit = f"{time.time_ns():040d}"
+    with pytest.raises(KeyboardInterrupt):
+        testrun.run_one(_CutAfterCreate(client), image, "ampel-core", commit, tmp_path, "true")
+    assert client.containers.list(all=True, filters={"label": f"org.ampelproject.commit={commit}"}) == []
+    # one left by a run killed outright is swept by the next run's test step
+    client.containers.create(image.id, ["true"], labels={"org.ampelproject.step": "test"}, name="ampel-test-left")
+    assert "ampel-test-left" in testrun.sweep(client)
+    assert client.containers.list(all=True, filters={"label": "org.ampelproject.step=test"}) == []
