@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shlex
 import time
 from typing import Optional
@@ -262,13 +263,23 @@ def _pull_one(r, site, host, digest):
     if not res.ok:
         host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
         r.row("pull", host.name, "failed", seconds)
-        raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}); no image file was left")
+        raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}: "
+                          f"{pull_failure(res.stderr or res.stdout)}); no image file was left")
     size = _pulled_bytes(res.stdout)
     if size is not None:
         console.note(f"{host.name}: {site.image_file} {registry.mib(size)} MiB in {seconds:.0f} s "
                      f"({registry.rate(size, seconds)})")
     r.row("pull", host.name, "changed", seconds)
     r.changed.add("pull")
+
+
+def pull_failure(output: str) -> str:
+    """What singularity said went wrong (pure): its first ERROR line (2.x prints
+    "ERROR text" from its python helpers, "ERROR: text" from its shell), else the
+    last line it printed."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    said = next((line for line in lines if re.match(r"ERROR:? ", line)), lines[-1] if lines else "no output")
+    return console.redact(re.sub(r"^ERROR:? ", "", said))[:240]
 
 
 def _pulled_bytes(stdout: str) -> Optional[int]:

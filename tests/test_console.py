@@ -8,7 +8,7 @@ import pytest
 from ampel_tasks import console
 from ampel_tasks.executor import log_name
 from ampel_tasks.registry import PushProgress
-from ampel_tasks.remote import _pulled_bytes
+from ampel_tasks.remote import _pulled_bytes, pull_failure
 
 
 @pytest.fixture
@@ -96,3 +96,15 @@ def test_pulled_bytes_come_from_the_last_line_of_the_pull():
 def test_the_run_log_is_named_like_the_manifest():
     assert log_name("v0.3.6", ["plan", "deploy"], "2026-11-27T18:15:00Z") == "v0.3.6.20261127T181500Z.log"
     assert log_name(None, ["rollback"], "2026-11-27T18:15:00Z") == "rollback.20261127T181500Z.log"
+
+
+def test_a_failed_pull_is_explained_by_singularitys_first_error_line():
+    full = ("Downloading layer: sha256:aa\n"
+            "ERROR Error writing to /data/ampel/singularity/docker/sha256:bb.part-7: [Errno 28] No space left on "
+            "device exiting\n"
+            "ERROR Error downloading http://localhost:5000/v2/ampel/blobs/sha256:bb. Do you have permission to write "
+            "to /data/ampel/singularity/docker?\n")
+    assert pull_failure(full).startswith("Error writing to ") and "No space left on device" in pull_failure(full)
+    assert pull_failure("ERROR: Image file exists, not overwriting.\n") == "Image file exists, not overwriting."
+    assert pull_failure("curl: (7) Failed to connect\n") == "curl: (7) Failed to connect"
+    assert pull_failure("") == "no output"

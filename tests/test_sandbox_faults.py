@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, sandbox_cmd, tool
-from test_sandbox_deploy import STATE, burst, live_instances
+from test_sandbox_deploy import STATE, Upstream, burst, live_instances
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"
@@ -56,13 +56,16 @@ def intact(sandbox, since: float) -> None:
     for local in (STATE / "operator/secrets").glob("*.txt"):
         assert burst(sandbox, f"home/ampel/dryrun/secrets/{local.name}").read_bytes() == local.read_bytes()
     assert not (state / "lock").exists(), "the lock is left"
+    locks = list(burst(sandbox, "home/ampel").glob("Ampel-*/*/.git/*.lock"))
+    assert not locks, f"git left its locks: {locks}"
 
 
-def interrupted(args, when, act, timeout=600):
+def interrupted(args, when, act, timeout=600, env=None):
     """Run the tool as an operator does; once `when(stdout so far)` is true, `act(process)`."""
     out = open(STATE / "fault.out", "w+")
     p = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", *args], cwd=REPO, stdout=out,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                         env=dict(os.environ, **(env or {})))
     deadline, acted = time.time() + timeout, False
     while p.poll() is None and time.time() < deadline:
         out.seek(0)
@@ -154,6 +157,55 @@ def test_registry_stopped_during_push(deployed):
     rerun(sandbox, since)
 
 
+SMALL = "data/ampel/small"
+
+
+def test_a_disk_filling_during_pull_leaves_nothing_and_a_rerun_completes(deployed):
+    """burst's singularity directory is a filesystem with room for the pull when the
+    plan checks; another writer then fills it while the layers arrive."""
+    sandbox, since = deployed, time.time()
+    pid = Path(sandbox["host"]["burst"]["root"], "run/sshd.pid").read_text().strip()
+    small = Path(f"/proc/{pid}/root/{SMALL}")  # burst's own mount namespace, seen from here
+    need = (singularity_dir(sandbox, "burst") / "ampel-v0.3.5.simg").stat().st_size * 2 + 48 * 2**20
+    for host in HOSTS:
+        Path(sandbox["host"][host]["root"], SMALL).mkdir(exist_ok=True)
+    subprocess.run(["nsenter", "-t", pid, "-m", "mount", "-t", "tmpfs", "-o",
+                    f"size={need // 2**20}m,uid=ampel,gid=ampel,mode=755", "tmpfs", f"/{SMALL}"], check=True)
+    subprocess.run(["chown", "ampel:ampel", str(Path(sandbox["host"]["transit"]["root"], SMALL))], check=True)
+    env = {"INVOKE_AMPEL_PATHS_SINGULARITY_DIR": f"/{SMALL}"}
+    before = live_instances(sandbox)
+
+    def arriving(_out):
+        return any(f.stat().st_size > 2**20 for f in (small / "docker").glob("*.part-*"))
+
+    def fill(_p):
+        subprocess.run(["dd", "if=/dev/zero", f"of={small}/other-writer", "bs=1M"], capture_output=True)
+
+    try:
+        rc, out, err = interrupted(["pull", "--version", "v0.3.5"], arriving, fill, env=env)
+        error = one_error(rc, err, "on burst: singularity pull of", "No space left on device",
+                          "no image file was left")
+        assert "transit" not in error, "transit's pull had room and completed"
+        left = [str(f.relative_to(small)) for f in small.rglob("*")]
+        assert not [f for f in left if ".part-" in f or f.endswith(".simg")], left
+        assert (Path(sandbox["host"]["transit"]["root"], SMALL) / "ampel-v0.3.5.simg").is_file()
+        assert not burst(sandbox, "home/ampel/dryrun/.ampel-tasks/lock").exists()
+        assert live_instances(sandbox) == before, "the running stack was not touched"
+        # room again: the same command completes, with the layers already there kept
+        (small / "other-writer").unlink()
+        p = tool("pull", "--version", "v0.3.5", env=env, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+        recorded = (singularity_dir(sandbox, "burst") / "ampel-v0.3.5.simg.digest").read_text()
+        assert (small / "ampel-v0.3.5.simg.digest").read_text() == recorded
+        with tarfile.open(small / "ampel-v0.3.5.simg") as tar:
+            assert tar.getmembers()
+        intact(sandbox, since)
+    finally:
+        subprocess.run(["nsenter", "-t", pid, "-m", "umount", "-l", f"/{SMALL}"])
+        for host in HOSTS:
+            subprocess.run(["rm", "-rf", str(Path(sandbox["host"][host]["root"], SMALL))])
+
+
 def ctrl_c(p):
     os.killpg(p.pid, signal.SIGINT)  # what a terminal sends: the tool's whole process group
 
@@ -167,26 +219,37 @@ def leftover_test_containers():
                           text=True).stdout.split()
 
 
-@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "up",
-                                  pytest.param("tag", marks=pytest.mark.moves_site)])
-def test_ctrl_c_during_a_step(deployed, step):
+NEW_DEPLOYMENT = {"src", "db", "tag"}  # steps that act only for another version
+
+
+@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "up"] +
+                         [pytest.param(s, marks=pytest.mark.moves_site) for s in ("src", "db", "tag")])
+def test_ctrl_c_during_a_step(deployed, step, tmp_path):
     sandbox, since = deployed, time.time()
-    # the running version, forced (the next test needs no redeploy); tag acts only for a new deployment
-    version = f"v0.3.5-c{int(since) % 100000}" if step == "tag" else "v0.3.5"
-    args = ["--version", version] + (["--force", step] if step != "tag" else [])
+    # the running version, forced (the next test needs no redeploy), where the step allows it
+    version = f"v0.3.5-c{int(since) % 100000}" if step in NEW_DEPLOYMENT else "v0.3.5"
+    args = ["--version", version] + ([] if step in NEW_DEPLOYMENT else ["--force", step])
+    args += ["--new-db"] if step == "db" else []
     before, built = live_instances(sandbox), image_id()
     when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
     if step == "up":  # once deploy/up has begun to replace the stack
         when = (lambda out: "==> up:" in out and live_instances(sandbox) != before)
-    rc, out, err = interrupted(["deploy", *args, "--yes"], when, ctrl_c)
-    one_error(rc, err, "interrupted")
-    if step == "up":
-        assert "stopping now would leave it half done" in err
-        assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
-    intact(sandbox, since)
-    assert image_id() == built, "the running version's image is the one it was"
-    assert not leftover_test_containers(), "no test container is left"
-    rerun(sandbox, since, version)
+    core = Upstream(tmp_path, "Ampel-core") if step == "src" else None
+    try:
+        if core:  # a code-only change upstream: src moves ampel-core's host copy
+            core.change("ampel/core/services.py", lambda t: t + "\n# interrupted while src moves this\n", "a comment")
+        rc, out, err = interrupted(["deploy", *args, "--yes"], when, ctrl_c)
+        one_error(rc, err, "interrupted")
+        if step == "up":
+            assert "stopping now would leave it half done" in err
+            assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
+        intact(sandbox, since)
+        assert image_id() == built, "the running version's image is the one it was"
+        assert not leftover_test_containers(), "no test container is left"
+        rerun(sandbox, since, version)
+    finally:
+        if core:
+            core.revert()
 
 
 def test_a_service_that_dies_at_start_is_ended_by_the_tools_timeout(deployed):
