@@ -95,16 +95,22 @@ class Run:
         if what not in self.unknown_facts:
             self.unknown_facts.append(what)
 
-    def evidence(self, key: str, gather, after=()):
+    def evidence(self, key: str, gather, after=(), foresees=False):
         """Gather a fact once per run; again if one of the steps in `after` has
         changed something since (their changes are what the fact is about).
 
         In --dry a fact that cannot be read (host unreachable, nothing built yet)
-        is recorded as unknown and returns None."""
+        is recorded as unknown and returns None; so is a fact that one of `after`
+        would have changed (a dry run changed nothing: what is there to read is
+        the state before, e.g. the registry's digest of an image a real run rebuilds),
+        unless `foresees`: the gathering itself accounts for what those steps will do."""
         seen = frozenset(self.changed & set(after))
         if key in self.cache and self.cache.get(("seen", key), frozenset()) == seen:
             return self.cache[key]
         self.cache[("seen", key)] = seen
+        if self.dry and seen and not foresees:
+            self.cache[key] = None
+            return None
         try:
             value = gather()
         except DeployError as exc:

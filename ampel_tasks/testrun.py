@@ -264,7 +264,7 @@ def _evidence(r):
 def decide_test(r):
     from .plan import Decision
 
-    ev = r.evidence("test evidence", lambda: _evidence(r), after=("image",))
+    ev = r.evidence("test evidence", lambda: _evidence(r), after=("image",), foresees=True)
     skip = bool(r.options.get("skip_tests"))
     if ev is None:
         return Decision("test", "skip", "--skip-tests (recorded in the manifest)") if skip else None

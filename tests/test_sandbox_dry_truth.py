@@ -9,7 +9,6 @@ from test_dry_production import OFFLINE
 pytestmark = pytest.mark.sandbox
 
 
-@pytest.mark.xfail(strict=True, reason="#9 defect, fixed in the next commit")
 def test_after_a_rebuild_the_dry_run_pushes_and_pulls(deployed):
     p = tool("deploy", "--version", "v0.3.5", "--force", "image", "--dry", timeout=300)
     assert p.returncode == 0, p.stderr
