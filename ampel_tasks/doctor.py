@@ -114,6 +114,9 @@ def registry_check(r) -> Check:
         c = dockerengine.client().containers.get(reg["name"])
     except (DeployError, docker.errors.NotFound):  # no engine (its own check says so), or no registry yet
         c = None
+    problem = registry.check_container(c.attrs, s) if c is not None else None
+    if problem:
+        return Check("registry port", False, problem, "")
     if c is not None and (c.attrs.get("HostConfig") or {}).get("PortBindings"):
         return Check("registry port", False, f"{where} is published through Docker's port mapping",
                      registry.exposed_warning(s))

@@ -73,9 +73,38 @@ def port_free(address: str, port: int) -> bool:
         s.close()
 
 
-def _published(container) -> list:
-    ports = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+def _published(attrs: dict) -> list:
+    ports = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
     return [(b.get("HostIp") or "0.0.0.0", int(b["HostPort"])) for bs in ports.values() for b in (bs or [])]
+
+
+def listening(attrs: dict) -> list:
+    """Where a registry container answers, from its `docker inspect` (pure): its
+    own REGISTRY_HTTP_ADDR on the host's network (port 5000 on every address
+    without it), else the ports Docker publishes for it."""
+    env = dict(e.split("=", 1) for e in (attrs.get("Config") or {}).get("Env") or [] if "=" in e)
+    if (attrs.get("HostConfig") or {}).get("NetworkMode") == "host":
+        host, _, port = env.get("REGISTRY_HTTP_ADDR", ":5000").rpartition(":")
+        return [(host or "0.0.0.0", int(port))] if port.isdigit() else []
+    return _published(attrs)
+
+
+def check_container(attrs: dict, s) -> Optional[str]:
+    """The container named ampel.registry.name, checked against the configuration
+    (pure): an error when it is reachable from the network or answers elsewhere,
+    else None."""
+    r = s.registry
+    where, seen = f"{r['address']}:{r['port']}", listening(attrs)
+    open_to = [f"{ip}:{port}" for ip, port in seen if ip not in ("127.0.0.1", "::1")]
+    if open_to:
+        return (f"container {r['name']} serves the registry on {open_to[0]}, reachable from the network; remove it "
+                f"(`docker rm -f {r['name']}`) and re-run to get it on {where} only")
+    if seen and (r["address"], r["port"]) not in seen:
+        ip, port = seen[0]
+        return (f"container {r['name']}: its registry listens on {ip}:{port}, not on {where} (ampel.registry.address, "
+                f".port); set ampel.registry.port to {port}, or give the tool's registry another name "
+                "(ampel.registry.name)")
+    return None
 
 
 def ensure(client, s, dry: bool) -> None:
@@ -89,13 +118,10 @@ def ensure(client, s, dry: bool) -> None:
     except docker.errors.NotFound:
         c = None
     if c is not None:
-        bound = _published(c)
-        if bound and any(ip not in ("127.0.0.1", "::1") for ip, _ in bound):
-            raise DeployError(
-                f"container {r['name']} publishes the registry on {bound[0][0]}:{bound[0][1]}, reachable from "
-                f"the network; remove it (`docker rm -f {r['name']}`) and re-run to get it on {where} only"
-            )
-        if bound:
+        problem = check_container(c.attrs, s)
+        if problem:
+            raise DeployError(problem)
+        if _published(c.attrs):
             console.warn(exposed_warning(s))
         if c.status == "running":
             console.note(f"registry {r['name']} already running on {where}")

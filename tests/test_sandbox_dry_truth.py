@@ -19,7 +19,6 @@ def test_after_a_rebuild_the_dry_run_pushes_and_pulls(deployed):
     assert "singularity pull --name .ampel-v0.3.5.simg.part-" in out
 
 
-@pytest.mark.xfail(strict=True, reason="#9 defect, fixed in a later commit")
 def test_a_registry_on_another_port_is_not_taken_for_the_configured_one(deployed):
     """The engine runs `registry` on 127.0.0.1:5000; the profile asks for 5999."""
     env = {k: v for k, v in OFFLINE.items() if k != "DOCKER_HOST"}
