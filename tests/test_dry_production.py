@@ -1,6 +1,8 @@
 """`--dry` with the production profile on a machine that reaches neither burst nor
 transit nor a Docker engine still prints the whole runbook, in order."""
 
+import pytest
+
 from conftest import tool
 
 # the hosts refuse at once (nothing is sent anywhere but this machine's loopback)
@@ -77,3 +79,38 @@ def test_the_example_runtime_profiles_change_the_command_forms():
         assert f"hosts run {flavour};" in p.stdout and pull in p.stdout
     p = tool("plan", "--version", "v0.3.5", "--dry", profile="config/examples/layout-v0.4.0.yaml", env=OFFLINE)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="#9 defect, fixed in the next commit")
+def test_a_socket_that_is_not_a_docker_engine_is_not_called_a_stopped_dockerd(tmp_path):
+    """Every Docker fault used to say "is dockerd running?"; a socket that answers, but
+    not as Docker does, is named for what it is."""
+    import socket
+    import threading
+
+    path = tmp_path / "not-docker.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(8)
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        env = dict(OFFLINE, DOCKER_HOST=f"unix://{path}")
+        p = tool("deploy", "--version", "v0.3.5", "--dry", profile="config/production.yaml", env=env, timeout=120)
+    finally:
+        server.close()
+    assert p.returncode == 0, p.stderr
+    assert f"unix://{path} does not answer as a Docker engine" in p.stderr, p.stderr
+    assert "is dockerd running" not in p.stderr
+    gone = tool("deploy", "--version", "v0.3.5", "--dry", profile="config/production.yaml", env=OFFLINE, timeout=120)
+    assert "nothing listens at unix:///nonexistent/docker.sock; is dockerd running?" in gone.stderr, gone.stderr
