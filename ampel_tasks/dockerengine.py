@@ -5,17 +5,35 @@ from .errors import DeployError
 
 
 def client():
+    import os
+
     import docker
 
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         c = docker.from_env(timeout=600)
         c.ping()
         return c
-    except Exception:
-        import os
+    except Exception as exc:
+        raise DeployError(engine_fault(where, exc)) from None
 
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        raise DeployError(f"cannot talk to the Docker engine at {where}; is dockerd running?") from None
+
+def engine_fault(where: str, exc: BaseException) -> str:
+    """One line for a Docker engine that cannot be used, by its cause (pure)."""
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
+    text = " ".join(str(x) for x in chain)
+    if any(isinstance(x, PermissionError) for x in chain) or "Permission denied" in text:
+        return (f"permission denied on the Docker engine at {where}: run as a member of the docker group "
+                "(`sudo usermod -aG docker $USER`, then log in again) or as root")
+    if any(isinstance(x, (FileNotFoundError, ConnectionRefusedError)) for x in chain) or \
+            "No such file" in text or "Connection refused" in text:
+        return f"nothing listens at {where}; is dockerd running?"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    said = f"HTTP {status}" if status else (str(exc).splitlines() or ["no answer"])[0][:160]
+    return f"{where} does not answer as a Docker engine ({said}); check DOCKER_HOST"
 
 
 def engine(r):

@@ -81,7 +81,6 @@ def test_the_example_runtime_profiles_change_the_command_forms():
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="#9 defect, fixed in the next commit")
 def test_a_socket_that_is_not_a_docker_engine_is_not_called_a_stopped_dockerd(tmp_path):
     """Every Docker fault used to say "is dockerd running?"; a socket that answers, but
     not as Docker does, is named for what it is."""
