@@ -6,7 +6,8 @@ need them, so `invoke --list` stays fast.
 """
 from invoke import Collection
 
-from . import deploy, doctor, gitops, image, prune, publish, remote, testrun
+from . import deploy, doctor, gitops, image, prune, publish, testrun
+from .steps import db, logs, pull, secrets, src, up
 from .defaults import DEFAULTS
 from .errors import install_excepthook
 
@@ -15,7 +16,7 @@ install_excepthook()
 ns = Collection()
 for t in (
     image.keys, image.image, testrun.test, publish.push,
-    remote.pull, remote.src, remote.db, gitops.tag, remote.secrets, remote.up, remote.logs,
+    pull.pull, src.src, db.db, gitops.tag, secrets.secrets, up.up, logs.logs,
     deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, prune.prune, doctor.doctor,
 ):
     ns.add_task(t)

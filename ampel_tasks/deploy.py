@@ -15,7 +15,11 @@ from .image import image
 from .publish import push
 from .testrun import test
 from .plan import ORDER
-from .remote import db, pull, secrets, src, up
+from .steps.db import db
+from .steps.pull import pull
+from .steps.secrets import secrets
+from .steps.src import src
+from .steps.up import up
 
 LOCK_HELP = {
     "lock_wait": "wait up to SECONDS for another deploy's lock instead of failing at once",
@@ -219,7 +223,9 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
     deployment that started a new live database says what that means and asks
     (or needs --yes).
     """
-    from . import envfile, remote, state
+    from . import envfile, state
+    from .steps.src import restore_sources
+    from .steps.up import do_up
     from .site import Site
 
     r = runs.start(c, dry=dry)
@@ -262,7 +268,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
         raise DeployError(f"image file {target['image_file']} of {target['version']} is gone from {host.name}; "
                           f"deploy {target['version']} again instead")
     state.lock(r)
-    remote.restore_sources(r, site, target)
+    restore_sources(r, site, target)
     text = host.read_file(site.env_file, user=site.src_user)
     if text is not None:
         wanted = {k: v for k, v in target["env"].items() if v is not None}
@@ -272,7 +278,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
                 console.diff(envfile.diff(text, new, site.env_file))
             host.write_file(site.env_file, new, user=site.src_user, backup=True, show=f"restore {site.env_file} values of {target['version']}")
     r.force.add("up")
-    remote.do_up(r)
+    do_up(r)
     if not r.dry:
         st.audit(f"rollback from {current} to {target['version']}")
         console.out(f"rolled back to {target['version']}; {current}'s database, sources and logs are kept")

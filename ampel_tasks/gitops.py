@@ -24,7 +24,7 @@ from invoke import task
 from . import console, run as runs, sources, state
 from .errors import DeployError
 from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from .remote import src
+from .steps.src import src
 
 
 @dataclass

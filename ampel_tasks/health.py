@@ -119,7 +119,7 @@ class Poller:
 
 
 def gate(r, site):
-    from .remote import stack_doc
+    from .steps.db import stack_doc
 
     h = r.settings.health
     env = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
@@ -178,7 +178,7 @@ def _report(fatal, seen, elapsed, then: str):
 
 def quick(r, site) -> list:
     """Problems of the running stack right now (live instances, ports), no waiting."""
-    from .remote import stack_doc
+    from .steps.db import stack_doc
 
     env_text = site.service_host.read_file(site.env_file, user=site.src_user)
     doc = stack_doc(r, site)

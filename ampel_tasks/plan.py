@@ -69,13 +69,14 @@ def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
 
 def decide(r, steps: List[str]) -> List[Decision]:
     """Gather each step's evidence (read-only) and combine."""
-    from . import gitops, image, publish, remote, testrun
+    from . import gitops, image, publish, testrun
+    from .steps import db, pull, secrets, src, up
 
     deciders = {
         "image": image.decide_image, "test": testrun.decide_test, "push": publish.decide_push,
-        "pull": remote.decide_pull,
-        "src": remote.decide_src, "db": remote.decide_db, "tag": gitops.decide_tag,
-        "secrets": remote.decide_secrets, "up": remote.decide_up,
+        "pull": pull.decide_pull,
+        "src": src.decide_src, "db": db.decide_db, "tag": gitops.decide_tag,
+        "secrets": secrets.decide_secrets, "up": up.decide_up,
     }
     own = {}
     for step in ORDER:

@@ -156,7 +156,7 @@ def stack_env(r, site, values: Dict[str, str]) -> Dict[str, str]:
 
 def check(r, site) -> List[str]:
     """Problems that would stop the new stack after `rm`, read on the service host."""
-    from .remote import stack_doc
+    from .steps.db import stack_doc
 
     s = r.settings
     host = site.service_host

@@ -234,7 +234,8 @@ def failure_text(outcomes: List[Outcome]) -> str:
 
 # -- the step --------------------------------------------------------------
 def _evidence(r):
-    from . import build, dockerengine, remote, state
+    from . import build, dockerengine, state
+    from .steps.src import src_evidence
     from .image import decide_image
     from .site import Site
     from .sources import release_tag
@@ -242,7 +243,7 @@ def _evidence(r):
     site, s = Site(r), r.settings
     image_d = decide_image(r)
     will_build = image_d is None or image_d.action == "run" or "image" in r.force
-    src_ev = remote.src_evidence(r)
+    src_ev = src_evidence(r)
     if src_ev is None:
         return None
     repos = build.repos(s.image_dir, s)

@@ -70,11 +70,11 @@ def commands(log):
 
 
 def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
-    from ampel_tasks import remote
+    from ampel_tasks.steps import src
 
     r, answers, log = site
     answers.append((r"^stat -c %U /scratch/ampel/Ampel-v0.3$", Result("", "stat: cannot statx: No such file", 1)))
-    remote.do_src(r)
+    src.do_src(r)
     assert (
         "burst", None,
         "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3",
@@ -87,7 +87,7 @@ def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
 
 
 def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(site):
-    from ampel_tasks import remote
+    from ampel_tasks.steps import src
 
     r, answers, log = site
     head, new = "1" * 40, "2" * 40
@@ -96,7 +96,7 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
     answers.append((r"^echo @@ls ampel-core", Result(
         f"@@ls ampel-core\n{new}\trefs/heads/master\n{head}\trefs/tags/v0.3.4\n", "", 0)))
-    remote.do_src(r)
+    src.do_src(r)
     cmds = [c for _, _, c in commands(log)]
     assert not any("volume init" in c for c in cmds)
     assert "git ls-remote git@github.com:AmpelProject/Ampel-core.git" in " ".join(cmds)
@@ -106,7 +106,7 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
 
 
 def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
-    from ampel_tasks import remote
+    from ampel_tasks.steps import src
     from ampel_tasks.errors import DeployError
 
     r, answers, log = site
@@ -114,12 +114,13 @@ def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
     with pytest.raises(DeployError, match=r"/scratch/ampel/Ampel-v0.3 is owned by jvs, not root "
                                           r"\(ampel.paths.ampel_src_owner\)"):
-        remote.do_src(r)
+        src.do_src(r)
     assert not any(c.startswith("git -C") or "volume" in c for _, _, c in commands(log))
 
 
 def test_src_adds_a_repo_that_the_image_added_as_the_owner_of_the_tree(site, monkeypatch):
-    from ampel_tasks import remote, state
+    from ampel_tasks import state
+    from ampel_tasks.steps import src
 
     r, answers, log = site
     r.settings.paths["ampel_src_owner"] = "ampel"
@@ -130,20 +131,20 @@ def test_src_adds_a_repo_that_the_image_added_as_the_owner_of_the_tree(site, mon
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
     answers.append((r"^echo @@ls ampel-core", Result(f"@@ls ampel-core\n{head}\trefs/heads/master\n", "", 0)))
-    remote.do_src(r)
+    src.do_src(r)
     assert ("burst", "ampel", "singularity exec /data/ampel/singularity/ampel-v0.3.5.simg tar -C /Ampel -c "
             "ampel-contrib-foo | tar -C /scratch/ampel/Ampel-v0.3 -x") in commands(log)
     assert all(u == "ampel" for _, u, c in commands(log) if c.startswith(("git", "cd /scratch", "stat")))
 
 
 def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):
-    from ampel_tasks import remote
+    from ampel_tasks.steps import db
 
     r, answers, log = site
     answers.append((r"^cat /scratch/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env$", Result(ENV, "", 0)))
     answers.append((r"^test -e /data/ampel/mongo/live/v0.3.0", Result("", "", 1)))
     answers.append((r"^ls -A", Result("", "", 0)))
-    remote.do_db(r)
+    db.do_db(r)
     assert ("burst", "ampel", "mkdir -p /data/ampel/mongo/live/v0.3.5") in commands(log)
     write = [e for e in log if len(e) == 4][-1]
     assert write[0] == "burst" and "backup kept" in write[2]
@@ -154,7 +155,7 @@ def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):
 
 
 def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatch):
-    from ampel_tasks import remote
+    from ampel_tasks.steps import pull
 
     r, answers, log = site
     opened = []
@@ -172,7 +173,7 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
     monkeypatch.setattr(hosts, "Tunnel", FakeTunnel)
     r.done["push"] = "sha256:" + "a" * 64
     answers.append((r"^cat .*\.digest", Result("", "", 1)))
-    remote.do_pull(r)
+    pull.do_pull(r)
     assert sorted(opened) == [("burst", 5000, "127.0.0.1", 5000), ("transit", 5000, "127.0.0.1", 5000)]
     pulls = [(h, u, c) for h, u, c in commands(log) if "singularity pull" in c]
     assert sorted(h for h, _, _ in pulls) == ["burst", "transit"]
@@ -188,12 +189,13 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
 
 
 def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
-    from ampel_tasks import health, remote
+    from ampel_tasks import health
+    from ampel_tasks.steps import up
 
     r, answers, log = site
     monkeypatch.setattr(health, "gate", lambda *a, **k: None)
     r.changed.add("db")
-    remote.do_up(r)
+    up.do_up(r)
     # v0.3.5's deploy/up takes the config only; the machine comes from the hostname
     assert ("burst", "ampel", "cd /home/ampel/dryrun && timeout -k 10 1200 /scratch/ampel/Ampel-v0.3/ampel-core/deploy/up dryrun") in commands(log)
 
@@ -205,7 +207,7 @@ def test_version_is_quoted_where_it_meets_a_shell(site):
 
 
 def test_secrets_never_reach_a_command_line(site, tmp_path):
-    from ampel_tasks import remote
+    from ampel_tasks.steps import secrets
 
     r, answers, log = site
     secret_dir = tmp_path / "secrets"
@@ -216,7 +218,7 @@ def test_secrets_never_reach_a_command_line(site, tmp_path):
     answers.append((r"^cat .*burst\.yml$", Result(stack, "", 0)))
     answers.append((r"sha256sum", Result("", "", 0)))
     answers.append((r"stat -c", Result("ampel 700 secrets\nampel 600 secrets/mongo-writer.txt\n", "", 0)))
-    remote.do_secrets(r)
+    secrets.do_secrets(r)
     writes = [e for e in log if len(e) == 4]
     assert writes and writes[0][1] == "ampel" and writes[0][3] == "hunter2-very-secret\n"
     assert "0600" in writes[0][2]

@@ -1,0 +1,34 @@
+"""Task logs: follow every replica of one or several services."""
+from __future__ import annotations
+
+
+from invoke import task
+
+from .. import run as runs
+from . import site_of
+
+
+@task(
+    positional=["service"],
+    help={
+        "service": "service of the stack, e.g. alertprocessor; several as alertprocessor,mongo",
+        "replica": "only this replica number",
+        "grep": "only lines matching this regular expression",
+        "no_follow": "print what is there and stop instead of following",
+    },
+)
+def logs(c, service=None, replica=None, grep=None, no_follow=False):
+    """Follow the logs of every replica of one or several services.
+
+    `invoke logs alertprocessor` merges all replicas, each line carrying
+    `(service:replica stdout|stderr)` as singularity-stack prints it; `invoke logs
+    alertprocessor,mongo` follows both. Follows until Ctrl-C (singularity-stack
+    starts 1 kB before the end of each file); --no-follow prints each replica's
+    whole output since its last deploy, except the first line (as singularity-stack
+    does). An unknown service is an error listing the configured ones.
+    """
+    from .. import logstream
+
+    r = runs.start(c)
+    names = [x for x in (service or "").split(",") if x]
+    logstream.follow(r, site_of(r), names, replica=replica, grep=grep, follow=not no_follow)

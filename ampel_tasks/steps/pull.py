@@ -1,0 +1,285 @@
+"""Task pull: the image file onto transit and burst, through a reverse tunnel on each
+host's one connection, all hosts at once."""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shlex
+import time
+from typing import Optional
+
+from invoke import task
+
+from .. import console, registry, run as runs, state
+from ..errors import DeployError
+from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from ..publish import push
+from . import site_of
+
+
+def registry_digest(r, site):
+    """The digest the registry serves for this version (None when --dry cannot know it)."""
+    from .. import registry
+
+    if r.done.get("push"):
+        return r.done["push"]
+    if r.cache.get("reused_digest"):  # the running image: its file is already on the hosts
+        return r.cache["reused_digest"]
+    from ..publish import registry_up
+
+    reg = r.settings.registry
+    if not registry_up(reg):
+        return None
+    return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
+
+
+@task(pre=[push], help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+def pull(c, version=None, dry=False, verbose=False):
+    """Pull the image onto transit and burst through an ssh -R tunnel.
+
+    For each host with the `pull` role: opens the runbook's reverse tunnel
+    (OpenSSH `ssh -R 5000:localhost:5000`, ExitOnForwardFailure, started only once
+    it is up), becomes the service user and, in the singularity directory, runs
+    `SINGULARITY_NOHTTPS=1 singularity pull` into a temporary name, renamed when
+    complete, with the registry digest recorded beside it. A host whose image
+    file already has that digest is skipped.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_pull(r)
+
+
+def _pull_evidence(r, site):
+    digest = registry_digest(r, site)
+    hosts, left = {}, {}
+    for host in site.pull_hosts:
+        image = site.image_path_on(host)
+        have = host.fact(f"cd {shlex.quote(site.singularity_dir(host))} 2>/dev/null && for f in {PARTS}; do "
+                         f"test -e \"$f\" && echo \"left $f\"; done; test -f {shlex.quote(image)} && "
+                         f"cat {shlex.quote(image + '.digest')} 2>/dev/null; true", user=r.settings.service_user)
+        lines = [] if have is None else have.stdout.split()
+        hosts[host.name] = None if have is None else next((w for w in lines if w.startswith("sha256:")), "")
+        left[host.name] = [w for w in lines if w.startswith(".")]
+    return {"digest": digest, "hosts": hosts, "left": left}
+
+
+# what an interrupted pull leaves (_pull_one's temporary names), removed under the lock
+PARTS = ".*.simg.part-*"
+
+
+def _image_bytes(r, site) -> tuple:
+    """(layers, unpacked bytes) of the image to pull: the registry's manifest of it,
+    else of the running image (the estimate while it is still to be built), else,
+    with the registry stopped, the running image file's size on the service host."""
+    from .. import dockerengine, space
+    from ..image import running_image
+    from ..publish import registry_up
+
+    s, reg = r.settings, r.settings.registry
+    running = running_image(r)
+    tags = [site.image_tag] + ([running["tag"]] if running else [])
+    layers = []
+    if registry_up(reg):
+        for tag in tags:
+            layers = space.layer_sizes(registry.manifest(reg["address"], reg["port"], s.image["name"], tag))
+            if layers:
+                break
+    path = state.running_manifest(r).get("image_file")
+    if not layers and path:
+        res = site.service_host.fact(f"stat -c %s {shlex.quote(path)}", user=s.service_user)
+        if res is not None and res.ok and res.stdout.strip().isdigit():
+            layers = [("estimate", int(res.stdout.strip()))]
+    unpacked = 0
+    try:
+        client = dockerengine.engine(r)
+        for tag in tags:
+            img = dockerengine.image_or_none(client, f"{s.image['name']}:{tag}")
+            if img is not None:
+                unpacked = int(img.attrs.get("Size") or 0)
+                break
+    except DeployError:
+        pass
+    return layers, unpacked or 2 * sum(size for _, size in layers)
+
+
+def space_problems(r, site, hosts) -> list:
+    """Each filesystem of each host that a pull of this image would overfill (read-only)."""
+    from .. import space
+
+    layers, unpacked = _image_bytes(r, site)
+    if not layers:
+        return []
+    out = []
+    for host in hosts:
+        directory = site.singularity_dir(host)
+        res = host.fact(space.fact_command(directory), user=r.settings.service_user)
+        if res is None or not res.ok:
+            continue
+        df, cached = space.parse_fact(res.stdout)
+        out += space.problems(host.name, space.needs(layers, cached, unpacked, directory, space.TMP_DIR, df))
+    return out
+
+
+def _require_space(r, site, names) -> None:
+    names = sorted(names)
+    found = r.evidence(f"pull space {' '.join(names)}", lambda: space_problems(r, site, [r.host(n) for n in names]),
+                       after=("push",))
+    if found:
+        raise DeployError("; ".join(found))
+
+
+def decide_pull(r):
+    """Decision for `pull`: does each host have the image file with the registry's digest?"""
+    from ..plan import Decision
+
+    site = site_of(r)
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",))
+    if ev is not None and ev["digest"] is None:
+        # an image still to be built: each host without its file will pull about what the running one took
+        _require_space(r, site, [h for h, d in ev["hosts"].items() if d == ""])
+    if ev is None or ev["digest"] is None or None in ev["hosts"].values():
+        return None
+    todo = [h for h, d in ev["hosts"].items() if d != ev["digest"]]
+    left = [f"{h}:{f}" for h, files in ev["left"].items() if h not in todo for f in files]
+    # (a pull's own leftovers go with it; others are removed without pulling)
+    also = f"; removes what an interrupted pull left: {', '.join(left)}" if left else ""
+    if not todo:
+        return Decision("pull", "skip", f"{site.image_file} with digest {ev['digest'][:19]} on "
+                                        f"{', '.join(ev['hosts'])}{also}")
+    _require_space(r, site, todo)
+    return Decision("pull", "run", f"{site.image_file} missing or outdated on {', '.join(todo)}{also}", {"hosts": todo})
+
+
+def do_pull(r):
+    """Pull the image file on every host that lacks it, all at once."""
+    site = site_of(r)
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",)) or {"digest": None, "hosts": {}}
+    digest = ev["digest"]
+    if digest is None and not r.dry:
+        raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
+    todo = []
+    for host in site.pull_hosts:
+        have = ev["hosts"].get(host.name)
+        if digest and have == digest and "pull" not in r.force:
+            left = ev.get("left", {}).get(host.name)
+            also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
+            if left:
+                _remove_leftovers(r, site, host, left)
+            console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}{also}")
+            r.row("pull", host.name, "skipped", 0.0)
+        else:
+            todo.append(host)
+    if not todo:
+        return
+    if not r.dry:
+        from .. import dockerengine
+
+        # a reused image skips push: the registry it is pulled from may be stopped
+        registry.ensure(dockerengine.engine(r), r.settings, False)
+        _require_space(r, site, [h.name for h in todo])
+    state.lock(r)
+    for host in todo:
+        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")
+    if r.dry:
+        for host in todo:
+            _pull_one(r, site, host, digest)
+        return
+    # each host has its own connection and tunnel: pull on all of them at once
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(len(todo))
+    futures = [pool.submit(_pull_one, r, site, host, digest) for host in todo]
+    try:
+        wait(futures)
+    except KeyboardInterrupt:  # (only this thread hears it) end the pulls where they run
+        for host in todo:
+            _abandon_pull(r, site, host)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:  # every host's, not the first one's alone
+        raise DeployError("; ".join(str(e) for e in errors))
+
+
+def _part(site) -> str:
+    return f".{site.image_file}.part-{os.getpid()}"
+
+
+def _abandon_pull(r, site, host) -> None:
+    """End this run's pull on the host and remove its temporary file (closing the
+    connection would not end it: nothing there sends it a hangup)."""
+    part = _part(site)
+    pattern = shlex.quote("[.]" + part[1:].replace(".", "[.]"))
+    user = r.settings.service_user
+    # two commands: the pattern would match the shell that also names the file to remove
+    host.run(f"pkill -u {shlex.quote(user)} -f {pattern}; sleep 0.5", user=user, warn=True, show=f"end the pull {part}")
+    host.run(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(host), part))}*",  # (and singularity's own)
+             user=user, warn=True, show=f"remove {part}")
+
+
+def _remove_leftovers(r, site, host, files: list) -> None:
+    """Partial image files an interrupted pull left beside a current image file."""
+    state.lock(r)
+    host.run(f"cd {shlex.quote(site.singularity_dir(host))} && rm -f -- {' '.join(map(shlex.quote, files))}",
+             user=r.settings.service_user)
+
+
+def _pull_one(r, site, host, digest):
+    """One host's pull: tunnel up, pull to a temporary name, rename, record the digest."""
+    from ..hosts import Tunnel
+
+    s = r.settings
+    user = s.service_user
+    directory = site.singularity_dir(host)
+    part = _part(site)
+    pull_cmd = site.command(
+        "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.image_tag
+    )
+    cmd = (
+        f"cd {shlex.quote(directory)} && rm -f {PARTS} && {pull_cmd} && "
+        f"mv -f {shlex.quote(part)} {shlex.quote(site.image_file)} && "
+        f"printf '%s\\n' {shlex.quote(digest or '<digest>')} > {shlex.quote(site.image_file + '.digest')}"
+    )
+    if not r.dry:
+        cmd += f" && stat -c 'pulled-bytes %s' {shlex.quote(site.image_file)}"
+    if r.dry:
+        with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+            host.run(cmd, user=user)
+        r.changed.add("pull")
+        return
+    t0 = time.time()
+    with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+        res = host.run(cmd, user=user, stream=True, warn=True, prefix=f"pull {host.name}: ")
+    seconds = time.time() - t0
+    if not res.ok:
+        host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
+        r.row("pull", host.name, "failed", seconds)
+        raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}: "
+                          f"{pull_failure(res.stderr or res.stdout)}); no image file was left")
+    size = _pulled_bytes(res.stdout)
+    if size is not None:
+        console.note(f"{host.name}: {site.image_file} {registry.mib(size)} MiB in {seconds:.0f} s "
+                     f"({registry.rate(size, seconds)})")
+    r.row("pull", host.name, "changed", seconds)
+    r.changed.add("pull")
+
+
+def pull_failure(output: str) -> str:
+    """What singularity said went wrong (pure): its first ERROR line (2.x prints
+    "ERROR text" from its python helpers, "ERROR: text" from its shell), else the
+    last line it printed."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    said = next((line for line in lines if re.match(r"ERROR:? ", line)), lines[-1] if lines else "no output")
+    return console.redact(re.sub(r"^ERROR:? ", "", said))[:240]
+
+
+def _pulled_bytes(stdout: str) -> Optional[int]:
+    """The image file's size from the pull command's last line (pure)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("pulled-bytes "):
+            value = line.split()[1]
+            return int(value) if value.isdigit() else None
+    return None
