@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 from invoke import task
 
-from . import console, run as runs
+from . import console, interrupts, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from .image import image
@@ -166,17 +166,18 @@ def export(mirror: Path, commit: str, dest: Path) -> None:
 def run_one(client, image, repo: str, commit: str, tree: Path, command: str) -> Outcome:
     """One repo's tests in a throwaway container of `image`, without network.
 
-    The container has a name of its own, so it is removed even when an interrupt
-    lands while the engine creates it (before the SDK returns its handle)."""
+    The container has a name of its own, and Ctrl-C waits for the engine's answer
+    to the create: it is removed whenever the run is interrupted."""
     name = f"ampel-test-{repo}-{uuid.uuid4().hex[:10]}"
     output = []
     try:
-        container = client.containers.create(
-            image.id, ["sh", "-c", script(repo, command)], name=name, network_mode="none",
-            volumes={str(tree): {"bind": f"/src/{repo}", "mode": "ro"}},
-            labels={"org.ampelproject.step": "test", "org.ampelproject.repo": repo,
-                    "org.ampelproject.commit": commit},
-        )
+        with interrupts.deferred():  # an interrupt lands after the engine answered
+            container = client.containers.create(
+                image.id, ["sh", "-c", script(repo, command)], name=name, network_mode="none",
+                volumes={str(tree): {"bind": f"/src/{repo}", "mode": "ro"}},
+                labels={"org.ampelproject.step": "test", "org.ampelproject.repo": repo,
+                        "org.ampelproject.commit": commit},
+            )
         container.start()
         for chunk in container.logs(stream=True, follow=True):
             for line in chunk.decode(errors="replace").splitlines():

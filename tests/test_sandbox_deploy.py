@@ -69,11 +69,11 @@ def live_instances(sandbox):
     out = {}
     where = burst(sandbox, DAEMONS)
     for name in os.listdir(where) if where.is_dir() else ():
-        pid = daemon(sandbox, name)["DAEMON_PID"]
-        try:  # (a zombie is dead: this machine's PID 1 does not reap orphans)
+        try:  # (a file goes while a stack stops; a zombie is dead: this machine's PID 1 does not reap orphans)
+            pid = daemon(sandbox, name)["DAEMON_PID"]
             if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                 out[name] = pid
-        except OSError:
+        except (OSError, KeyError, ValueError):
             pass
     return out
 

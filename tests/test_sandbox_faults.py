@@ -67,13 +67,21 @@ def interrupted(args, when, act, timeout=600, env=None):
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                          env=dict(os.environ, **(env or {})))
     deadline, acted = time.time() + timeout, False
-    while p.poll() is None and time.time() < deadline:
-        out.seek(0)
-        if not acted and when(out.read()):
-            act(p)
-            acted = True
-        time.sleep(0.05)
-    _, err = p.communicate(timeout=max(1, deadline - time.time()))
+    try:
+        while p.poll() is None and time.time() < deadline:
+            out.seek(0)
+            if not acted and when(out.read()):
+                act(p)
+                acted = True
+            time.sleep(0.05)
+        _, err = p.communicate(timeout=max(1, deadline - time.time()))
+    finally:  # a failing check must not leave a deploy running into the next test
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
     out.seek(0)
     assert acted, f"the fault was never injected:\n{out.read()[-3000:]}\n{err}"
     return p.returncode, out.read(), err

@@ -2,8 +2,11 @@
 will run, against the commits that will run, before anything reaches a host."""
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -119,6 +122,30 @@ class _CutAfterCreate:
 
     def list(self, **kwargs):
         return self._client.containers.list(**kwargs)
+
+
+class _SlowEngine(_CutAfterCreate):
+    """The engine makes the container 0.5 s after the request, and Ctrl-C (a real
+    SIGINT to this process) comes in between, as a terminal sends it."""
+    def create(self, *args, **kwargs):
+        made = threading.Thread(target=lambda: (time.sleep(0.5), self._client.containers.create(*args, **kwargs)))
+        made.start()
+        os.kill(os.getpid(), signal.SIGINT)
+        made.join()
+        return self._client.containers.get(kwargs["name"])
+
+
+def test_ctrl_c_while_the_engine_is_still_creating_a_test_container_leaves_none(sandbox, tmp_path):
+    import docker
+    from ampel_tasks import testrun
+
+    client = docker.from_env()
+    image = client.images.get("ampel-sandbox-base:bookworm")
+    commit = f"{time.time_ns():040d}"
+    with pytest.raises(KeyboardInterrupt):
+        testrun.run_one(_SlowEngine(client), image, "ampel-core", commit, tmp_path, "true")
+    time.sleep(1)
+    assert client.containers.list(all=True, filters={"label": f"org.ampelproject.commit={commit}"}) == []
 
 
 def test_ctrl_c_while_a_test_container_is_created_leaves_none(sandbox, tmp_path):
