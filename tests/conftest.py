@@ -63,10 +63,13 @@ def deployed(sandbox):
 
 def pytest_collection_modifyitems(items):
     """Speed only, never correctness: each test asks for the state it needs. Tests that
-    leave another deployment running go last, so the others find v0.3.5 up and the
-    `deployed` fixture is a no-op for them; the sandbox's teardown stays last of all."""
+    leave another deployment running go late, so the others find v0.3.5 up and the
+    `deployed` fixture is a no-op for them; those that change the image recipe (a
+    v0.3.5 deploy then rebuilds) come after them; the sandbox's teardown stays last."""
     def rank(item):
         if "test_zz_sandbox_down" in item.nodeid:
+            return 3
+        if item.get_closest_marker("changes_recipe"):  # (the versions test restores the recipe itself)
             return 2
         return 1 if item.get_closest_marker("moves_site") else 0
     items.sort(key=rank)  # stable: file order within each rank

@@ -434,6 +434,7 @@ def test_a_deploy_key_reads_only_its_own_repo(sandbox):
 
 
 # -- a new repo, a new image ----------------------------------------------------------
+@pytest.mark.changes_recipe
 def test_keys_adds_a_repo_keeping_every_other_byte(sandbox):
     devel = STATE / "operator/ampel-core/deploy/docker-images/devel"
     files = [devel / "Dockerfile", devel / "environment.yml"]
@@ -459,6 +460,7 @@ def test_keys_adds_a_repo_keeping_every_other_byte(sandbox):
     assert not (devel / "deploy-keys/config").exists()
 
 
+@pytest.mark.changes_recipe
 def test_the_next_image_clones_the_new_repo_and_labels_every_commit(sandbox):
     if not (STATE / "operator/ampel-core/deploy/docker-images/devel/deploy-keys/id_rsa.ampel-contrib-foo").exists():
         test_keys_adds_a_repo_keeping_every_other_byte(sandbox)
@@ -482,6 +484,7 @@ def test_the_next_image_clones_the_new_repo_and_labels_every_commit(sandbox):
     assert "==> image: skip (ampel:v0.3.6 exists, built from the same recipe and commits)" in again.stdout
 
 
+@pytest.mark.changes_recipe
 def test_no_private_key_in_any_layer_history_or_label(sandbox, tmp_path):
     if subprocess.run(["/usr/bin/docker", "image", "inspect", "ampel:v0.3.6"], capture_output=True).returncode:
         test_the_next_image_clones_the_new_repo_and_labels_every_commit(sandbox)
@@ -519,6 +522,7 @@ def test_no_private_key_in_any_layer_history_or_label(sandbox, tmp_path):
     assert scanned > 1000
 
 
+@pytest.mark.changes_recipe
 def test_registry_listens_on_loopback_only_and_push_is_verified(sandbox):
     if subprocess.run(["/usr/bin/docker", "image", "inspect", "ampel:v0.3.6"], capture_output=True).returncode:
         test_the_next_image_clones_the_new_repo_and_labels_every_commit(sandbox)

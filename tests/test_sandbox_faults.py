@@ -227,37 +227,46 @@ def leftover_test_containers():
                           text=True).stdout.split()
 
 
-NEW_DEPLOYMENT = {"src", "db", "tag"}  # steps that act only for another version
-
-
-@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "up"] +
-                         [pytest.param(s, marks=pytest.mark.moves_site) for s in ("src", "db", "tag")])
-def test_ctrl_c_during_a_step(deployed, step, tmp_path):
+@pytest.mark.parametrize("step", ["image", "test", "pull", "secrets", "up"])
+def test_ctrl_c_during_a_step(deployed, step):
+    """The running version, with the step forced: the next test needs no redeploy."""
     sandbox, since = deployed, time.time()
-    # the running version, forced (the next test needs no redeploy), where the step allows it
-    version = f"v0.3.5-c{int(since) % 100000}" if step in NEW_DEPLOYMENT else "v0.3.5"
-    args = ["--version", version] + ([] if step in NEW_DEPLOYMENT else ["--force", step])
-    args += ["--new-db"] if step == "db" else []
     before, built = live_instances(sandbox), image_id()
     when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
     if step == "up":  # once deploy/up has begun to replace the stack
         when = (lambda out: "==> up:" in out and live_instances(sandbox) != before)
-    core = Upstream(tmp_path, "Ampel-core") if step == "src" else None
-    try:
-        if core:  # a code-only change upstream: src moves ampel-core's host copy
-            core.change("ampel/core/services.py", lambda t: t + "\n# interrupted while src moves this\n", "a comment")
-        rc, out, err = interrupted(["deploy", *args, "--yes"], when, ctrl_c)
-        one_error(rc, err, "interrupted")
-        if step == "up":
-            assert "stopping now would leave it half done" in err
-            assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
-        intact(sandbox, since)
-        assert image_id() == built, "the running version's image is the one it was"
-        assert not leftover_test_containers(), "no test container is left"
+    rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", step, "--yes"], when, ctrl_c)
+    one_error(rc, err, "interrupted")
+    if step == "up":
+        assert "stopping now would leave it half done" in err
+        assert len(live_instances(sandbox)) == 22, "deploy/up was let finish: the whole stack runs"
+    intact(sandbox, since)
+    assert image_id() == built, "the running version's image is the one it was"
+    assert not leftover_test_containers(), "no test container is left"
+    rerun(sandbox, since)
+
+
+@pytest.mark.moves_site
+def test_ctrl_c_at_each_step_of_a_new_deployment_then_a_plain_rerun(deployed, tmp_path):
+    """src, db and tag act only for another version: an operator deploys one with a
+    code change upstream and a new database, and hits Ctrl-C three times, once in
+    each of them, before letting a plain run finish."""
+    sandbox, since = deployed, time.time()
+    version = f"v0.3.5-c{int(since) % 100000}"
+    built = image_id()
+    core = Upstream(tmp_path, "Ampel-core")
+    try:  # a code-only change upstream: src moves ampel-core's host copy
+        core.change("ampel/core/services.py", lambda t: t + "\n# interrupted while src moves this\n", "a comment")
+        for step in ("src", "db", "tag"):
+            rc, out, err = interrupted(["deploy", "--version", version, "--new-db", "--yes"],
+                                       lambda out, step=step: f"==> {step}:" in out, ctrl_c)
+            one_error(rc, err, "interrupted")
+            assert "==> up:" not in out, f"interrupted in {step}, the run went on"
+            intact(sandbox, since)
+        assert image_id() == built
         rerun(sandbox, since, version)
     finally:
-        if core:
-            core.revert()
+        core.revert()
 
 
 def test_a_service_that_dies_at_start_is_ended_by_the_tools_timeout(deployed):

@@ -195,7 +195,7 @@ def publish_recipe(message: str) -> str:
     return git(clone, "rev-parse", "HEAD")
 
 
-@pytest.mark.moves_site
+@pytest.mark.changes_recipe
 def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
     stamp = f"s{int(time.time()) % 100000}"
     v = {name: f"{name}-{stamp}" for name in ("v0.3.6", "v0.3.7", "v0.3.8", "v0.4.0")}

@@ -13,6 +13,9 @@ from .src import src
 from .db import db
 from .secrets import secrets
 
+# what the running stack is made from: the hosts' image files, sources, dryrun.env, secrets
+STACK_INPUTS = {"pull", "src", "db", "tag", "secrets"}
+
 
 @task(pre=[src, db, secrets], help={
     "verbose": VERBOSE_HELP,
@@ -59,8 +62,9 @@ def do_up(r):
     site = site_of(r)
     s = r.settings
     host = site.service_host
-    # anything changed before (or --force up): redeploy without asking the running stack
-    d = decide_up(r) if not (r.changed or "up" in r.force) else None
+    # a change the stack runs from (or --force up): redeploy without asking the running stack;
+    # an image built and pushed again changes nothing there while the hosts' files keep their digest
+    d = decide_up(r) if not (r.changed & STACK_INPUTS or "up" in r.force) else None
     if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
         return
     preflight.require(r, site)
