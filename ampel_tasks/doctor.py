@@ -104,12 +104,12 @@ def registry_check(r) -> Check:
     engines before the fix of moby/moby#45610)."""
     import docker
 
-    from . import dockerengine, registry
+    from . import dockerengine, localports, registry
 
     s = r.settings
     reg = s.registry
     where = f"{reg['address']}:{reg['port']}"
-    holder = "" if registry.port_free(reg["address"], reg["port"]) else registry.port_holder(reg["port"])
+    holder = "" if localports.port_free(reg["address"], reg["port"]) else localports.port_holder(reg["port"])
     try:
         c = dockerengine.client().containers.get(reg["name"])
     except (DeployError, docker.errors.NotFound):  # no engine (its own check says so), or no registry yet

@@ -1,14 +1,12 @@
 """The private registry of the runbook, on loopback only, and verified pushes."""
 from __future__ import annotations
 
-import os
-import socket
 import time
 import urllib.error
 import urllib.request
 from typing import Optional
 
-from . import console
+from . import console, localports
 from .errors import DeployError
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -34,43 +32,6 @@ def run_environment(s) -> dict:
     r = s.registry
     # prune deletes the tags no kept deployment runs
     return {"REGISTRY_HTTP_ADDR": f"{r['address']}:{r['port']}", "REGISTRY_STORAGE_DELETE_ENABLED": "true"}
-
-
-def port_holder(port: int) -> str:
-    """Who listens on a local TCP port: 'pid N (name)' or a plain description."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if int(parts[1].split(":")[1], 16) == port and parts[3] == "0A":
-                        inodes.add(parts[9])
-        except OSError:
-            continue
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    name = open(f"/proc/{pid}/comm").read().strip()
-                    return f"pid {pid} ({name})"
-        except OSError:
-            continue
-    return "another process"
-
-
-def port_free(address: str, port: int) -> bool:
-    s = socket.socket()
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((address, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def _published(attrs: dict) -> list:
@@ -132,9 +93,9 @@ def ensure(client, s, dry: bool) -> None:
                 return
             c.start()
     else:
-        if not port_free(r["address"], r["port"]):
+        if not localports.port_free(r["address"], r["port"]):
             raise DeployError(
-                f"registry port {r['port']} on {r['address']} is held by {port_holder(r['port'])}; "
+                f"registry port {r['port']} on {r['address']} is held by {localports.port_holder(r['port'])}; "
                 "stop it or set ampel.registry.port"
             )
         if dry:
