@@ -81,12 +81,10 @@ def do_up(r):
     res = host.run(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
                    shield=f"{site.up_script} replaces the stack on {host.name}")
     if not res.ok:
-        from ..health import after_failure
-
         said = f"; it last said: {last[-1].strip()}" if last else ""
         what = (f"did not end within {limit} s (ampel.timeouts.up) and was ended" if res.exited in (124, 137)
                 else f"failed (exit {res.exited})")
-        raise DeployError(f"{site.up_script} on {host.name} {what}{said}; {after_failure(r, site)}")
+        raise DeployError(f"{site.up_script} on {host.name} {what}{said}; {health.after_failure(r, site)}")
     if r.dry:
         console.note("then: the health gate (services, replicas, ports, logs)")
         return
