@@ -244,17 +244,18 @@ class Host:
     def write_file(self, path: str, content: bytes, *, user: Optional[str] = None, mode: str = "0644",
                    backup: bool = False, show: Optional[str] = None) -> None:
         """Write atomically: a temp file beside the target with its mode set at
-        creation, optionally a NAME.bak-<timestamp> copy, then a rename. The
-        content travels on stdin, never on a command line."""
+        creation, its size checked (a dropped connection ends stdin early, which
+        `cat` cannot tell from the end), optionally a NAME.bak-<timestamp> copy,
+        then a rename. The content travels on stdin, never on a command line."""
+        data = content if isinstance(content, bytes) else content.encode()
         q = shlex.quote(path)
         tmp = shlex.quote(f"{path}.tmp-{os.getpid()}")
         stamp = time.strftime("%Y%m%dT%H%M%S")
         umask = "%03o" % (0o777 & ~int(mode, 8))
-        script = f"umask {umask} && cat > {tmp} && chmod {mode} {tmp}"
+        script = f"umask {umask} && cat > {tmp} && test \"$(wc -c < {tmp})\" -eq {len(data)} && chmod {mode} {tmp}"
         if backup:
             script += f" && (test ! -e {q} || cp -p {q} {shlex.quote(path + '.bak-' + stamp)})"
         script += f" && mv -f {tmp} {q} || {{ rm -f {tmp}; exit 1; }}"
-        data = content if isinstance(content, bytes) else content.encode()
         self.run(script, user=user, data=data, show=show or f"write {path} (mode {mode})")
 
 

@@ -30,7 +30,13 @@ if "-M" in argv:
         sys.exit(255)
     sys.exit(0)
 cmd = argv[argv.index("--") + 1]
-sys.exit(subprocess.call(["bash", "-c", cmd]))
+cut = os.environ.get("FAKE_SSH_CUT_STDIN")
+if cut is None:
+    sys.exit(subprocess.call(["bash", "-c", cmd]))
+# the connection drops after CUT bytes of stdin: the host's command reads end of file there
+sent = sys.stdin.buffer.read()[:int(cut)]
+subprocess.run(["bash", "-c", cmd], input=sent)
+sys.exit(255)
 '''
 
 
@@ -87,6 +93,20 @@ def test_data_travels_on_stdin_never_on_the_command_line(burst, tmp_path):
     assert target.read_bytes() == b"hunter2-\x00\xffbinary"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert not any("hunter2" in " ".join(c) for c in calls(log))
+
+
+@pytest.mark.parametrize("cut", [0, 5])
+def test_a_write_whose_connection_drops_leaves_the_old_file_whole(burst, tmp_path, monkeypatch, cut):
+    """A Ctrl-C or a lost connection ends stdin early: the host's `cat` sees end of
+    file, as after the whole content. What was received must not replace the file."""
+    r, _ = burst
+    target = tmp_path / "secret.txt"
+    target.write_bytes(b"the old secret\n")
+    monkeypatch.setenv("FAKE_SSH_CUT_STDIN", str(cut))
+    with pytest.raises(DeployError):
+        r.host("burst").write_file(str(target), b"the new secret\n", mode="0600", show="write (content not shown)")
+    assert target.read_bytes() == b"the old secret\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("secret")] == ["secret.txt"]
 
 
 def test_a_failing_command_is_one_line_naming_host_and_command(burst):
