@@ -7,7 +7,7 @@ need them, so `invoke --list` stays fast.
 from invoke import Collection
 
 from . import deploy, doctor, gitops, image, prune, publish, testrun
-from .steps import db, logs, pull, secrets, src, up
+from .steps import db, logs, pull, secrets, src, up, wire
 from .defaults import DEFAULTS
 from .errors import install_excepthook
 
@@ -20,5 +20,6 @@ for t in (
     deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, prune.prune, doctor.doctor,
 ):
     ns.add_task(t)
+wire(ns.tasks, deploy.deploy, deploy.plan)
 ns.configure(DEFAULTS)
 

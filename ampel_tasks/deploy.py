@@ -7,19 +7,17 @@ import time
 
 from invoke import task
 
-from . import console, run as runs
+from . import console, gitops, image, plan as planning, publish, run as runs, testrun
 from .errors import DeployError
-from .gitops import tag
 from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
-from .image import image
-from .publish import push
-from .testrun import test
-from .plan import ORDER
-from .steps.db import db
-from .steps.pull import pull
-from .steps.secrets import secrets
-from .steps.src import src
-from .steps.up import up
+from .steps import ORDER, db, pull, secrets, src, up
+
+# each step's own decision, from its evidence (read-only)
+DECIDERS = {
+    "image": image.decide_image, "test": testrun.decide_test, "push": publish.decide_push,
+    "pull": pull.decide_pull, "src": src.decide_src, "db": db.decide_db, "tag": gitops.decide_tag,
+    "secrets": secrets.decide_secrets, "up": up.decide_up,
+}
 
 LOCK_HELP = {
     "lock_wait": "wait up to SECONDS for another deploy's lock instead of failing at once",
@@ -37,13 +35,11 @@ def plan(c, version=None, json=False, dry=False):
     fact that only an earlier step can produce is `maybe`, never a confident skip.
     Inside `deploy` the plan is printed first and confirmed on a terminal.
     """
-    from . import plan as planning
-
     r = runs.start(c, version=version, dry=dry)
     v = r.require_version()
     in_deploy = "deploy" in r.steps
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
-    decisions = planning.decide(r, steps)
+    decisions = planning.combine({s: DECIDERS[s](r) for s in steps}, forced=r.force)
     r.cache["plan"] = [d.as_json() for d in decisions]  # for the hooks (AMPEL_PLAN)
     site = planning.site_summary(r.settings)
     if json and not in_deploy:
@@ -58,8 +54,7 @@ def plan(c, version=None, json=False, dry=False):
             raise DeployError("deploy cancelled at the plan; nothing was changed")
 
 
-@task(
-    pre=[plan, image, test, push, pull, src, db, tag, secrets, up],
+@task(  # its pre-tasks (the plan, then every step) come from steps.STEPS
     iterable=["force"],
     help={
         "verbose": VERBOSE_HELP,

@@ -22,13 +22,13 @@ from invoke.exceptions import Exit, ParseError, UnexpectedExit
 
 from . import console, run as runs
 from .errors import DeployError, debug_enabled, describe
+from .steps import ORDER
 
 SHARED = ("version", "dry", "yes")
-STEPS = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "up")
 # tasks that act on one version and cannot run without it
-VERSIONED = set(STEPS) | {"plan", "deploy"}
+VERSIONED = set(ORDER) | {"plan", "deploy"}
 # runs of these keep a run log (every line, the hosts' output included)
-LOGGED = set(STEPS) | {"deploy", "rollback"}
+LOGGED = set(ORDER) | {"deploy", "rollback"}
 
 
 def _params(task: Task) -> set:
@@ -113,9 +113,9 @@ class ChainExecutor(Executor):
                         r.options.setdefault(key, value)
             forced = r.options.get("force")
             r.force = set(forced) if isinstance(forced, (list, tuple)) else set()
-            unknown = r.force - set(STEPS)
+            unknown = r.force - set(ORDER)
             if unknown:
-                raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(STEPS)}")
+                raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(ORDER)}")
             r.steps = [c.task.name for c in calls]
             if r.options.get("same"):
                 _same_version(r)
@@ -177,7 +177,7 @@ class ChainExecutor(Executor):
                     _row(runs.current(), name, "failed", time.time() - t0)
                 raise
             r = runs.current()
-            if r is not None and name in STEPS:
+            if r is not None and name in ORDER:
                 r.results[name] = "changed" if (r.changed - before) else "unchanged"
                 _row(r, name, "changed" if r.results[name] == "changed" else "skipped", time.time() - t0)
                 for hook in r.on_step:
@@ -199,7 +199,7 @@ def _where(r, step: str) -> str:
 
 def _row(r, step: str, result: str, seconds: float) -> None:
     """The step's row(s) in the summary, unless the step reported its hosts itself."""
-    if step not in STEPS or any(row[0] == step for row in r.rows):
+    if step not in ORDER or any(row[0] == step for row in r.rows):
         return
     r.row(step, _where(r, step), result, seconds)
 
@@ -230,8 +230,8 @@ def _summary(r) -> None:
         failed = any(row[2] == "failed" for row in r.rows)
         rows = list(r.rows)
         if failed:
-            rows += [(s, _where(r, s), "not run", 0.0) for s in STEPS if s in r.steps and s not in ran]
-        order = {s: i for i, s in enumerate(STEPS)}
+            rows += [(s, _where(r, s), "not run", 0.0) for s in ORDER if s in r.steps and s not in ran]
+        order = {s: i for i, s in enumerate(ORDER)}
         rows.sort(key=lambda row: order.get(row[0], 99))
         console.out("")
         console.table(("step", "host", "result", "seconds"),

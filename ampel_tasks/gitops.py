@@ -24,7 +24,8 @@ from invoke import task
 from . import console, run as runs, sources, state
 from .errors import DeployError
 from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from .steps.src import src
+from .plan import Decision, proceed
+from .steps import inputs
 
 
 @dataclass
@@ -100,11 +101,10 @@ def _facts(r, site):
 
 def decide_tag(r):
     """Decision for `tag`: the host copies that need a commit or this deployment's tag."""
-    from .plan import Decision
     from .site import Site
 
     site = Site(r)
-    copies = r.evidence("tag evidence", lambda: _facts(r, site), after=("src", "db"))
+    copies = r.evidence("tag evidence", lambda: _facts(r, site), after=inputs("tag"))
     if copies is None:
         return None
     s = r.settings
@@ -119,7 +119,7 @@ def decide_tag(r):
     return Decision("tag", "run", describe(actions), {"actions": actions})
 
 
-@task(pre=[src], help={
+@task(help={
     "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "message": "commit message for the operator's own changes in the host copies (required when there are any)",
@@ -141,7 +141,6 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
 
 def do_tag(r):
     """Carry out the tag decision: its actions and nothing else."""
-    from .plan import proceed
     from .site import Site
 
     site = Site(r)

@@ -119,11 +119,9 @@ class Poller:
 
 
 def gate(r, site):
-    from .steps.db import stack_doc
-
     h = r.settings.health
     env = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
-    want = expected(stack_doc(r, site) or {}, env)
+    want = expected(site.stack_doc() or {}, env)
     poller = Poller(r, site, want, read_logs=True)
     t0 = time.time()
     stable_since, last_note, seen = None, "", []
@@ -178,10 +176,8 @@ def _report(fatal, seen, elapsed, then: str):
 
 def quick(r, site) -> list:
     """Problems of the running stack right now (live instances, ports), no waiting."""
-    from .steps.db import stack_doc
-
     env_text = site.service_host.read_file(site.env_file, user=site.src_user)
-    doc = stack_doc(r, site)
+    doc = site.stack_doc()
     if env_text is None or doc is None:
         return None
     want = expected(doc, envfile.read(env_text))

@@ -22,13 +22,11 @@ from .errors import DeployError
 EVENTS = ("pre_deploy", "post_deploy", "on_failure")
 
 
-def environment(r, event: str, error: str = "") -> dict:
-    from .state import running_version
-
+def environment(r, event: str, error: str = "", running: str = "") -> dict:
     return {
         "AMPEL_EVENT": event,
         "AMPEL_VERSION": r.version or "",
-        "AMPEL_RUNNING": running_version(r) or "",
+        "AMPEL_RUNNING": running,
         "AMPEL_OPERATOR": r.settings.operator,
         "AMPEL_PLAN": json.dumps(r.cache.get("plan") or []),
         "AMPEL_CHANGED": ",".join(sorted(r.changed)),
@@ -37,8 +35,9 @@ def environment(r, event: str, error: str = "") -> dict:
     }
 
 
-def run(r, event: str, error: str = "") -> None:
-    """Run the hook of `event`, if one is configured; DeployError when it fails."""
+def run(r, event: str, error: str = "", running: str = "") -> None:
+    """Run the hook of `event`, if one is configured; DeployError when it fails.
+    `running`: the version that ran when the run began."""
     path = os.path.expanduser(r.settings.hooks[event])
     if not path:
         return
@@ -47,7 +46,7 @@ def run(r, event: str, error: str = "") -> None:
         return
     console.step(f"hook {event}", path)
     try:
-        p = subprocess.run([path], env=dict(os.environ, **environment(r, event, error)), stdin=subprocess.DEVNULL,
+        p = subprocess.run([path], env=dict(os.environ, **environment(r, event, error, running)), stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DeployError(f"{event} hook {path} could not run: {exc}") from None
@@ -57,9 +56,9 @@ def run(r, event: str, error: str = "") -> None:
         raise DeployError(f"{event} hook {path} failed with exit {p.returncode}")
 
 
-def on_failure(r, error: str) -> None:
+def on_failure(r, error: str, running: str = "") -> None:
     try:
-        run(r, "on_failure", error)
+        run(r, "on_failure", error, running)
     except DeployError as exc:
         console.warn(f"{exc.text}; the deploy's own error follows")
 

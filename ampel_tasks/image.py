@@ -10,9 +10,10 @@ from pathlib import Path
 
 from invoke import task
 
-from . import console, run as runs
+from . import console, run as runs, state
 from .errors import DeployError
 from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from .plan import Decision
 
 
 
@@ -149,27 +150,13 @@ def _image_evidence(r):
         "site": site, "found": found, "recipe": recipe, "client": client,
         "target": dockerengine.image_or_none(client, f"{s.image['name']}:{site.version}"),
         "previous": dockerengine.image_or_none(client, f"{s.image['name']}:latest"),
-        "running": running_image(r),
+        "running": state.running_image(r),
     }
-
-
-def running_image(r):
-    """The image the running deployment runs, as its manifest on the service host
-    records it (so any operator decides alike, with or without local images)."""
-    from . import state
-
-    manifest = state.running_manifest(r)
-    labels = manifest.get("image_labels") or {}
-    tag = (manifest.get("env") or {}).get("AMPEL_TAG")
-    if not labels or not tag:
-        return None
-    return {"tag": tag, "labels": labels, "digest": manifest.get("image_digest"), "version": manifest.get("version")}
 
 
 def decide_image(r):
     """Decision for `image`: the runbook's "Necessary if", from labels and git."""
     from . import build
-    from .plan import Decision
 
     ev = r.evidence("image evidence", lambda: _image_evidence(r))
     if ev is None:

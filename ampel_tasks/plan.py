@@ -11,21 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-ORDER = ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"]
-# A skip of the key step is void when one of these earlier steps runs.
-INVALIDATED_BY = {
-    "test": ["image"],
-    "push": ["image"],
-    "pull": ["push"],
-    "db": ["src"],
-    "tag": ["src", "db"],
-    "secrets": ["src"],
-    "up": ["image", "push", "pull", "src", "db", "tag", "secrets"],
-}
-# What a step needs in order to be decided at all.
-NEEDS = {"test": "image", "db": "src", "tag": "src", "secrets": "src", "push": "image", "pull": "push"}
-# An existing AMPEL_SRC is never overwritten, --force or not.
-UNFORCEABLE = {"src"}
+from . import console, state
+from .steps import ORDER, STEPS, UNFORCEABLE
 
 
 @dataclass
@@ -40,55 +27,45 @@ class Decision:
 
 
 def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
-    """Decisions in runbook order, from each step's own evidence (pure)."""
+    """Decisions in runbook order, from each step's own evidence (pure). A step that
+    runs makes later skips it can void `maybe`; it makes them `run` where it certainly
+    brings something new (steps.Step: follows, relays)."""
     out: List[Decision] = []
     done: Dict[str, Decision] = {}
+    new = set()  # steps whose run certainly changes what later steps read
     for step in ORDER:
         if step not in own:
             continue
-        d = own[step]
-        if step in forced and step not in UNFORCEABLE:
-            d = Decision(step, "run", "--force " + step)
-        elif d is None:
-            dep = NEEDS.get(step)
-            if dep in done and done[dep].action in ("run", "maybe"):
-                d = Decision(step, "maybe", f"cannot be known before {dep} runs")
-            else:
-                d = Decision(step, "maybe", "its evidence could not be read (listed at the end)")
-        elif d.action == "skip":
-            movers = [e for e in INVALIDATED_BY.get(step, []) if e in done and done[e].action in ("run", "maybe")]
-            if movers:
-                # a new image must be tested, and whatever changed must be redeployed
-                certain = step in ("up", "test") and any(done[e].action == "run" for e in movers)
-                action = "run" if certain else "maybe"
-                d = Decision(step, action, f"{', '.join(movers)} may change what this step sees (now: {d.reason})", d.data)
+        d = _combined(step, own[step], forced, done, new)
+        spec = STEPS[step]
+        if d.action == "run" and (not spec.relays or new & set(spec.inputs)):
+            new.add(step)
         done[step] = d
         out.append(d)
     return out
 
 
-def decide(r, steps: List[str]) -> List[Decision]:
-    """Gather each step's evidence (read-only) and combine."""
-    from . import gitops, image, publish, testrun
-    from .steps import db, pull, secrets, src, up
-
-    deciders = {
-        "image": image.decide_image, "test": testrun.decide_test, "push": publish.decide_push,
-        "pull": pull.decide_pull,
-        "src": src.decide_src, "db": db.decide_db, "tag": gitops.decide_tag,
-        "secrets": secrets.decide_secrets, "up": up.decide_up,
-    }
-    own = {}
-    for step in ORDER:
-        if step in steps:
-            own[step] = deciders[step](r)
-    return combine(own, forced=r.force)
+def _combined(step: str, d: Optional[Decision], forced, done: Dict[str, Decision], new: set) -> Decision:
+    if step in forced and step not in UNFORCEABLE:
+        return Decision(step, "run", "--force " + step)
+    spec = STEPS[step]
+    movers = [e for e in spec.inputs if e in done and done[e].action in ("run", "maybe")]
+    fresh = [e for e in movers if e in new]
+    if spec.follows and fresh and (d is None or d.action != "run"):
+        # a new image must be tested, pushed and pulled, and a changed stack redeployed
+        return Decision(step, "run", f"{', '.join(fresh)} brings something new"
+                        + (f" (now: {d.reason})" if d is not None else ""), d.data if d is not None else {})
+    if d is None:
+        if spec.needs in done and done[spec.needs].action in ("run", "maybe"):
+            return Decision(step, "maybe", f"cannot be known before {spec.needs} runs")
+        return Decision(step, "maybe", "its evidence could not be read (listed at the end)")
+    if d.action == "skip" and movers:
+        return Decision(step, "maybe", f"{', '.join(movers)} may change what this step sees (now: {d.reason})", d.data)
+    return d
 
 
 def proceed(r, step: str, d: Optional[Decision], what: str = "") -> bool:
     """Print the step's decision; True when it must act, and then the deploy lock is held."""
-    from . import console, state
-
     if d is not None and d.action == "skip" and not (step not in UNFORCEABLE and step in r.force):
         console.skip(step, d.reason + (" (--force cannot override this)" if step in r.force else ""))
         return False
@@ -105,8 +82,6 @@ def site_summary(settings) -> dict:
 
 
 def show(decisions: List[Decision], version: str, site: Optional[dict] = None) -> None:
-    from . import console
-
     if site:
         console.out(f"hosts run {site['runtime']}; every command there starts with: "
                     + ("; ".join(site["shell_preamble"]) or "(no shell set-up)"))

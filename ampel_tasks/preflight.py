@@ -156,13 +156,11 @@ def stack_env(r, site, values: Dict[str, str]) -> Dict[str, str]:
 
 def check(r, site) -> List[str]:
     """Problems that would stop the new stack after `rm`, read on the service host."""
-    from .steps.db import stack_doc
-
     s = r.settings
     host = site.service_host
     text = host.read_file(site.env_file, user=site.src_user) or ""
     env = stack_env(r, site, envfile.read(text))
-    doc = stack_doc(r, site) or {}
+    doc = site.stack_doc() or {}
     missing, files, secrets = needs(doc, env)
     problems = [f"{site.env_file} {p}" for p in envfile.problems(text)]
     problems += [f"{m} is not defined by {site.env_file}" for m in missing]

@@ -161,10 +161,9 @@ def _local_tags(r) -> Dict[str, str]:
 
 def _registry_tags(r) -> Dict[str, str]:
     from . import registry
-    from .publish import registry_up
 
     reg, name = r.settings.registry, r.settings.image["name"]
-    if not registry_up(reg):
+    if not registry.reachable(reg):
         return {}
     return {t: registry.served_digest(reg["address"], reg["port"], name, t) or ""
             for t in registry.tags(reg["address"], reg["port"], name)}

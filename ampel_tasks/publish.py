@@ -6,10 +6,11 @@ from invoke import task
 from . import console, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
-from .testrun import test
+from .plan import Decision
+from .steps import inputs
 
 
-@task(pre=[test], help={
+@task(help={
     "version": VERSION_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP, "skip_tests": SKIP_TESTS_HELP,
 })
 def push(c, version=None, dry=False, verbose=False, skip_tests=False):
@@ -38,7 +39,7 @@ def _push_evidence(r):
     client = dockerengine.engine(r)
     img = dockerengine.image_or_none(client, site.image_ref)
     repo = f"{site.registry}/{s.image['name']}"
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registry_up(reg) else None
+    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registry.reachable(reg) else None
     local = set()
     if img is not None:
         local = {d.split("@", 1)[1] for d in img.attrs.get("RepoDigests", []) if d.startswith(repo + "@")}
@@ -47,14 +48,13 @@ def _push_evidence(r):
 
 def decide_push(r):
     """Decision for `push`: does the registry already serve this image's digest?"""
-    from .plan import Decision
     from .site import Site
 
     site = Site(r)
     if r.cache.get("reused_digest") and "image" not in r.changed:
         return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
                         {"digest": r.cache["reused_digest"]})
-    ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=("image",))
+    ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=inputs("push"))
     if ev is None or ev["image"] is None:
         return None
     if ev["served"] and ev["served"] in ev["local"]:
@@ -105,9 +105,3 @@ def do_push(r):
     r.done["push"] = digest
     r.changed.add("push")
     return digest
-
-
-def registry_up(reg) -> bool:
-    from . import registry
-
-    return registry.answers(reg["address"], reg["port"])

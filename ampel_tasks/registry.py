@@ -125,6 +125,11 @@ def exposed_warning(s) -> str:
     )
 
 
+def reachable(reg: dict) -> bool:
+    """The configured registry (ampel.registry) answers."""
+    return answers(reg["address"], reg["port"])
+
+
 def answers(address: str, port: int) -> bool:
     try:
         wait_ready(address, port, timeout=1)

@@ -171,3 +171,18 @@ class Site:
     @property
     def pull_hosts(self):
         return [self.run.host(h.name) for h in self.s.hosts_with("pull")]
+
+    def stack_doc(self):
+        """The stack file (burst.yml) from AMPEL_SRC on the service host, parsed; None if absent."""
+        import yaml
+
+        text = self.service_host.read_file(self.stack_file, user=self.src_user)
+        if text is None:
+            return None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise DeployError(f"{self.stack_file} on {self.service_host.name} is not valid YAML"
+                              f"{where} ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})") from None

@@ -144,6 +144,17 @@ def running_manifest(r) -> dict:
     return r.evidence("running manifest", gather) or {}
 
 
+def running_image(r):
+    """The image the running deployment runs, as its manifest on the service host
+    records it (so any operator decides alike, with or without local images)."""
+    manifest = running_manifest(r)
+    labels = manifest.get("image_labels") or {}
+    tag = (manifest.get("env") or {}).get("AMPEL_TAG")
+    if not labels or not tag:
+        return None
+    return {"tag": tag, "labels": labels, "digest": manifest.get("image_digest"), "version": manifest.get("version")}
+
+
 def lock(r) -> None:
     """Hold the deploy lock from the first step that changes a host until the run ends.
 
@@ -158,13 +169,14 @@ def lock(r) -> None:
         return
     st = State(r)
     st.acquire(wait=float(r.options.get("lock_wait") or 0), break_lock=bool(r.options.get("break_lock")))
+    before = running_version(r) or ""
     r.cache.setdefault("started", now())  # the run log, opened earlier, bears the same stamp
     r.on_step.append(lambda step, result: st.audit(f"{r.version}: {step} {result}") if result == "changed" else None)
     r.on_success.append(lambda: record(r, st, "ok"))
-    r.on_success.append(lambda: hooks.run(r, "post_deploy"))
+    r.on_success.append(lambda: hooks.run(r, "post_deploy", running=before))
     r.on_failure.append(lambda error: record(r, st, f"failed: {error}"))
-    r.on_failure.append(lambda error: hooks.on_failure(r, error))
-    hooks.run(r, "pre_deploy")
+    r.on_failure.append(lambda error: hooks.on_failure(r, error, before))
+    hooks.run(r, "pre_deploy", running=before)
 
 
 def image_labels(r, site) -> dict:
@@ -178,8 +190,6 @@ def image_labels(r, site) -> dict:
             return dict(img.labels)
     except DeployError:
         pass
-    from .image import running_image
-
     running = running_image(r)
     return dict(running["labels"]) if running and running["tag"] == site.image_tag else {}
 

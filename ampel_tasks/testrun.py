@@ -31,7 +31,8 @@ from invoke import task
 from . import console, interrupts, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
-from .image import image
+from .plan import Decision
+from .steps import inputs
 
 # pytest's exit codes: 0 passed, 1 failed, 5 no tests collected
 NO_TESTS = 5
@@ -264,9 +265,7 @@ def _evidence(r):
 
 
 def decide_test(r):
-    from .plan import Decision
-
-    ev = r.evidence("test evidence", lambda: _evidence(r), after=("image",), foresees=True)
+    ev = r.evidence("test evidence", lambda: _evidence(r), after=inputs("test"), foresees=True)
     skip = bool(r.options.get("skip_tests"))
     if ev is None:
         return Decision("test", "skip", "--skip-tests (recorded in the manifest)") if skip else None
@@ -340,7 +339,7 @@ def do_test(r) -> None:
     r.cache["image_id"] = image.id
 
 
-@task(pre=[image], help={
+@task(help={
     "version": VERSION_HELP, "skip_tests": SKIP_TESTS_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP,
 })
 def test(c, version=None, skip_tests=False, dry=False, verbose=False):

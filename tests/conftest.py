@@ -53,6 +53,10 @@ _REDEPLOYS = []
 @pytest.fixture
 def deployed(sandbox):
     """v0.3.5 deployed and healthy on the sandbox (a no-op deploy when it already is)."""
+    return _deploy_v035(sandbox)
+
+
+def _deploy_v035(sandbox):
     t0 = time.time()
     p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
@@ -61,17 +65,33 @@ def deployed(sandbox):
     return sandbox
 
 
+@pytest.fixture
+def running(sandbox):
+    """Some deployment (whichever version) running healthy and without drift; v0.3.5 is
+    deployed only when none is. For tests that deploy a version of their own."""
+    p = tool("status", "--json", timeout=300)
+    now = json.loads(p.stdout) if p.returncode == 0 else {}
+    if now.get("healthy") and now.get("drift") == [] and now.get("stack") == "up":
+        return sandbox
+    return _deploy_v035(sandbox)
+
+
 def pytest_collection_modifyitems(items):
     """Speed only, never correctness: each test asks for the state it needs. Tests that
     leave another deployment running go late, so the others find v0.3.5 up and the
-    `deployed` fixture is a no-op for them; those that change the image recipe (a
-    v0.3.5 deploy then rebuilds) come after them; the sandbox's teardown stays last."""
+    `deployed` fixture is a no-op for them; among those, the ones content with any
+    running deployment (`running`) go last, so they follow one another without a
+    redeploy; those that change the image recipe (a v0.3.5 deploy then rebuilds) come
+    after them; the sandbox's teardown stays last."""
     def rank(item):
         if "test_zz_sandbox_down" in item.nodeid:
             return 3
         if item.get_closest_marker("changes_recipe"):  # (the versions test restores the recipe itself)
             return 2
-        return 1 if item.get_closest_marker("moves_site") else 0
+        if not item.get_closest_marker("moves_site"):
+            return 0
+        # those needing v0.3.5 itself first, then those content with any deployment
+        return 1 if "deployed" in item.fixturenames else 1.5
     items.sort(key=rank)  # stable: file order within each rank
 
 

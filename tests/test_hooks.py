@@ -13,9 +13,6 @@ from ampel_tasks.errors import DeployError
 
 @pytest.fixture
 def r(tmp_path, monkeypatch):
-    from ampel_tasks import state
-
-    monkeypatch.setattr(state, "running_version", lambda r: "v0.3.5")
     config = Config(overrides={})
     config.load_collection(DEFAULTS)
     run = runs.begin(config)
@@ -37,7 +34,7 @@ def test_a_hook_gets_the_run_and_its_output_is_shown(r, tmp_path, capsys):
     r.settings.hooks["post_deploy"] = hook(tmp_path, "post", 'echo "$AMPEL_EVENT $AMPEL_VERSION after $AMPEL_RUNNING '
                                                               '$AMPEL_RESULT $AMPEL_CHANGED"; echo "$AMPEL_PLAN" > plan.json\n')
     os.chdir(tmp_path)
-    hooks.run(r, "post_deploy")
+    hooks.run(r, "post_deploy", running="v0.3.5")
     out = capsys.readouterr().out
     assert f"==> hook post_deploy: {tmp_path}/post" in out and "    | post_deploy v0.3.6 after v0.3.5 ok up" in out
     assert json.loads((tmp_path / "plan.json").read_text()) == [{"step": "up", "action": "run", "reason": "x"}]

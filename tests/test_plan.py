@@ -12,12 +12,29 @@ def test_everything_up_to_date_skips_every_step():
     assert [x.action for x in combine(own)] == ["skip"] * 9
 
 
-def test_a_new_image_is_tested_makes_later_skips_maybe_and_up_run():
+def test_a_new_image_is_tested_pushed_pulled_and_run():
     own = {s: d(s, "skip") for s in ["test", "push", "pull", "src", "db", "tag", "secrets", "up"]}
     own["image"] = d("image", "run", "repo added")
     got = {x.step: x.action for x in combine(own)}
-    assert got == {"image": "run", "test": "run", "push": "maybe", "pull": "maybe", "src": "skip", "db": "skip",
+    assert got == {"image": "run", "test": "run", "push": "run", "pull": "run", "src": "skip", "db": "skip",
                    "tag": "skip", "secrets": "skip", "up": "run"}
+
+
+def test_the_same_image_pushed_again_makes_pull_and_up_only_maybe():
+    """A push again changes no digest: the hosts' files may well stay, and then the
+    stack is not redeployed."""
+    own = {s: d(s, "skip") for s in ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"]}
+    got = {x.step: x.action for x in combine(own, forced={"push"})}
+    assert (got["push"], got["pull"], got["up"]) == ("run", "maybe", "maybe")
+
+
+def test_moved_sources_redeploy_but_only_make_the_steps_reading_them_look_again():
+    own = {s: d(s, "skip") for s in ["image", "test", "push", "pull", "db", "tag", "secrets", "up"]}
+    own["src"] = d("src", "run", "ampel-core moves to v0.3.6")
+    got = combine(own)
+    assert {x.step: x.action for x in got if x.step in ("db", "tag", "secrets", "up")} == {
+        "db": "maybe", "tag": "maybe", "secrets": "maybe", "up": "run"}
+    assert got[-1].reason.startswith("src brings something new")
 
 
 def test_unknown_evidence_is_maybe_never_skip():

@@ -1,6 +1,8 @@
 """A dry run says what the real run would do (#9's defects, black-box): a step
 whose facts an earlier step would change is not skipped on the facts as they are,
 and the registry the run would use is the one configured, not one of that name."""
+import re
+
 import pytest
 
 from conftest import tool
@@ -29,3 +31,17 @@ def test_a_registry_on_another_port_is_not_taken_for_the_configured_one(deployed
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, p.stderr
     assert "registry listens on 127.0.0.1:5000, not on 127.0.0.1:5999" in errors[0], errors[0]
+
+
+def test_a_step_called_alone_runs_the_steps_it_needs_first(deployed):
+    """invoke's pre-tasks, from the one table of steps: make-style, in runbook order."""
+    for task, expected in (("pull", ["image", "test", "push", "pull"]),
+                           ("up", ["image", "test", "push", "pull", "src", "db", "secrets", "up"]),
+                           ("tag", ["image", "test", "push", "pull", "src", "tag"])):
+        p = tool(task, "--version", "v0.3.5", "--dry", timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+        seen = []
+        for step in re.findall(r"^==> (\w+)", p.stdout, re.M):
+            if step not in seen:
+                seen.append(step)
+        assert seen == expected, (task, p.stdout[-3000:])

@@ -247,11 +247,11 @@ def test_ctrl_c_during_a_step(deployed, step):
 
 
 @pytest.mark.moves_site
-def test_ctrl_c_at_each_step_of_a_new_deployment_then_a_plain_rerun(deployed, tmp_path):
+def test_ctrl_c_at_each_step_of_a_new_deployment_then_a_plain_rerun(running, tmp_path):
     """src, db and tag act only for another version: an operator deploys one with a
     code change upstream and a new database, and hits Ctrl-C three times, once in
-    each of them, before letting a plain run finish."""
-    sandbox, since = deployed, time.time()
+    each of them, before letting a plain run finish (from whichever version runs)."""
+    sandbox, since = running, time.time()
     version = f"v0.3.5-c{int(since) % 100000}"
     built = image_id()
     core = Upstream(tmp_path, "Ampel-core")

@@ -48,8 +48,8 @@ def newest_manifest() -> dict:
 
 
 @pytest.mark.moves_site
-def test_a_failing_unit_test_stops_the_deploy_before_anything_reaches_a_host(deployed, tmp_path):
-    sandbox = deployed
+def test_a_failing_unit_test_stops_the_deploy_before_anything_reaches_a_host(running, tmp_path):
+    sandbox = running
     version = f"v0.3.6-t{int(time.time()) % 100000}"
     hu = Upstream(tmp_path, "ampel-contrib-hu")
     try:
@@ -80,11 +80,10 @@ def test_a_failing_unit_test_stops_the_deploy_before_anything_reaches_a_host(dep
 
 
 @pytest.mark.moves_site
-def test_a_code_only_release_is_tested_in_the_running_image_pulled_by_its_digest(deployed, tmp_path):
+def test_a_code_only_release_is_tested_in_the_running_image_pulled_by_its_digest(running, tmp_path):
     """The image is reused, this machine no longer has it: pulled from the registry by
     the digest the running deployment records, the new commits mounted over /Ampel."""
-    running = json.loads(tool("status", "--json", check=True).stdout)
-    digest = running["image_digest"]
+    digest = json.loads(tool("status", "--json", check=True).stdout)["image_digest"]
     version = f"v0.3.6-p{int(time.time()) % 100000}"
     core = Upstream(tmp_path, "Ampel-core")
     try:

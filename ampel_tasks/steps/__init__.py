@@ -1,5 +1,55 @@
-"""The runbook's steps on the hosts, one module each: pull, src, db, secrets, up
-(and the logs task beside them)."""
+"""The runbook's steps, their order and how they depend on each other: the one table
+that invoke's pre-task chains, the plan's run/skip/maybe propagation, the re-reading
+of evidence after a change, the executor and `up`'s redeploy rule are derived from.
+
+On the hosts one module each: pull, src, db, secrets, up (and the logs task beside them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Step:
+    pre: Tuple[str, ...] = ()  # the tasks invoke runs first when this one is called alone
+    inputs: Tuple[str, ...] = ()  # earlier steps whose change voids what this one read
+    needs: Optional[str] = None  # the step without whose result it cannot be decided at all
+    follows: bool = False  # runs whenever an input brought something new (else it looks again)
+    relays: bool = False  # its run brings something new only when an input did (a push again
+    # of the same image changes no digest)
+
+
+ORDER = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "up")
+STEPS = {
+    "image": Step(),
+    "test": Step(pre=("image",), inputs=("image",), needs="image", follows=True),
+    "push": Step(pre=("test",), inputs=("image",), needs="image", follows=True, relays=True),
+    "pull": Step(pre=("push",), inputs=("push",), needs="push", follows=True),
+    "src": Step(pre=("pull",)),
+    "db": Step(pre=("src",), inputs=("src",), needs="src"),
+    "tag": Step(pre=("src",), inputs=("src", "db"), needs="src"),
+    "secrets": Step(inputs=("src",), needs="src"),
+    # what the running stack is made from: the hosts' image files, sources, dryrun.env,
+    # secrets (an image built and pushed again changes nothing there while the files
+    # keep their digest)
+    "up": Step(pre=("src", "db", "secrets"), inputs=("pull", "src", "db", "tag", "secrets"), follows=True),
+}
+# An existing AMPEL_SRC is never overwritten, --force or not.
+UNFORCEABLE = {"src"}
+
+
+def inputs(step: str) -> Tuple[str, ...]:
+    """The earlier steps after whose change `step`'s evidence is read again."""
+    return STEPS[step].inputs
+
+
+def wire(tasks: dict, deploy_task, plan_task) -> None:
+    """Give each step's invoke task its pre-tasks from the table; `deploy` runs the
+    plan, then every step in order."""
+    for name, step in STEPS.items():
+        tasks[name].pre = [tasks[p] for p in step.pre]
+    deploy_task.pre = [plan_task] + [tasks[name] for name in ORDER]
 
 
 def site_of(r):

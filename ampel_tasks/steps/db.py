@@ -10,11 +10,11 @@ from invoke import task
 from .. import console, envfile, preflight, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from . import site_of
-from .src import src
+from ..plan import Decision, proceed
+from . import inputs, site_of
 
 
-@task(pre=[src], help={
+@task(help={
     "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "new_db": "start a new live database for this version even if no schema change asks for one",
@@ -62,7 +62,7 @@ def _db_evidence(r, site):
 def _require_defined(r, site, values: dict) -> None:
     """Every $VAR of the stack file defined by the env file as db will leave it: found
     by the plan, before tag commits the file (the preflight checks it again)."""
-    doc = stack_doc(r, site)
+    doc = site.stack_doc()
     missing = preflight.needs(doc, preflight.stack_env(r, site, values))[0] if doc else []
     _refuse_env("", [f"{m} is not defined by {site.env_file} on {site.service_host.name}" for m in missing])
 
@@ -86,10 +86,8 @@ def _used_before(r, site):
 
 def decide_db(r):
     """Decision for `db`: dryrun.env values and whether a new live database is necessary."""
-    from ..plan import Decision
-
     site = site_of(r)
-    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=("src",))
+    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=inputs("db"))
     if ev is None:
         return None
     if ev["resumed"]:
@@ -108,8 +106,6 @@ def decide_db(r):
 
 def do_db(r, new_db=False):
     """Set dryrun.env's values for this version; a new live database when necessary."""
-    from ..plan import proceed
-
     site = site_of(r)
     s = r.settings
     host = site.service_host
@@ -117,7 +113,7 @@ def do_db(r, new_db=False):
         r.options["new_db"] = True
         r.cache.pop("db evidence", None)
     d = decide_db(r)
-    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=("src",))
+    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=inputs("db"))
     if d is None or ev is None:
         if not r.dry:
             raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")
@@ -190,19 +186,3 @@ def marker_digest(site, src: str):
     path = posixpath.join(src, "ampel-core", site.s.source["schema_marker"])
     res = site.service_host.fact(f"sha256sum {shlex.quote(path)}", user=site.src_user)
     return res.stdout.split()[0] if res is not None and res.ok and res.stdout.strip() else None
-
-
-def stack_doc(r, site):
-    """The stack file (burst.yml) from AMPEL_SRC on the service host, parsed; None if absent."""
-    import yaml
-
-    text = site.service_host.read_file(site.stack_file, user=site.src_user)
-    if text is None:
-        return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise DeployError(f"{site.stack_file} on {site.service_host.name} is not valid YAML"
-                          f"{where} ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})") from None

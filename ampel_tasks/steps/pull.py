@@ -14,27 +14,23 @@ from invoke import task
 from .. import console, registry, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from ..publish import push
-from . import site_of
+from ..plan import Decision
+from . import inputs, site_of
 
 
 def registry_digest(r, site):
     """The digest the registry serves for this version (None when --dry cannot know it)."""
-    from .. import registry
-
     if r.done.get("push"):
         return r.done["push"]
     if r.cache.get("reused_digest"):  # the running image: its file is already on the hosts
         return r.cache["reused_digest"]
-    from ..publish import registry_up
-
     reg = r.settings.registry
-    if not registry_up(reg):
+    if not registry.reachable(reg):
         return None
     return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
 
 
-@task(pre=[push], help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def pull(c, version=None, dry=False, verbose=False):
     """Pull the image onto transit and burst through an ssh -R tunnel.
 
@@ -72,14 +68,11 @@ def _image_bytes(r, site) -> tuple:
     else of the running image (the estimate while it is still to be built), else,
     with the registry stopped, the running image file's size on the service host."""
     from .. import dockerengine, space
-    from ..image import running_image
-    from ..publish import registry_up
-
     s, reg = r.settings, r.settings.registry
-    running = running_image(r)
+    running = state.running_image(r)
     tags = [site.image_tag] + ([running["tag"]] if running else [])
     layers = []
-    if registry_up(reg):
+    if registry.reachable(reg):
         for tag in tags:
             layers = space.layer_sizes(registry.manifest(reg["address"], reg["port"], s.image["name"], tag))
             if layers:
@@ -123,17 +116,15 @@ def space_problems(r, site, hosts) -> list:
 def _require_space(r, site, names) -> None:
     names = sorted(names)
     found = r.evidence(f"pull space {' '.join(names)}", lambda: space_problems(r, site, [r.host(n) for n in names]),
-                       after=("push",))
+                       after=inputs("pull"))
     if found:
         raise DeployError("; ".join(found))
 
 
 def decide_pull(r):
     """Decision for `pull`: does each host have the image file with the registry's digest?"""
-    from ..plan import Decision
-
     site = site_of(r)
-    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",))
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=inputs("pull"))
     if ev is not None and ev["digest"] is None:
         # an image still to be built: each host without its file will pull about what the running one took
         _require_space(r, site, [h for h, d in ev["hosts"].items() if d == ""])
@@ -153,7 +144,7 @@ def decide_pull(r):
 def do_pull(r):
     """Pull the image file on every host that lacks it, all at once."""
     site = site_of(r)
-    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=("push",)) or {"digest": None, "hosts": {}}
+    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=inputs("pull")) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")

@@ -11,8 +11,8 @@ from invoke import task
 from .. import console, run as runs
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from . import site_of
-from .db import stack_doc
+from ..plan import Decision, proceed
+from . import inputs, site_of
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
@@ -31,7 +31,7 @@ def secrets(c, version=None, dry=False, verbose=False):
 def _secrets_evidence(r, site):
     s = r.settings
     host = site.service_host
-    doc = stack_doc(r, site)
+    doc = site.stack_doc()
     if doc is None:
         return None
     wanted = {name: spec["file"] for name, spec in (doc.get("secrets") or {}).items()}
@@ -80,10 +80,8 @@ def _secrets_evidence(r, site):
 
 def decide_secrets(r):
     """Decision for `secrets`: those named in the stack file, missing or different on burst."""
-    from ..plan import Decision
-
     site = site_of(r)
-    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=("src",))
+    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=inputs("secrets"))
     if ev is None:
         return None
     if ev["todo"]:
@@ -94,15 +92,13 @@ def decide_secrets(r):
 
 def do_secrets(r):
     """Copy missing or changed secrets and check owner and modes afterwards."""
-    from ..plan import proceed
-
     site = site_of(r)
     s = r.settings
     host = site.service_host
     user = s.service_user
     dryrun = site.dryrun_dir
     d = decide_secrets(r)
-    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=("src",))
+    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=inputs("secrets"))
     if d is None or ev is None:
         console.step("secrets", f"copy the secrets that {site.stack_file} names, where missing or changed, into {dryrun}/secrets (0600, owner {user})")
         return

@@ -10,11 +10,11 @@ from invoke import task
 from .. import console, run as runs, sources, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from ..plan import Decision, proceed
 from . import site_of
-from .pull import pull
 
 
-@task(pre=[pull], help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def src(c, version=None, dry=False, verbose=False):
     """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst.
 
@@ -59,8 +59,6 @@ def decide_src(r):
     """Decision for `src`: AMPEL_SRC exists (made from the image once, owned by the
     configured user), holds every repo of the image, and every host copy is at the
     commit wanted for the version; work in a copy is never lost."""
-    from ..plan import Decision
-
     site = site_of(r)
     host = site.service_host
     ev = src_evidence(r)
@@ -85,8 +83,6 @@ def decide_src(r):
 def do_src(r):
     """AMPEL_SRC out of the image (once) and repos the image added, as the owner of
     AMPEL_SRC; then every repo moved to the commit wanted for the version."""
-    from ..plan import proceed
-
     site = site_of(r)
     host = site.service_host
     d = decide_src(r)

@@ -8,16 +8,11 @@ from invoke import task
 from .. import console, preflight, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from . import site_of
-from .src import src
-from .db import db
-from .secrets import secrets
-
-# what the running stack is made from: the hosts' image files, sources, dryrun.env, secrets
-STACK_INPUTS = {"pull", "src", "db", "tag", "secrets"}
+from ..plan import Decision, proceed
+from . import inputs, site_of
 
 
-@task(pre=[src, db, secrets], help={
+@task(help={
     "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
@@ -40,7 +35,6 @@ def up(c, version=None, same=False, dry=False, verbose=False):
 def decide_up(r):
     """Decision for `up`: skip only when this version already runs, healthy, and nothing changed."""
     from .. import health
-    from ..plan import Decision
 
     site = site_of(r)
     current = state.running_version(r)
@@ -57,14 +51,13 @@ def decide_up(r):
 def do_up(r):
     """Run deploy/up as ampel in the dryrun directory, then the health gate."""
     from .. import health
-    from ..plan import proceed
 
     site = site_of(r)
     s = r.settings
     host = site.service_host
     # a change the stack runs from (or --force up): redeploy without asking the running stack;
     # an image built and pushed again changes nothing there while the hosts' files keep their digest
-    d = decide_up(r) if not (r.changed & STACK_INPUTS or "up" in r.force) else None
+    d = decide_up(r) if not (r.changed & set(inputs("up")) or "up" in r.force) else None
     if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
         return
     preflight.require(r, site)

@@ -1,0 +1,63 @@
+"""The package's shape (#9): modules import each other without a loop, counting the
+imports placed inside functions too (a loop dodged that way is still a loop)."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ampel_tasks"
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, name: str, modules: set) -> set:
+    here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+            for alias in node.names:
+                target = f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                if target != name and not name.startswith(target + "."):  # (a package's own __init__)
+                    found.add(target)
+    return found
+
+
+def import_graph() -> dict:
+    paths = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: _imports(path, name, set(paths)) for name, path in paths.items()}
+
+
+def find_loop(graph: dict):
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                loop = visit(nxt, path + [nxt])
+                if loop:
+                    return loop
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            loop = visit(start, [start])
+            if loop:
+                return loop
+    return None
+
+
+def test_the_finder_sees_a_loop_hidden_in_a_function():
+    assert find_loop({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_loop({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_module_of_the_package_imports_itself_through_others():
+    graph = import_graph()
+    assert "ampel_tasks.steps.up" in graph and "ampel_tasks.plan" in graph["ampel_tasks.steps.up"]
+    assert find_loop(graph) is None, " -> ".join(find_loop(graph))
