@@ -6,8 +6,8 @@ need them, so `invoke --list` stays fast.
 """
 from invoke import Collection
 
-from . import deploy, doctor, gitops, image, prune, publish, testrun
-from .steps import db, logs, pull, secrets, src, up, wire
+from . import deploy, doctor, keys, prune
+from .steps import db, image, logs, pull, push, secrets, src, tag, test, up, wire
 from .defaults import DEFAULTS
 from .errors import install_excepthook
 
@@ -15,8 +15,8 @@ install_excepthook()
 
 ns = Collection()
 for t in (
-    image.keys, image.image, testrun.test, publish.push,
-    pull.pull, src.src, db.db, gitops.tag, secrets.secrets, up.up, logs.logs,
+    keys.keys, image.image, test.test, push.push,
+    pull.pull, src.src, db.db, tag.tag, secrets.secrets, up.up, logs.logs,
     deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, prune.prune, doctor.doctor,
 ):
     ns.add_task(t)

@@ -7,15 +7,15 @@ import time
 
 from invoke import task
 
-from . import console, gitops, image, plan as planning, publish, run as runs, testrun
+from . import console, plan as planning, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
-from .steps import ORDER, db, pull, secrets, src, up
+from .steps import ORDER, db, image, pull, push, secrets, src, tag, test, up
 
 # each step's own decision, from its evidence (read-only)
 DECIDERS = {
-    "image": image.decide_image, "test": testrun.decide_test, "push": publish.decide_push,
-    "pull": pull.decide_pull, "src": src.decide_src, "db": db.decide_db, "tag": gitops.decide_tag,
+    "image": image.decide_image, "test": test.decide_test, "push": push.decide_push,
+    "pull": pull.decide_pull, "src": src.decide_src, "db": db.decide_db, "tag": tag.decide_tag,
     "secrets": secrets.decide_secrets, "up": up.decide_up,
 }
 

@@ -5,7 +5,7 @@ its branch), without ever discarding anyone's work.
 Why: a code-only release reuses the running image, so its code reaches the
 stack only through the sources mounted at /Ampel (Ampel-core's history: AMPEL_TAG
 stayed v0.3.0 from v0.3.0 to v0.3.8). Git runs on the service host as the
-operator, who owns the tree and pushes from it (gitops.py).
+operator, who owns the tree and pushes from it (steps/tag.py).
 """
 from __future__ import annotations
 

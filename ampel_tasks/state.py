@@ -208,7 +208,7 @@ def _switched_db(r, values: dict) -> bool:
 
 
 def record(r, st: "State", result: str) -> None:
-    from . import envfile
+    """At the end of a run: the deployment's manifest, `current` on success, an audit line."""
     from .site import Site
 
     site = Site(r)
@@ -219,39 +219,7 @@ def record(r, st: "State", result: str) -> None:
             st.write_manifest({**running, **_recorded(site), "tests": r.cache.get("tests") or running.get("tests")})
         st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
         return
-    try:
-        values = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
-    except DeployError:
-        values = {}
-    labels = image_labels(r, site)
-    prefix = r.settings.image["label_prefix"]
-    digest = r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest")
-    if not digest:  # e.g. a rollback: what the image file on the service host was pulled as
-        recorded = site.service_host.read_file(site.image_path + ".digest")
-        digest = recorded.strip() if recorded else None
-    manifest = {
-        "version": r.version,
-        "result": result,
-        "image": site.pushed_ref,
-        "image_file": site.image_path,
-        "image_digest": digest,
-        "repos": json.loads(labels.get(f"{prefix}.repos", "{}") or "{}"),
-        "image_tag": site.image_tag,
-        "image_labels": labels,
-        # a new live database, or a switch to another one than the running deployment's
-        "new_db": bool(r.cache.get("new_db")) or _switched_db(r, values),
-        "ampel_src": site.ampel_src,
-        **_recorded(site),
-        "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
-        "operator": r.settings.operator,
-        "started": r.cache.get("started"),
-        "ended": now(),
-        "steps": dict(r.results),
-        "image_id": r.cache.get("image_id") or r.done.get("image") or running_manifest(r).get("image_id"),
-        "tests": r.cache.get("tests"),
-    }
-    if r.log_path:
-        manifest["run_log"] = f"{socket.gethostname()}:{r.log_path}"
+    manifest = _manifest(r, site, result)
     previous = st.current_version()
     if previous and previous != r.version:
         manifest["previous"] = previous
@@ -259,3 +227,39 @@ def record(r, st: "State", result: str) -> None:
     if result == "ok":
         st.set_current(r.version)
     st.audit(f"deploy {r.version}: {result}")
+
+
+def _image_digest(r, site):
+    digest = r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest")
+    if not digest:  # e.g. a rollback: what the image file on the service host was pulled as
+        recorded = site.service_host.read_file(site.image_path + ".digest")
+        digest = recorded.strip() if recorded else None
+    return digest
+
+
+def _manifest(r, site, result: str) -> dict:
+    from . import envfile
+
+    try:
+        values = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
+    except DeployError:
+        values = {}
+    labels = image_labels(r, site)
+    manifest = {
+        "version": r.version, "result": result,
+        "image": site.pushed_ref, "image_file": site.image_path, "image_digest": _image_digest(r, site),
+        "repos": json.loads(labels.get(f"{r.settings.image['label_prefix']}.repos", "{}") or "{}"),
+        "image_tag": site.image_tag, "image_labels": labels,
+        # a new live database, or a switch to another one than the running deployment's
+        "new_db": bool(r.cache.get("new_db")) or _switched_db(r, values),
+        "ampel_src": site.ampel_src,
+        **_recorded(site),
+        "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
+        "operator": r.settings.operator, "started": r.cache.get("started"), "ended": now(),
+        "steps": dict(r.results),
+        "image_id": r.cache.get("image_id") or r.done.get("image") or running_manifest(r).get("image_id"),
+        "tests": r.cache.get("tests"),
+    }
+    if r.log_path:
+        manifest["run_log"] = f"{socket.gethostname()}:{r.log_path}"
+    return manifest

@@ -63,7 +63,7 @@ def main():
 
     from ampel_tasks import run as runs
     from ampel_tasks.defaults import DEFAULTS
-    from ampel_tasks.hosts import Tunnel
+    from ampel_tasks.tunnel import Tunnel
 
     config = Config(runtime_path=str(REPO / "config/sandbox.yaml"))
     config.load_runtime()

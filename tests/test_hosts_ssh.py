@@ -12,7 +12,7 @@ import time
 import pytest
 from invoke import Config
 
-from ampel_tasks import hosts, run as runs, ssh
+from ampel_tasks import hosts, run as runs, ssh, tunnel
 from ampel_tasks.defaults import DEFAULTS
 from ampel_tasks.errors import DeployError
 
@@ -164,7 +164,7 @@ def test_login_errors_are_classified():
 def test_the_tunnel_is_a_forward_on_the_hosts_connection(burst):
     r, log = burst
     host = r.host("burst")
-    with hosts.Tunnel(host, 5000, "127.0.0.1", 5000):
+    with tunnel.Tunnel(host, 5000, "127.0.0.1", 5000):
         pass
     forwards = [c for c in calls(log) if "-O" in c]
     assert [c[c.index("-O") + 1] for c in forwards if "-R" in c] == ["forward", "cancel"]

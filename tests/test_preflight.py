@@ -88,3 +88,4 @@ def test_a_secret_group_or_others_may_read_and_a_missing_file_are_named():
         "group or others",
         "secret c (/home/ampel/dryrun/secrets/c.txt) does not exist",
     ]
+

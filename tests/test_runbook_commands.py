@@ -8,7 +8,7 @@ import re
 import pytest
 from invoke import Config
 
-from ampel_tasks import hosts, run as runs
+from ampel_tasks import hosts, run as runs, tunnel
 from ampel_tasks.defaults import DEFAULTS
 from ampel_tasks.hosts import Result
 
@@ -170,7 +170,7 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
         def __exit__(self, *a):
             return False
 
-    monkeypatch.setattr(hosts, "Tunnel", FakeTunnel)
+    monkeypatch.setattr(tunnel, "Tunnel", FakeTunnel)
     r.done["push"] = "sha256:" + "a" * 64
     answers.append((r"^cat .*\.digest", Result("", "", 1)))
     pull.do_pull(r)

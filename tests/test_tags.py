@@ -2,7 +2,8 @@
 release tag, never a moved tag; the branch only ever fast-forwarded."""
 import pytest
 
-from ampel_tasks import gitops, sources
+from ampel_tasks import sources
+from ampel_tasks.steps import tag as gitops
 from ampel_tasks.errors import DeployError
 from ampel_tasks.settings import build_settings
 

@@ -148,18 +148,7 @@ def do_pull(r):
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    todo = []
-    for host in site.pull_hosts:
-        have = ev["hosts"].get(host.name)
-        if digest and have == digest and "pull" not in r.force:
-            left = ev.get("left", {}).get(host.name)
-            also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
-            if left:
-                _remove_leftovers(r, site, host, left)
-            console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}{also}")
-            r.row("pull", host.name, "skipped", 0.0)
-        else:
-            todo.append(host)
+    todo = [host for host in site.pull_hosts if not _has_it(r, site, ev, host)]
     if not todo:
         return
     if not r.dry:
@@ -175,7 +164,27 @@ def do_pull(r):
         for host in todo:
             _pull_one(r, site, host, digest)
         return
-    # each host has its own connection and tunnel: pull on all of them at once
+    _pull_all(r, site, todo, digest)
+
+
+def _has_it(r, site, ev, host) -> bool:
+    """The host holds the image file with the wanted digest (then what an interrupted
+    pull left beside it is removed, and the host's pull is skipped)."""
+    digest = ev["digest"]
+    if not digest or ev["hosts"].get(host.name) != digest or "pull" in r.force:
+        return False
+    left = ev.get("left", {}).get(host.name)
+    if left:
+        _remove_leftovers(r, site, host, left)
+    also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
+    console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}{also}")
+    r.row("pull", host.name, "skipped", 0.0)
+    return True
+
+
+def _pull_all(r, site, todo, digest) -> None:
+    """Each host has its own connection and tunnel: pull on all of them at once; every
+    host's error is reported, not the first one's alone."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(len(todo))
@@ -191,7 +200,7 @@ def do_pull(r):
     errors = [f.exception() for f in futures if f.exception() is not None]
     if len(errors) == 1:
         raise errors[0]
-    if errors:  # every host's, not the first one's alone
+    if errors:
         raise DeployError("; ".join(str(e) for e in errors))
 
 
@@ -220,7 +229,7 @@ def _remove_leftovers(r, site, host, files: list) -> None:
 
 def _pull_one(r, site, host, digest):
     """One host's pull: tunnel up, pull to a temporary name, rename, record the digest."""
-    from ..hosts import Tunnel
+    from ..tunnel import Tunnel
 
     s = r.settings
     user = s.service_user

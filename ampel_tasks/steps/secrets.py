@@ -28,21 +28,59 @@ def secrets(c, version=None, dry=False, verbose=False):
     do_secrets(r)
 
 
+def _local_secrets(local_dir, wanted: dict) -> dict:
+    """{name: bytes} of the wanted secrets the operator holds, each registered so
+    that nothing prints it."""
+    local = {}
+    for name, rel in wanted.items():
+        path = local_dir / posixpath.basename(rel)
+        if path.is_file():
+            local[name] = path.read_bytes()
+            console.register_secret(local[name].decode(errors="replace"))
+    return local
+
+
+def parse_remote(stdout: str, user: str) -> tuple:
+    """({file: sha256}, {file: what is wrong}) from the listing on burst (pure): each
+    secret private to `user` (600), the directory 700."""
+    remote, wrong = {}, {}
+    for line in stdout.splitlines():
+        if line.startswith("DIR "):
+            _, owner, mode = line.split()
+            if owner != user or mode != "700":
+                wrong["secrets/"] = f"directory owner {owner}, mode {mode}"
+            continue
+        digest, owner, mode, rel = line.split(" ", 3)
+        remote[rel] = digest
+        if owner != user or mode != "600":
+            wrong[rel] = f"owner {owner}, mode {mode}"
+    return remote, wrong
+
+
+def to_copy(wanted: dict, local: dict, remote: dict, wrong: dict, missing) -> list:
+    """[(name, file)] to copy (pure): what differs from the operator's copy or is not
+    private; `missing(name, file)` is raised for a secret held nowhere."""
+    todo = []
+    for name, rel in wanted.items():
+        if name not in local:
+            if rel not in remote:
+                raise missing(name, rel)
+            continue
+        if remote.get(rel) != hashlib.sha256(local[name]).hexdigest() or rel in wrong:
+            todo.append((name, rel))
+    if "secrets/" in wrong and not todo:
+        todo.append(("the secrets directory", "secrets/"))
+    return todo
+
+
 def _secrets_evidence(r, site):
-    s = r.settings
-    host = site.service_host
+    s, host = r.settings, site.service_host
     doc = site.stack_doc()
     if doc is None:
         return None
     wanted = {name: spec["file"] for name, spec in (doc.get("secrets") or {}).items()}
     local_dir = s.local_secrets_dir
-    local = {}
-    for name, rel in wanted.items():
-        path = local_dir / posixpath.basename(rel)
-        if path.is_file():
-            data = path.read_bytes()
-            console.register_secret(data.decode(errors="replace"))
-            local[name] = data
+    local = _local_secrets(local_dir, wanted)
     quoted = " ".join(shlex.quote(rel) for rel in wanted.values())
     res = host.fact(
         f"cd {shlex.quote(site.dryrun_dir)} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && "
@@ -51,30 +89,13 @@ def _secrets_evidence(r, site):
         user=s.service_user)
     if res is None:
         return None
-    remote, wrong = {}, {}
-    for line in res.stdout.splitlines():
-        if line.startswith("DIR "):
-            _, owner, mode = line.split()
-            if owner != s.service_user or mode != "700":
-                wrong["secrets/"] = f"directory owner {owner}, mode {mode}"
-            continue
-        digest, owner, mode, rel = line.split(" ", 3)
-        remote[rel] = digest
-        if owner != s.service_user or mode != "600":
-            wrong[rel] = f"owner {owner}, mode {mode}"
-    todo = []
-    for name, rel in wanted.items():
-        if name not in local:
-            if rel in remote:
-                continue
-            raise DeployError(
-                f"secret {name} ({rel}) is neither in {local_dir} nor on {host.name}; put it in "
-                f"{local_dir / posixpath.basename(rel)}"
-            )
-        if remote.get(rel) != hashlib.sha256(local[name]).hexdigest() or rel in wrong:
-            todo.append((name, rel))
-    if "secrets/" in wrong and not todo:
-        todo.append(("the secrets directory", "secrets/"))
+    remote, wrong = parse_remote(res.stdout, s.service_user)
+
+    def missing(name, rel):
+        return DeployError(f"secret {name} ({rel}) is neither in {local_dir} nor on {host.name}; put it in "
+                           f"{local_dir / posixpath.basename(rel)}")
+
+    todo = to_copy(wanted, local, remote, wrong, missing)
     return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted, "wrong": wrong}
 
 

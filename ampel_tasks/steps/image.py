@@ -1,118 +1,15 @@
-"""Tasks keys and image: the runbook's "Build ... a new Ampel image" (push: publish.py)."""
+"""Task image: the runbook's "Build ... a new Ampel image" (the push: steps/push.py)."""
 from __future__ import annotations
 
-import difflib
-import os
-import subprocess
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from invoke import task
 
-from . import console, run as runs, state
-from .errors import DeployError
-from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from .plan import Decision
-
-
-
-@task(help={
-    "repo": "the GitHub repository, ORG/NAME or NAME (ORG = ampel.source.org), e.g. AmpelProject/ampel-contrib-foo",
-    "alias": "the deploy key's name: deploy-keys/id_rsa.ALIAS, cloned through github-ALIAS (default: NAME, lower case)",
-    "dir": "its directory in the image, /Ampel/DIR (default: NAME, lower case)",
-    "kind": "key type: rsa (4096 bits, the default) or ed25519",
-    "dry": DRY_HELP,
-})
-def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
-    """Make a repo's deploy key and add the repo to the Dockerfile and environment.yml.
-
-    Follows the recipe's convention: generates deploy-keys/id_rsa.<alias>
-    (unencrypted, as the runbook says; the recipe's RUN makes the `Host
-    github-<alias>` entry from the key's name), adds `git clone
-    git@github-<alias>:<org>/<repo>.git /Ampel/<dir>` after the last clone line and
-    the `- -e` / `- /Ampel/<dir>` pair to environment.yml's pip section, keeping
-    every other byte. Prints the public key and the page to paste it into.
-    Re-running changes nothing.
-    """
-    from . import dockerfile
-
-    r = runs.start(c, dry=dry)
-    s = r.settings
-    org, _, name = repo.rpartition("/") if repo else ("", "", "")
-    org = org or s.source["org"]
-    alias = alias or name.lower()
-    dir = dir or name.lower()
-    for label, value in (("repo", name), ("org", org), ("alias", alias), ("dir", dir)):
-        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith((".", "-")):
-            raise DeployError(f"{label} {value!r} is not valid; expected something like ampel-contrib-foo")
-    if "." in alias:
-        raise DeployError(f"alias {alias!r} must not contain '.': the recipe reads it from id_rsa.<alias> with `cut -d. -f 3`")
-    if kind not in ("rsa", "ed25519"):
-        raise DeployError(f"--kind must be rsa or ed25519, got {kind!r}")
-    image_dir = s.image_dir
-    docker_path, env_path = dockerfile.files(image_dir)
-    keys_dir = image_dir / "deploy-keys"
-    key = keys_dir / s.source["key_pattern"].format(alias=alias)
-    host = s.source["host_alias"].format(alias=alias)
-    clone = f"git clone git@{host}:{org}/{name}.git /Ampel/{dir}"
-    old_docker = docker_path.read_text()
-    new_docker = dockerfile.add_clone_line(old_docker, clone, f"/Ampel/{dir}")
-    old_env = env_path.read_text()
-    new_env = dockerfile.add_pip_editable(old_env, f"/Ampel/{dir}")
-    console.step("keys", f"deploy key {key.name} for {org}/{name} -> /Ampel/{dir}")
-    _make_key(r, key, kind, alias)
-    _ignore_keys(keys_dir, r.dry)
-    changed = False
-    for path, old, new in ((docker_path, old_docker, new_docker), (env_path, old_env, new_env)):
-        if old == new:
-            continue
-        changed = True
-        if r.dry:
-            console.diff("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path), f"{path} (new)")))
-        else:
-            _atomic_write(path, new)
-            console.note(f"edited {path}")
-    if not changed:
-        console.note("the Dockerfile and environment.yml already include it; nothing to change")
-    pub = key.with_name(key.name + ".pub")
-    if pub.exists():
-        console.out(pub.read_text().strip())
-    page = s.source["keys_page"].format(org=org, repo=name)
-    console.note(f"paste the public key above into {page} (read access only)")
-
-
-def _make_key(r, key: Path, kind: str, alias: str) -> None:
-    if key.exists():
-        console.note(f"{key} exists; keeping it")
-    elif r.dry:
-        console.command("local", f"ssh-keygen -t {kind}{' -b 4096' if kind == 'rsa' else ''} -N '' -f {key}")
-    else:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        argv = ["ssh-keygen", "-q", "-t", kind] + (["-b", "4096"] if kind == "rsa" else [])
-        p = subprocess.run(argv + ["-N", "", "-C", f"deploy-key-{alias}", "-f", str(key)], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise DeployError(f"ssh-keygen failed: {p.stderr.strip()}")
-        os.chmod(key, 0o600)
-
-
-def _ignore_keys(keys_dir: Path, dry: bool) -> None:
-    ignore = keys_dir / ".gitignore"
-    text = ignore.read_text() if ignore.exists() else ""
-    if "id_*" not in text.split():
-        if dry:
-            console.command("local", f"add 'id_*' to {ignore}")
-        else:
-            _atomic_write(ignore, text + ("" if text.endswith("\n") or not text else "\n") + "id_*\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from .. import console, run as runs, state
+from ..errors import DeployError
+from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from ..plan import Decision
 
 
 @task(help={
@@ -136,8 +33,8 @@ def image(c, version=None, force=False, dry=False, verbose=False):
 
 
 def _image_evidence(r):
-    from . import build, dockerengine, dockerfile
-    from .site import Site
+    from .. import build, dockerengine, dockerfile
+    from ..site import Site
 
     site = Site(r)
     s = r.settings
@@ -156,7 +53,7 @@ def _image_evidence(r):
 
 def decide_image(r):
     """Decision for `image`: the runbook's "Necessary if", from labels and git."""
-    from . import build
+    from .. import build
 
     ev = r.evidence("image evidence", lambda: _image_evidence(r))
     if ev is None:
@@ -198,41 +95,49 @@ def decide_image(r):
 
 def do_image(r, force=False):
     """Build the image when decide_image says so, else reuse the previous one."""
-    from . import build
-    from .site import Site
+    from ..site import Site
 
     site = Site(r)
-    s = r.settings
-    name = s.image["name"]
     d = decide_image(r)
     if d is not None and d.action == "skip" and not force:
-        console.skip("image", d.reason)
-        if d.data["reuse"] is None:  # the running image, as it is
-            return None
-        if d.data["tag"]:
-            if r.dry:
-                console.command("local", f"docker tag {name} {site.image_ref}")
-            else:
-                d.data["reuse"].tag(name, site.version)
-                r.changed.add("image")
-        r.done["image"] = d.data["reuse"].id
-        return d.data["reuse"]
+        return _reuse(r, site, d)
     reason = "--force" if force else (d.reason if d else "no evidence could be read")
     # a build is this version's image, never the running one's tag (nor its registry tag or file)
     r.cache.pop("image_tag", None)
     r.cache.pop("reused_digest", None)
     console.step("image", f"building {site.image_ref} ({reason})")
-    ev = r.cache.get("image evidence")
     # in --dry, "changed" means "would change": later steps decide on it
     r.changed.add("image")
+    return _build_labelled(r, site, r.cache.get("image evidence"))
+
+
+def _reuse(r, site, d):
+    """The previous image, tagged for this version when the decision says so; the
+    running image as it is otherwise (None)."""
+    console.skip("image", d.reason)
+    if d.data["reuse"] is None:  # the running image, as it is
+        return None
+    if d.data["tag"]:
+        if r.dry:
+            console.command("local", f"docker tag {r.settings.image['name']} {site.image_ref}")
+        else:
+            d.data["reuse"].tag(r.settings.image["name"], site.version)
+            r.changed.add("image")
+    r.done["image"] = d.data["reuse"].id
+    return d.data["reuse"]
+
+
+def _build_labelled(r, site, ev):
+    from .. import build
+
+    s, name = r.settings, r.settings.image["name"]
     if ev is None:
         console.command("local", f"docker build --network host -t {site.image_ref} {s.image_dir}  (labelled)")
         console.command("local", f"docker tag {site.image_ref} {name}")
         return None
-    found = ev["found"]
     built = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    labels = build.labels_for(site.version, ev["recipe"], found, s.image["label_prefix"], built)
-    for repo in found:
+    labels = build.labels_for(site.version, ev["recipe"], ev["found"], s.image["label_prefix"], built)
+    for repo in ev["found"]:
         console.note(f"{repo.name} {repo.commit[:12]} ({repo.url})")
     if r.dry:
         console.command("local", f"docker build --network host --no-cache "
@@ -240,13 +145,11 @@ def do_image(r, force=False):
         console.command("local", f"docker tag {site.image_ref} {name}")
         return None
     client = ev["client"]
-    image_id = _build(client, s.image_dir, site.image_ref, labels)
-    img = client.images.get(image_id)
+    img = client.images.get(_build(client, s.image_dir, site.image_ref, labels))
     img.tag(name, site.version)
     img.tag(name, "latest")
     console.note(f"built {img.short_id} as {site.image_ref} and {name}")
     r.done["image"] = img.id
-    r.changed.add("image")
     return img
 
 

@@ -21,11 +21,11 @@ from typing import Dict, List, Tuple
 
 from invoke import task
 
-from . import console, run as runs, sources, state
-from .errors import DeployError
-from .helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from .plan import Decision, proceed
-from .steps import inputs
+from .. import console, run as runs, sources, state
+from ..errors import DeployError
+from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from ..plan import Decision, proceed
+from . import inputs
 
 
 @dataclass
@@ -101,7 +101,7 @@ def _facts(r, site):
 
 def decide_tag(r):
     """Decision for `tag`: the host copies that need a commit or this deployment's tag."""
-    from .site import Site
+    from ..site import Site
 
     site = Site(r)
     copies = r.evidence("tag evidence", lambda: _facts(r, site), after=inputs("tag"))
@@ -141,7 +141,7 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
 
 def do_tag(r):
     """Carry out the tag decision: its actions and nothing else."""
-    from .site import Site
+    from ..site import Site
 
     site = Site(r)
     s = r.settings

@@ -1,0 +1,111 @@
+"""Task keys: a repo's deploy key, and its clone added to the image recipe."""
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+from pathlib import Path
+
+from invoke import task
+
+from . import console, run as runs
+from .errors import DeployError
+from .helptext import DRY_HELP
+
+
+@task(help={
+    "repo": "the GitHub repository, ORG/NAME or NAME (ORG = ampel.source.org), e.g. AmpelProject/ampel-contrib-foo",
+    "alias": "the deploy key's name: deploy-keys/id_rsa.ALIAS, cloned through github-ALIAS (default: NAME, lower case)",
+    "dir": "its directory in the image, /Ampel/DIR (default: NAME, lower case)",
+    "kind": "key type: rsa (4096 bits, the default) or ed25519",
+    "dry": DRY_HELP,
+})
+def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
+    """Make a repo's deploy key and add the repo to the Dockerfile and environment.yml.
+
+    Follows the recipe's convention: generates deploy-keys/id_rsa.<alias>
+    (unencrypted, as the runbook says; the recipe's RUN makes the `Host
+    github-<alias>` entry from the key's name), adds `git clone
+    git@github-<alias>:<org>/<repo>.git /Ampel/<dir>` after the last clone line and
+    the `- -e` / `- /Ampel/<dir>` pair to environment.yml's pip section, keeping
+    every other byte. Prints the public key and the page to paste it into.
+    Re-running changes nothing.
+    """
+    from . import dockerfile
+
+    r = runs.start(c, dry=dry)
+    s = r.settings
+    org, _, name = repo.rpartition("/") if repo else ("", "", "")
+    org = org or s.source["org"]
+    alias = alias or name.lower()
+    dir = dir or name.lower()
+    for label, value in (("repo", name), ("org", org), ("alias", alias), ("dir", dir)):
+        if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith((".", "-")):
+            raise DeployError(f"{label} {value!r} is not valid; expected something like ampel-contrib-foo")
+    if "." in alias:
+        raise DeployError(f"alias {alias!r} must not contain '.': the recipe reads it from id_rsa.<alias> with `cut -d. -f 3`")
+    if kind not in ("rsa", "ed25519"):
+        raise DeployError(f"--kind must be rsa or ed25519, got {kind!r}")
+    image_dir = s.image_dir
+    docker_path, env_path = dockerfile.files(image_dir)
+    keys_dir = image_dir / "deploy-keys"
+    key = keys_dir / s.source["key_pattern"].format(alias=alias)
+    host = s.source["host_alias"].format(alias=alias)
+    clone = f"git clone git@{host}:{org}/{name}.git /Ampel/{dir}"
+    old_docker = docker_path.read_text()
+    new_docker = dockerfile.add_clone_line(old_docker, clone, f"/Ampel/{dir}")
+    old_env = env_path.read_text()
+    new_env = dockerfile.add_pip_editable(old_env, f"/Ampel/{dir}")
+    console.step("keys", f"deploy key {key.name} for {org}/{name} -> /Ampel/{dir}")
+    _make_key(r, key, kind, alias)
+    _ignore_keys(keys_dir, r.dry)
+    changed = False
+    for path, old, new in ((docker_path, old_docker, new_docker), (env_path, old_env, new_env)):
+        if old == new:
+            continue
+        changed = True
+        if r.dry:
+            console.diff("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path), f"{path} (new)")))
+        else:
+            _atomic_write(path, new)
+            console.note(f"edited {path}")
+    if not changed:
+        console.note("the Dockerfile and environment.yml already include it; nothing to change")
+    pub = key.with_name(key.name + ".pub")
+    if pub.exists():
+        console.out(pub.read_text().strip())
+    page = s.source["keys_page"].format(org=org, repo=name)
+    console.note(f"paste the public key above into {page} (read access only)")
+
+
+def _make_key(r, key: Path, kind: str, alias: str) -> None:
+    if key.exists():
+        console.note(f"{key} exists; keeping it")
+    elif r.dry:
+        console.command("local", f"ssh-keygen -t {kind}{' -b 4096' if kind == 'rsa' else ''} -N '' -f {key}")
+    else:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["ssh-keygen", "-q", "-t", kind] + (["-b", "4096"] if kind == "rsa" else [])
+        p = subprocess.run(argv + ["-N", "", "-C", f"deploy-key-{alias}", "-f", str(key)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise DeployError(f"ssh-keygen failed: {p.stderr.strip()}")
+        os.chmod(key, 0o600)
+
+
+def _ignore_keys(keys_dir: Path, dry: bool) -> None:
+    ignore = keys_dir / ".gitignore"
+    text = ignore.read_text() if ignore.exists() else ""
+    if "id_*" not in text.split():
+        if dry:
+            console.command("local", f"add 'id_*' to {ignore}")
+        else:
+            _atomic_write(ignore, text + ("" if text.endswith("\n") or not text else "\n") + "id_*\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
