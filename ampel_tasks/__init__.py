@@ -6,7 +6,7 @@ need them, so `invoke --list` stays fast.
 """
 from invoke import Collection
 
-from . import deploy, doctor, keys, prune
+from . import deploy, doctor, keys, prune, rollback, status
 from .steps import db, image, logs, pull, push, secrets, src, tag, test, up, wire
 from .defaults import DEFAULTS
 from .errors import install_excepthook
@@ -17,7 +17,7 @@ ns = Collection()
 for t in (
     keys.keys, image.image, test.test, push.push,
     pull.pull, src.src, db.db, tag.tag, secrets.secrets, up.up, logs.logs,
-    deploy.plan, deploy.deploy, deploy.status, deploy.history, deploy.rollback, prune.prune, doctor.doctor,
+    deploy.plan, deploy.deploy, status.status, status.history, rollback.rollback, prune.prune, doctor.doctor,
 ):
     ns.add_task(t)
 wire(ns.tasks, deploy.deploy, deploy.plan)

@@ -82,46 +82,11 @@ class ChainExecutor(Executor):
         return out
 
     def execute(self, *tasks):
-        runtime_file = None
+        r = runs.begin(self.config, self._runtime_file())
         try:
-            runtime_file = self.core[0].args["config"].value if self.core else None
-        except (KeyError, IndexError, AttributeError):
-            runtime_file = None
-        r = runs.begin(self.config, runtime_file)
-        try:
-            # every layer, INVOKE_AMPEL_* included, before the one validation
-            self.config.load_collection(self.collection.configuration())
-            self.config.load_shell_env()
-            # Our layering puts INVOKE_AMPEL_* above the -f profile (invoke's own
-            # order is the other way round): an operator's one-off override must win.
-            env = getattr(self.config, "_env", None)
-            if env:
-                from invoke.config import merge_dicts
-
-                self.config.load_overrides(merge_dicts(copy.deepcopy(env), self.config._overrides))
+            self._load_config()
             calls = self.dedupe(self.expand_calls(self.normalize(tasks)))
-            # Validate before anything runs: settings, the one version, --dry.
-            r.settings  # noqa: B018 (builds and validates the typed settings)
-            for call in calls:
-                r.set_version(call.kwargs.get("version"))
-                if call.kwargs.get("dry"):
-                    r.dry = True
-                if call.kwargs.get("yes"):
-                    r.yes = True
-                for key, value in call.kwargs.items():
-                    if value not in (None, False, "", (), []):
-                        r.options.setdefault(key, value)
-            forced = r.options.get("force")
-            r.force = set(forced) if isinstance(forced, (list, tuple)) else set()
-            unknown = r.force - set(ORDER)
-            if unknown:
-                raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(ORDER)}")
-            r.steps = [c.task.name for c in calls]
-            if r.options.get("same"):
-                _same_version(r)
-            if r.version is None and set(r.steps) & VERSIONED:
-                need = next(s for s in r.steps if s in VERSIONED)
-                raise DeployError(f"no version given for {need}; pass --version, e.g. --version v0.3.5")
+            _take_options(r, calls)
             console.verbose = bool(r.options.get("verbose") or r.settings.output["verbose"])
             _open_log(r)
             result = self._run_calls(calls, tasks)
@@ -141,14 +106,25 @@ class ChainExecutor(Executor):
                 raise
             raise DeployError(describe(exc)) from None
         finally:
-            for host in (r._hosts._hosts.values() if r._hosts is not None else ()):
-                if host.unreachable and r.dry:
-                    r.cant_read(host.unreachable)
-            if r.unknown_facts:
-                console.warn("facts that could not be read (steps depending on them are shown as they would run):\n  - "
-                             + "\n  - ".join(r.unknown_facts))
-            _summary(r)
-            runs.end()
+            _end(r)
+
+    def _runtime_file(self):
+        try:
+            return self.core[0].args["config"].value if self.core else None
+        except (KeyError, IndexError, AttributeError):
+            return None
+
+    def _load_config(self) -> None:
+        """Every layer, INVOKE_AMPEL_* included, before the one validation. Our layering
+        puts INVOKE_AMPEL_* above the -f profile (invoke's own order is the other way
+        round): an operator's one-off override must win."""
+        self.config.load_collection(self.collection.configuration())
+        self.config.load_shell_env()
+        env = getattr(self.config, "_env", None)
+        if env:
+            from invoke.config import merge_dicts
+
+            self.config.load_overrides(merge_dicts(copy.deepcopy(env), self.config._overrides))
 
     @staticmethod
     def _failed(r, error):
@@ -239,3 +215,39 @@ def _summary(r) -> None:
     if r.log_path:
         console.out(f"run log: {r.log_path}")
     console.close_log()
+
+
+def _take_options(r, calls) -> None:
+    """Validate before anything runs: the typed settings, the one version, --dry,
+    --force's steps; the options the operator typed, for every step of the chain."""
+    r.settings  # noqa: B018 (builds and validates the typed settings)
+    for call in calls:
+        r.set_version(call.kwargs.get("version"))
+        r.dry = r.dry or bool(call.kwargs.get("dry"))
+        r.yes = r.yes or bool(call.kwargs.get("yes"))
+        for key, value in call.kwargs.items():
+            if value not in (None, False, "", (), []):
+                r.options.setdefault(key, value)
+    forced = r.options.get("force")
+    r.force = set(forced) if isinstance(forced, (list, tuple)) else set()
+    unknown = r.force - set(ORDER)
+    if unknown:
+        raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(ORDER)}")
+    r.steps = [c.task.name for c in calls]
+    if r.options.get("same"):
+        _same_version(r)
+    if r.version is None and set(r.steps) & VERSIONED:
+        need = next(s for s in r.steps if s in VERSIONED)
+        raise DeployError(f"no version given for {need}; pass --version, e.g. --version v0.3.5")
+
+
+def _end(r) -> None:
+    """Whatever happened: the facts that could not be read, the summary table."""
+    for host in (r._hosts._hosts.values() if r._hosts is not None else ()):
+        if host.unreachable and r.dry:
+            r.cant_read(host.unreachable)
+    if r.unknown_facts:
+        console.warn("facts that could not be read (steps depending on them are shown as they would run):\n  - "
+                     + "\n  - ".join(r.unknown_facts))
+    _summary(r)
+    runs.end()

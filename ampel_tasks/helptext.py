@@ -5,3 +5,7 @@ DRY_HELP = "print every command and file edit, change nothing (same as invoke -R
 VERBOSE_HELP = ("print every line (build output, the hosts' own output) instead of one per step; "
                 "the run log has them anyway")
 SKIP_TESTS_HELP = "deploy without running the repos' unit tests (recorded in the manifest)"
+LOCK_HELP = {
+    "lock_wait": "wait up to SECONDS for another deploy's lock instead of failing at once",
+    "break_lock": "break a lock left by a dead run (its holder is shown first)",
+}

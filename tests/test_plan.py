@@ -82,7 +82,7 @@ def test_image_necessary_if_runbook_conditions():
 
 
 def test_a_rollback_across_a_new_database_says_what_it_means():
-    from ampel_tasks.deploy import across_data
+    from ampel_tasks.rollback import across_data
 
     old = {"version": "v0.3.8", "started": "2018-07-01T10:00:00Z", "result": "ok",
            "env": {"MONGO_PATH": "/data/ampel/mongo/live/v0.3.3", "GROUP_NAME": "ampel-v0.3.3"}}

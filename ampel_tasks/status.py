@@ -1,0 +1,99 @@
+"""Tasks status and history: what runs on burst now, and what ran before."""
+from __future__ import annotations
+
+import json as jsonlib
+
+from invoke import task
+
+from . import console, run as runs, state
+
+
+def running(r):
+    """(State, the running version, its manifest) as the service host records them."""
+    st = state.State(r)
+    current = st.current_version()
+    return st, current, (st.manifest(current) if current else None)
+
+
+@task(help={"json": "print the status as JSON"})
+def status(c, json=False):
+    """Show what runs now on burst, compared with the last deployment's manifest."""
+    r = runs.start(c)
+    data = status_data(r)
+    if json:
+        print(jsonlib.dumps(data, indent=2))
+        return
+    show_status(data)
+
+
+def status_data(r) -> dict:
+    from . import drift, health, stacklist
+    from .site import Site
+
+    st, current, manifest = running(r)
+    manifest = manifest or {}
+    s = r.settings
+    listing = r.host(s.service_host.name).run(s.commands["list"], user=s.service_user, mutating=False, warn=True)
+    services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
+    problems, changed = None, []
+    if current:
+        r.set_version(current)
+        if manifest.get("ampel_src"):
+            r.cache["ampel_src"] = manifest["ampel_src"]
+        r.cache["image_tag"] = (manifest.get("env") or {}).get("AMPEL_TAG") or current
+        site = Site(r)
+        problems = health.quick(r, site)
+        facts = drift.read(site)
+        changed = drift.drift(manifest, facts, site.env_file, site.image_path) if facts else []
+    down = drift.stack_down(problems, services)
+    return {
+        "version": current, "since": manifest.get("ended"), "operator": manifest.get("operator"),
+        "image_digest": manifest.get("image_digest"), "env": manifest.get("env"),
+        "ampel_src": manifest.get("ampel_src"), "sources": manifest.get("sources") or {},
+        "services": {k: v["replicas"] for k, v in services.items()},
+        "healthy": problems == [] if problems is not None else None,
+        "problems": problems or [],
+        "stack": "down" if down else ("up" if problems == [] else "degraded" if problems else None),
+        "drift": changed,
+        "lock": st.lock_info(),
+    }
+
+
+def show_status(data: dict) -> None:
+    current, problems = data["version"], data["problems"]
+    if not current:
+        console.out("no deployment recorded on this service host yet")
+    else:
+        console.out(f"running {current} since {data['since']} (deployed by {data['operator']})")
+        console.out(f"image digest {data['image_digest']}")
+        for k, v in (data["env"] or {}).items():
+            console.out(f"  {k}={v}")
+        console.out("sources: " + (", ".join(f"{k} {v[:10]}" for k, v in sorted(data["sources"].items())) or "not recorded"))
+    console.out("services configured: " + (", ".join(f"{k} x{v}" for k, v in sorted(data["services"].items())) or "none"))
+    if data["stack"] == "down":
+        console.out(f"the stack is down: no service of it runs (after a reboot, say); start {current} again with "
+                    "`invoke up --same`")
+    elif problems:
+        console.out("health: " + "; ".join(problems))
+    elif data["healthy"]:
+        console.out("health: every service and replica of the stack file is up")
+    for line in data["drift"]:
+        console.out(f"drift: {line}")
+    if data["lock"]:
+        console.out(f"deploy lock held by {data['lock'].get('operator')} since {data['lock'].get('since')}")
+
+
+@task(help={"json": "print the history as JSON"})
+def history(c, json=False):
+    """List deployments recorded on burst, newest first."""
+    r = runs.start(c)
+    manifests = state.State(r).manifests()
+    if json:
+        print(jsonlib.dumps(manifests, indent=2))
+        return
+    if not manifests:
+        console.out("no deployments recorded yet")
+    for m in manifests:
+        prev = f" (after {m['previous']})" if m.get("previous") else ""
+        console.out(f"{m.get('version', '?'):12} {m.get('result', '?'):10.40} {m.get('operator', '?'):10} "
+                    f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}")
