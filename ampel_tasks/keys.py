@@ -35,10 +35,29 @@ def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
 
     r = runs.start(c, dry=dry)
     s = r.settings
+    org, name, alias, dir = _names(repo, alias, dir, kind, s.source["org"])
+    docker_path, env_path = dockerfile.files(s.image_dir)
+    keys_dir = s.image_dir / "deploy-keys"
+    key = keys_dir / s.source["key_pattern"].format(alias=alias)
+    clone = f"git clone git@{s.source['host_alias'].format(alias=alias)}:{org}/{name}.git /Ampel/{dir}"
+    # both edits made (and checked) before anything is written
+    edits = [(docker_path, dockerfile.add_clone_line(docker_path.read_text(), clone, f"/Ampel/{dir}")),
+             (env_path, dockerfile.add_pip_editable(env_path.read_text(), f"/Ampel/{dir}"))]
+    console.step("keys", f"deploy key {key.name} for {org}/{name} -> /Ampel/{dir}")
+    _make_key(r, key, kind, alias)
+    _ignore_keys(keys_dir, r.dry)
+    if not [path for path, new in edits if _edit(r, path, new)]:
+        console.note("the Dockerfile and environment.yml already include it; nothing to change")
+    pub = key.with_name(key.name + ".pub")
+    if pub.exists():
+        console.out(pub.read_text().strip())
+    console.note(f"paste the public key above into {s.source['keys_page'].format(org=org, repo=name)} (read access only)")
+
+
+def _names(repo: str, alias, dir, kind: str, default_org: str) -> tuple:
+    """(org, name, alias, dir), each checked, from what the operator typed."""
     org, _, name = repo.rpartition("/") if repo else ("", "", "")
-    org = org or s.source["org"]
-    alias = alias or name.lower()
-    dir = dir or name.lower()
+    org, alias, dir = org or default_org, alias or name.lower(), dir or name.lower()
     for label, value in (("repo", name), ("org", org), ("alias", alias), ("dir", dir)):
         if not value or not all(ch.isalnum() or ch in "-_." for ch in value) or value.startswith((".", "-")):
             raise DeployError(f"{label} {value!r} is not valid; expected something like ampel-contrib-foo")
@@ -46,36 +65,20 @@ def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
         raise DeployError(f"alias {alias!r} must not contain '.': the recipe reads it from id_rsa.<alias> with `cut -d. -f 3`")
     if kind not in ("rsa", "ed25519"):
         raise DeployError(f"--kind must be rsa or ed25519, got {kind!r}")
-    image_dir = s.image_dir
-    docker_path, env_path = dockerfile.files(image_dir)
-    keys_dir = image_dir / "deploy-keys"
-    key = keys_dir / s.source["key_pattern"].format(alias=alias)
-    host = s.source["host_alias"].format(alias=alias)
-    clone = f"git clone git@{host}:{org}/{name}.git /Ampel/{dir}"
-    old_docker = docker_path.read_text()
-    new_docker = dockerfile.add_clone_line(old_docker, clone, f"/Ampel/{dir}")
-    old_env = env_path.read_text()
-    new_env = dockerfile.add_pip_editable(old_env, f"/Ampel/{dir}")
-    console.step("keys", f"deploy key {key.name} for {org}/{name} -> /Ampel/{dir}")
-    _make_key(r, key, kind, alias)
-    _ignore_keys(keys_dir, r.dry)
-    changed = False
-    for path, old, new in ((docker_path, old_docker, new_docker), (env_path, old_env, new_env)):
-        if old == new:
-            continue
-        changed = True
-        if r.dry:
-            console.diff("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path), f"{path} (new)")))
-        else:
-            _atomic_write(path, new)
-            console.note(f"edited {path}")
-    if not changed:
-        console.note("the Dockerfile and environment.yml already include it; nothing to change")
-    pub = key.with_name(key.name + ".pub")
-    if pub.exists():
-        console.out(pub.read_text().strip())
-    page = s.source["keys_page"].format(org=org, repo=name)
-    console.note(f"paste the public key above into {page} (read access only)")
+    return org, name, alias, dir
+
+
+def _edit(r, path: Path, new: str) -> bool:
+    """Write the file's new text (shown as a diff under --dry); True when it changes it."""
+    old = path.read_text()
+    if old == new:
+        return False
+    if r.dry:
+        console.diff("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path), f"{path} (new)")))
+    else:
+        _atomic_write(path, new)
+        console.note(f"edited {path}")
+    return True
 
 
 def _make_key(r, key: Path, kind: str, alias: str) -> None:

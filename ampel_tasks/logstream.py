@@ -37,8 +37,7 @@ class _Lines:
         console.out(line)
 
 
-def follow(r, site, services, replica=None, grep=None, follow=True):
-    s = r.settings
+def _check_filters(grep, replica) -> None:
     if grep:
         try:
             re.compile(grep)
@@ -46,6 +45,11 @@ def follow(r, site, services, replica=None, grep=None, follow=True):
             raise DeployError(f"--grep {grep!r} is not a valid regular expression: {exc}") from None
     if replica is not None and not str(replica).isdigit():
         raise DeployError(f"--replica must be a number, got {replica!r}")
+
+
+def follow(r, site, services, replica=None, grep=None, follow=True):
+    s = r.settings
+    _check_filters(grep, replica)
     known = known_services(r, site)
     if not services:
         raise DeployError(f"name at least one service; running services: {', '.join(known) or 'none'}")

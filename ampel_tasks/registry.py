@@ -73,44 +73,54 @@ def ensure(client, s, dry: bool) -> None:
     import docker
 
     r = s.registry
-    where = f"{r['address']}:{r['port']}"
     try:
         c = client.containers.get(r["name"])
     except docker.errors.NotFound:
         c = None
-    if c is not None:
-        problem = check_container(c.attrs, s)
-        if problem:
-            raise DeployError(problem)
-        if _published(c.attrs):
-            console.warn(exposed_warning(s))
-        if c.status == "running":
-            console.note(f"registry {r['name']} already running on {where}")
-        else:
-            console.note(f"registry {r['name']} exists but is {c.status}: starting it")
-            if dry:
-                console.command("local", f"docker start {r['name']}")
-                return
-            c.start()
-    else:
-        if not localports.port_free(r["address"], r["port"]):
-            raise DeployError(
-                f"registry port {r['port']} on {r['address']} is held by {localports.port_holder(r['port'])}; "
-                "stop it or set ampel.registry.port"
-            )
-        if dry:
-            console.command("local", run_command(s))
-            return
-        console.note(f"starting the registry: {run_command(s)}")
-        try:
-            client.containers.run(r["image"], detach=True, name=r["name"], network_mode="host",
-                                  restart_policy={"Name": "always"}, environment=run_environment(s))
-        except docker.errors.ImageNotFound:
-            raise DeployError(f"image {r['image']} is not available locally; load it (`docker load`) or set ampel.registry.image") from None
-        except docker.errors.APIError as exc:
-            raise DeployError(f"cannot start the registry: {exc.explanation or exc}") from None
-    if not dry:
+    started = _start(c, s, dry) if c is not None else _create(client, s, dry)
+    if started and not dry:
         wait_ready(r["address"], r["port"])
+
+
+def _start(c, s, dry: bool) -> bool:
+    """The registry's container exists: it must be ours, then running. False under --dry
+    when it would be started."""
+    r = s.registry
+    problem = check_container(c.attrs, s)
+    if problem:
+        raise DeployError(problem)
+    if _published(c.attrs):
+        console.warn(exposed_warning(s))
+    if c.status == "running":
+        console.note(f"registry {r['name']} already running on {r['address']}:{r['port']}")
+        return True
+    console.note(f"registry {r['name']} exists but is {c.status}: starting it")
+    if dry:
+        console.command("local", f"docker start {r['name']}")
+        return False
+    c.start()
+    return True
+
+
+def _create(client, s, dry: bool) -> bool:
+    import docker
+
+    r = s.registry
+    if not localports.port_free(r["address"], r["port"]):
+        raise DeployError(f"registry port {r['port']} on {r['address']} is held by {localports.port_holder(r['port'])}; "
+                          "stop it or set ampel.registry.port")
+    if dry:
+        console.command("local", run_command(s))
+        return False
+    console.note(f"starting the registry: {run_command(s)}")
+    try:
+        client.containers.run(r["image"], detach=True, name=r["name"], network_mode="host",
+                              restart_policy={"Name": "always"}, environment=run_environment(s))
+    except docker.errors.ImageNotFound:
+        raise DeployError(f"image {r['image']} is not available locally; load it (`docker load`) or set ampel.registry.image") from None
+    except docker.errors.APIError as exc:
+        raise DeployError(f"cannot start the registry: {exc.explanation or exc}") from None
+    return True
 
 
 def exposed_warning(s) -> str:

@@ -116,6 +116,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _host(name: str, given: dict) -> HostSettings:
+    h = _deep_merge(HOST_DEFAULTS, given)
+    if not h["hostname"]:
+        raise DeployError(f"config key ampel.hosts.{name}.hostname is empty; expected a host name")
+    if not 0 < h["port"] < 65536:
+        raise DeployError(f"config key ampel.hosts.{name}.port must be 1-65535, got {h['port']}")
+    return HostSettings(name, h["hostname"], h["port"], h["user"], list(h["roles"]))
+
+
 def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings:
     """Validate the merged invoke config and return the typed view."""
     if runtime_file:
@@ -125,40 +134,21 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
     data = _plain(config.get("ampel", {}) if hasattr(config, "get") else {})
     _check(data, DEFAULTS["ampel"], "ampel")
     merged = _deep_merge(DEFAULTS["ampel"], data)
-    hosts = {}
-    for name, h in merged["hosts"].items():
-        h = _deep_merge(HOST_DEFAULTS, h)
-        if not h["hostname"]:
-            raise DeployError(f"config key ampel.hosts.{name}.hostname is empty; expected a host name")
-        if not 0 < h["port"] < 65536:
-            raise DeployError(f"config key ampel.hosts.{name}.port must be 1-65535, got {h['port']}")
-        hosts[name] = HostSettings(name, h["hostname"], h["port"], h["user"], list(h["roles"]))
+    hosts = {name: _host(name, h) for name, h in merged["hosts"].items()}
     _tag_pattern(merged["source"]["tag_pattern"])
     if not 0 < merged["registry"]["port"] < 65536:
         raise DeployError(f"config key ampel.registry.port must be 1-65535, got {merged['registry']['port']}")
     return Settings(
-        raw=merged,
-        version_pattern=merged["version_pattern"],
+        raw=merged, version_pattern=merged["version_pattern"],
         operator=merged["operator"] or getpass.getuser(),
         service_user=merged["service_user"],
         ssh_config=os.path.expanduser(merged["ssh_config"] or "~/.ssh/config"),
         known_hosts=os.path.expanduser(merged["known_hosts"] or "~/.ssh/known_hosts"),
-        timeouts=merged["timeouts"],
-        hosts=hosts,
-        source=merged["source"],
-        image=merged["image"],
-        registry=merged["registry"],
-        paths=merged["paths"],
-        image_file=merged["image_file"],
-        env=merged["env"],
-        stack=merged["stack"],
-        commands=merged["commands"],
-        runtime=merged["runtime"],
+        timeouts=merged["timeouts"], hosts=hosts, source=merged["source"], image=merged["image"],
+        registry=merged["registry"], paths=merged["paths"], image_file=merged["image_file"], env=merged["env"],
+        stack=merged["stack"], commands=merged["commands"], runtime=merged["runtime"],
         preamble=_preamble(merged["shell"]["preamble"]),
-        secrets=merged["secrets"],
-        health=merged["health"],
-        hooks=merged["hooks"],
-        output=merged["output"],
+        secrets=merged["secrets"], health=merged["health"], hooks=merged["hooks"], output=merged["output"],
         tests=merged["tests"],
     )
 

@@ -61,3 +61,17 @@ def test_no_module_of_the_package_imports_itself_through_others():
     graph = import_graph()
     assert "ampel_tasks.steps.up" in graph and "ampel_tasks.plan" in graph["ampel_tasks.steps.up"]
     assert find_loop(graph) is None, " -> ".join(find_loop(graph))
+
+
+def test_modules_and_functions_stay_short():
+    """One module per concern, short functions: over 300 lines or 40 lines is a sign
+    that a module owns two things or a function does."""
+    long_modules, long_functions = [], []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > 300:
+            long_modules.append(path.name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 40:
+                long_functions.append(f"{path.name}:{node.name}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)
