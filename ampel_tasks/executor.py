@@ -89,7 +89,7 @@ class ChainExecutor(Executor):
             _take_options(r, calls)
             console.verbose = bool(r.options.get("verbose") or r.settings.output["verbose"])
             _open_log(r)
-            result = self._run_calls(calls, tasks)
+            result = self._run_calls(r, calls, tasks)
             for hook in r.on_success:
                 hook()
             return result
@@ -134,7 +134,7 @@ class ChainExecutor(Executor):
             except Exception as exc:  # the original error matters more
                 console.warn(f"could not record the failure: {exc}")
 
-    def _run_calls(self, calls, tasks):
+    def _run_calls(self, r, calls, tasks):
         direct = self.normalize(tasks)
         results = {}
         for call in calls:
@@ -142,18 +142,17 @@ class ChainExecutor(Executor):
             config.load_collection(self.collection.configuration(call.called_as))
             config.load_shell_env()
             context = call.make_context(config)
-            before = set(runs.current().changed) if runs.current() else set()
+            runs.attach(context, r)
+            before = set(r.changed)
             name = call.task.name
             t0 = time.time()
             try:
                 result = call.task(context, *call.args, **call.kwargs)
             except BaseException:
-                if runs.current():
-                    runs.current().results[name] = "failed"
-                    _row(runs.current(), name, "failed", time.time() - t0)
+                r.results[name] = "failed"
+                _row(r, name, "failed", time.time() - t0)
                 raise
-            r = runs.current()
-            if r is not None and name in ORDER:
+            if name in ORDER:
                 r.results[name] = "changed" if (r.changed - before) else "unchanged"
                 _row(r, name, "changed" if r.results[name] == "changed" else "skipped", time.time() - t0)
                 for hook in r.on_step:
@@ -250,4 +249,4 @@ def _end(r) -> None:
         console.warn("facts that could not be read (steps depending on them are shown as they would run):\n  - "
                      + "\n  - ".join(r.unknown_facts))
     _summary(r)
-    runs.end()
+    runs.end(r)

@@ -17,9 +17,6 @@ from .site import check_instance_name_length, fill_path
 from .settings import Settings, build_settings
 from .version import validate_version
 
-_current: Optional["Run"] = None
-
-
 class Run:
     def __init__(self, config, runtime_file: Optional[str] = None):
         self.config = config
@@ -133,32 +130,30 @@ class Run:
 
 
 def begin(config, runtime_file: Optional[str] = None) -> Run:
-    global _current
-    if _current is not None:
-        _current.close()
-    _current = Run(config, runtime_file)
-    return _current
+    """A new run (the executor opens one per invocation and hands it to every task)."""
+    return Run(config, runtime_file)
 
 
-def end() -> None:
-    global _current
-    if _current is not None:
-        _current.close()
-    _current = None
+def end(r: Optional[Run]) -> None:
+    if r is not None:
+        r.close()
+
+
+def attach(c, r: Run) -> None:
+    """Hand the run to a task through its invoke Context (a real attribute, not a config key)."""
+    c._set(_ampel_run=r)
 
 
 def start(c, version: Optional[str] = None, dry: bool = False) -> Run:
-    """The run a task belongs to (a fresh one when called outside the executor)."""
-    global _current
-    if _current is None:
-        _current = Run(c.config)
+    """The run a task belongs to: the one its Context carries, else (a task called
+    outside the executor) a fresh one, attached to that Context."""
+    r = getattr(c, "_ampel_run", None)
+    if r is None:
+        r = Run(c.config)
+        attach(c, r)
     if dry:
-        _current.dry = True
-    _current.set_version(version)
-    return _current
-
-
-def current() -> Optional[Run]:
-    return _current
+        r.dry = True
+    r.set_version(version)
+    return r
 
 

@@ -91,7 +91,7 @@ def main():
             p.wait()
 
     pairs = interleaved(ours, plain, args.repeats)
-    runs.end()
+    runs.end(r)
     report("tunnel", {
         "mib": args.mib,
         "ampel_tasks_tunnel_mib_s": spread(a for a, _ in pairs),

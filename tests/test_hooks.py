@@ -20,7 +20,7 @@ def r(tmp_path, monkeypatch):
     run.cache["plan"] = [{"step": "up", "action": "run", "reason": "x"}]
     run.changed.add("up")
     yield run
-    runs.end()
+    runs.end(run)
 
 
 def hook(tmp_path, name, body):

@@ -59,7 +59,7 @@ def burst(tmp_path, monkeypatch):
     config["ampel"]["shell"]["preamble"] = ["export SINGULARITY_CACHEDIR=/data/ampel/singularity"]
     r = runs.begin(config)
     yield r, tmp_path / "ssh.log"
-    runs.end()
+    runs.end(r)
 
 
 def calls(log):

@@ -62,7 +62,7 @@ def site(monkeypatch):
     r.set_version("v0.3.5")
     r.cache["locked"] = True  # the lock has its own tests on the sandbox
     yield r, answers, log
-    runs.end()
+    runs.end(r)
 
 
 def commands(log):
