@@ -69,13 +69,13 @@ def host_checks(r, name: str) -> List[Check]:
     except DeployError as exc:
         return [Check(f"{name}: ssh", False, exc.text, "see the line above; `ssh " + host.spec.hostname + "` must work")]
     out = [Check(f"{name}: ssh", True, f"reached {host.spec.hostname}, host key known")]
-    sudo = host.run(f"sudo -n -u {shlex.quote(s.service_user)} true", mutating=False, warn=True)
+    sudo = host.read(f"sudo -n -u {shlex.quote(s.service_user)} true", warn=True)
     if not sudo.ok:
         last = (sudo.stderr.strip().splitlines() or ["refused"])[-1]
         return out + [Check(f"{name}: sudo", False, f"sudo -n -u {s.service_user}: {last}",
                             f"a sudoers rule letting {s.operator} act as {s.service_user} without a password")]
     out.append(Check(f"{name}: sudo", True, f"sudo -n -u {s.service_user} works"))
-    res = host.run(host_script(s), user=s.service_user, mutating=False, warn=True)
+    res = host.read(host_script(s), user=s.service_user, warn=True)
     facts = dict(line[2:].split(" ", 1) for line in res.stdout.splitlines() if line.startswith("@@") and " " in line)
     sing, stack = facts.get("singularity", "").strip(), facts.get("stack", "").strip()
     out.append(Check(f"{name}: runtime", runtime_matches(s.runtime, sing), f"{sing or 'no singularity'}, "

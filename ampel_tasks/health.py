@@ -94,7 +94,7 @@ class Poller:
 
     def poll(self):
         s = self.r.settings
-        res = self.site.service_host.run(self.script(), user=s.service_user, mutating=False, warn=True)
+        res = self.site.service_host.read(self.script(), user=s.service_user, warn=True)
         head, _, rest = res.stdout.partition("@@PORTS")
         live = stacklist.live_counts(self.stack, self.want, stacklist.parse_instances(head))
         port_text, *files = rest.split("@@F ")

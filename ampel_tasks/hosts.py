@@ -1,6 +1,7 @@
-"""Hosts: every command on burst and transit goes through `Host.run`.
+"""Hosts: every command on burst and transit goes through `Host.run`, as
+`Host.change` (printed, not run, under --dry) or `Host.read` (runs always).
 
-That is where --dry stops mutating commands, where commands get the site's shell
+That is where --dry stops the changes, where commands get the site's shell
 environment (ampel.shell.preamble: conda's singularity-stack env and
 SINGULARITY_CACHEDIR, which a non-interactive shell never reads) and become the
 service user's (`sudo -n -u ampel`, the runbook's `sudo su ampel`), and where a
@@ -12,29 +13,17 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import console, ssh
 from .errors import DeployError
+from .processes import Result, execute
 from .settings import HostSettings, Settings
 
 PREAMBLE_FAILED = 97
-
-
-@dataclass
-class Result:
-    stdout: str
-    stderr: str
-    exited: int
-
-    @property
-    def ok(self) -> bool:
-        return self.exited == 0
 
 
 DRY_RESULT = Result("", "", 0)
@@ -80,77 +69,6 @@ def failure_detail(host: str, shown: str, result: Result, preamble, user) -> str
     return f"on {host}: `{shown}` failed with exit {result.exited}: {detail}"
 
 
-class _Lines:
-    """Collects a stream's bytes; with `emit`, hands over each complete line as it comes."""
-
-    def __init__(self, emit: Optional[Callable[[str], None]]):
-        self.emit = emit
-        self.data = bytearray()
-        self.buf = b""
-
-    def feed(self, chunk: bytes) -> None:
-        self.data += chunk
-        if self.emit is None:
-            return
-        self.buf += chunk
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            self.emit(line.decode(errors="replace"))
-
-    def finish(self) -> str:
-        if self.emit is not None and self.buf:
-            self.emit(self.buf.decode(errors="replace"))  # a last line without its newline
-        return self.data.decode(errors="replace")
-
-
-def execute(argv, data: Optional[bytes], on_out=None, on_err=None, shield: Optional[str] = None) -> Result:
-    """Run argv, `data` on its stdin then EOF, reading both outputs as they come.
-
-    The child has a session of its own: a terminal's Ctrl-C reaches the tool
-    only, and the tool ends the child. With `shield` (what would be left half
-    done) a first Ctrl-C only says so and waits for the child; the interrupt is
-    raised once it has ended, a second one ends it at once.
-    """
-    p = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    out, err = _Lines(on_out), _Lines(on_err)
-    readers = [threading.Thread(target=_pump, args=(s, l), daemon=True) for s, l in ((p.stdout, out), (p.stderr, err))]
-    for t in readers:
-        t.start()
-    try:
-        if data is not None:
-            try:
-                p.stdin.write(data)
-                p.stdin.close()
-            except BrokenPipeError:
-                pass
-        code = _wait(p, shield)
-    except KeyboardInterrupt:
-        p.kill()
-        p.wait()
-        raise
-    for t in readers:
-        t.join()
-    return Result(out.finish(), err.finish(), code)
-
-
-def _wait(p: subprocess.Popen, shield: Optional[str]) -> int:
-    if not shield:
-        return p.wait()
-    try:
-        return p.wait()
-    except KeyboardInterrupt:
-        console.warn(f"interrupted while {shield}: stopping now would leave it half done, so the tool waits for it "
-                     "to end (Ctrl-C again to abandon it anyway)")
-    p.wait()
-    raise KeyboardInterrupt
-
-
-def _pump(stream, lines: _Lines) -> None:
-    for chunk in iter(lambda: stream.read1(65536), b""):
-        lines.feed(chunk)
-
-
 class Host:
     """One remote host of the run."""
 
@@ -187,12 +105,21 @@ class Host:
             self._master.close()
             self._master = None
 
-    def run(self, cmd: str, *, user: Optional[str] = None, mutating: bool = True, warn: bool = False,
+    def change(self, cmd: str, **options) -> Result:
+        """A command that changes the host: printed exactly as it would run, not run, under --dry."""
+        return self.run(cmd, mutating=True, **options)
+
+    def read(self, cmd: str, **options) -> Result:
+        """A command that only reads: it runs under --dry too."""
+        return self.run(cmd, mutating=False, **options)
+
+    def run(self, cmd: str, *, mutating: bool, user: Optional[str] = None, warn: bool = False,
             stream: bool = False, show: Optional[str] = None, prefix: str = "", data: Optional[bytes] = None,
             on_line: Optional[Callable[[str], None]] = None, shield: Optional[str] = None) -> Result:
         """Run `cmd` on the host (as `user` if given), `data` on its stdin.
 
-        In --dry a mutating command is printed, not run. `show` replaces the
+        `mutating` has no default: each command says whether it changes the host
+        (then, in --dry, it is printed, not run) or only reads (it runs). `show` replaces the
         command in what is printed (for commands carrying data, never secrets).
         `stream` hands output lines to the run log as they come (printed with
         --verbose); `on_line` receives them instead. `shield`: see execute().
@@ -256,7 +183,7 @@ class Host:
         if backup:
             script += f" && (test ! -e {q} || cp -p {q} {shlex.quote(path + '.bak-' + stamp)})"
         script += f" && mv -f {tmp} {q} || {{ rm -f {tmp}; exit 1; }}"
-        self.run(script, user=user, data=data, show=show or f"write {path} (mode {mode})")
+        self.change(script, user=user, data=data, show=show or f"write {path} (mode {mode})")
 
 
 def _record(hostname: str, remote: str, data: Optional[bytes]) -> None:

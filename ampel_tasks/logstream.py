@@ -13,7 +13,7 @@ COLORS = ["36", "32", "35", "33", "34", "31"]
 
 def known_services(r, site) -> list:
     s = r.settings
-    res = site.service_host.run(s.commands["list"], user=s.service_user, mutating=False, warn=True)
+    res = site.service_host.read(s.commands["list"], user=s.service_user, warn=True)
     return sorted(stacklist.parse_list(res.stdout).get(s.stack["name"], {}))
 
 
@@ -67,7 +67,7 @@ def follow(r, site, services, replica=None, grep=None, follow=True):
             cmd += " -f"
         lines = _Lines(grep, replica, COLORS[i % len(COLORS)])
         try:
-            host.run(cmd, user=s.service_user, mutating=False, warn=True, on_line=lines.emit)
+            host.read(cmd, user=s.service_user, warn=True, on_line=lines.emit)
         except Exception as exc:  # reported once below
             errors.append(f"{svc}: {exc}")
 

@@ -136,9 +136,8 @@ def port_problems(r, site, doc: dict, env: Dict[str, str]) -> List[str]:
     if not wanted:
         return []
     s = r.settings
-    res = site.service_host.run(f"{s.commands['instances']} 2>/dev/null; echo @@ss; ss -Hltnp; echo @@ps; "
-                                "readlink /proc/$$/ns/pid; ps -e -o pid=,ppid=,pidns=", user=s.service_user,
-                                mutating=False, warn=True)
+    res = site.service_host.read(f"{s.commands['instances']} 2>/dev/null; echo @@ss; ss -Hltnp; echo @@ps; "
+                                "readlink /proc/$$/ns/pid; ps -e -o pid=,ppid=,pidns=", user=s.service_user, warn=True)
     head, _, rest = res.stdout.partition("@@ss\n")
     ss_text, _, ps_text = rest.partition("@@ps\n")
     own, _, ps_text = ps_text.partition("\n")
@@ -168,7 +167,7 @@ def check(r, site) -> List[str]:
         problems += port_problems(r, site, doc, env)
     paths = [p for _, p in files] + [posixpath.join(site.dryrun_dir, f) for f in secrets.values()]
     script = "; ".join(f"stat -c '%a %n' {shlex.quote(p)} 2>/dev/null || echo 'missing {p}'" for p in paths)
-    res = host.run(script or "true", user=s.service_user, mutating=False, warn=True)
+    res = host.read(script or "true", user=s.service_user, warn=True)
     return problems + file_problems(res.stdout, files, secrets, site.dryrun_dir)
 
 

@@ -207,9 +207,9 @@ def _remove(r, item: Item) -> None:
     s = r.settings
     if item.kind == "image file":
         path = posixpath.join(s.paths["singularity_dir"], item.name)
-        r.host(item.where).run(f"rm -f -- {shlex.quote(path)} {shlex.quote(path + '.digest')}", user=s.service_user)
+        r.host(item.where).change(f"rm -f -- {shlex.quote(path)} {shlex.quote(path + '.digest')}", user=s.service_user)
     elif item.kind == "source tree":
-        r.host(item.where).run(f"rm -rf -- {shlex.quote(item.name)}", user=Site(r).src_user)
+        r.host(item.where).change(f"rm -rf -- {shlex.quote(item.name)}", user=Site(r).src_user)
     elif item.kind == "local image":
         from . import dockerengine
 

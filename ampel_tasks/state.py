@@ -72,13 +72,13 @@ class State:
     # -- writing ----------------------------------------------------------
     def audit(self, what: str) -> None:
         line = f"{now()}\t{self.s.operator}\t{what}".replace("\n", " ")
-        self.host.run(
+        self.host.change(
             f"mkdir -p {shlex.quote(self.dir)} && printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(self.path('history.log'))}",
             user=self.user, show=f"append to {self.path('history.log')}: {what}",
         )
 
     def write_manifest(self, manifest: dict) -> None:
-        self.host.run(f"mkdir -p {shlex.quote(self.path('deployments'))}", user=self.user)
+        self.host.change(f"mkdir -p {shlex.quote(self.path('deployments'))}", user=self.user)
         stamp = manifest["started"] or now()
         name = f"{manifest['version']}.{stamp.replace(':', '').replace('-', '')}.json"
         self.host.write_file(self.path("deployments", name),
@@ -101,7 +101,7 @@ class State:
         deadline = time.time() + wait
         announced = False
         while True:
-            res = self.host.run(cmd, user=self.user, warn=True, show=f"take the deploy lock {lock}")
+            res = self.host.change(cmd, user=self.user, warn=True, show=f"take the deploy lock {lock}")
             if res.ok:
                 self.r.cleanups.append(self.release)
                 self.audit(f"lock taken for {self.r.version or 'maintenance'}")
@@ -110,7 +110,7 @@ class State:
             who = f"{holder.get('operator', '?')} since {holder.get('since', '?')} (version {holder.get('version', '?')}, pid {holder.get('pid', '?')} on {holder.get('from', '?')})"
             if break_lock:
                 console.warn(f"breaking the deploy lock held by {who}")
-                self.host.run(f"rm -rf {shlex.quote(lock)}", user=self.user)
+                self.host.change(f"rm -rf {shlex.quote(lock)}", user=self.user)
                 self.audit(f"broke the lock held by {who}")
                 break_lock = False
                 continue
@@ -125,7 +125,7 @@ class State:
             time.sleep(1)
 
     def release(self) -> None:
-        self.host.run(f"rm -rf {shlex.quote(self.path('lock'))}", user=self.user, warn=True, show="release the deploy lock")
+        self.host.change(f"rm -rf {shlex.quote(self.path('lock'))}", user=self.user, warn=True, show="release the deploy lock")
 
 
 def running_version(r) -> Optional[str]:

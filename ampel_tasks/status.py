@@ -33,7 +33,7 @@ def status_data(r) -> dict:
     st, current, manifest = running(r)
     manifest = manifest or {}
     s = r.settings
-    listing = r.host(s.service_host.name).run(s.commands["list"], user=s.service_user, mutating=False, warn=True)
+    listing = r.host(s.service_host.name).read(s.commands["list"], user=s.service_user, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
     problems, changed = None, []
     if current:

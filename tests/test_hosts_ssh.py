@@ -12,7 +12,7 @@ import time
 import pytest
 from invoke import Config
 
-from ampel_tasks import hosts, run as runs, ssh, tunnel
+from ampel_tasks import processes, run as runs, ssh, tunnel
 from ampel_tasks.defaults import DEFAULTS
 from ampel_tasks.errors import DeployError
 
@@ -137,7 +137,7 @@ def test_dry_runs_no_mutating_command_and_opens_no_connection(burst, capsys):
     r, log = burst
     r.dry = True
     r.host("burst").dry = True
-    r.host("burst").run("mkdir -p /data/ampel/mongo/live/v0.3.5", user="ampel")
+    r.host("burst").change("mkdir -p /data/ampel/mongo/live/v0.3.5", user="ampel")
     assert calls(log) == []
     assert "[burst] (as ampel) $ mkdir -p /data/ampel/mongo/live/v0.3.5" in capsys.readouterr().out
 
@@ -180,7 +180,7 @@ def test_a_shielded_command_is_waited_for_after_ctrl_c_then_the_interrupt_goes_o
     done = tmp_path / "done"
     _interrupt_soon()
     with pytest.raises(KeyboardInterrupt):
-        hosts.execute(["sh", "-c", f"sleep 1.5; touch {done}"], None, shield="deploy/up replaces the stack")
+        processes.execute(["sh", "-c", f"sleep 1.5; touch {done}"], None, shield="deploy/up replaces the stack")
     assert done.exists(), "the command ran to its end"
     assert "interrupted while deploy/up replaces the stack" in capsys.readouterr().err
 
@@ -189,6 +189,17 @@ def test_an_unshielded_command_ends_at_ctrl_c(tmp_path):
     done = tmp_path / "done"
     _interrupt_soon()
     with pytest.raises(KeyboardInterrupt):
-        hosts.execute(["sh", "-c", f"sleep 1.5; touch {done}"], None)
+        processes.execute(["sh", "-c", f"sleep 1.5; touch {done}"], None)
     time.sleep(1.6)
     assert not done.exists(), "the command was ended"
+
+
+def test_every_command_says_whether_it_changes_the_host(burst, capsys):
+    """A read that forgot to say so must not come back as an empty success under --dry."""
+    r, log = burst
+    host = r.host("burst")
+    host.dry = True
+    with pytest.raises(TypeError):
+        host.run("cat /etc/hostname")
+    assert host.read("echo read under --dry").stdout == "read under --dry\n"
+    assert host.change("touch /nonexistent/x").stdout == "" and "$ touch /nonexistent/x" in capsys.readouterr().out

@@ -29,7 +29,7 @@ class RecordingHost(hosts.Host):
         self.answers = answers
         self.log = log
 
-    def run(self, cmd, *, user=None, mutating=True, warn=False, stream=False, show=None, prefix="", data=None,
+    def run(self, cmd, *, mutating, user=None, warn=False, stream=False, show=None, prefix="", data=None,
             on_line=None, shield=None):
         if self.dry and mutating:
             return super().run(cmd, user=user, mutating=mutating, show=show)

@@ -119,8 +119,8 @@ def do_db(r, new_db=False):
             raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")
         console.step("db", f"set AMPEL_TAG={site.image_tag}, AMPEL_SRC={site.ampel_src} in {site.env_file}; "
                      f"if a new live database is necessary: mkdir {site.mongo_path}, MONGO_PATH, GROUP_NAME={site.group_name}")
-        host.run(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
-        host.run(f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)")
+        host.change(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
+        console.command(host.name, f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)")
         r.changed.add("db")
         return
     if not proceed(r, "db", d):
@@ -133,7 +133,7 @@ def do_db(r, new_db=False):
                 f"on {host.name}: {site.mongo_path} exists and is not empty; it may hold another deployment's "
                 "data. Move it aside yourself or point ampel.env.mongo_path elsewhere"
             )
-        host.run(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
+        host.change(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
     text, new = ev["text"], ev["new_text"]
     if new == text:
         return

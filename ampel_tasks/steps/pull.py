@@ -215,15 +215,15 @@ def _abandon_pull(r, site, host) -> None:
     pattern = shlex.quote("[.]" + part[1:].replace(".", "[.]"))
     user = r.settings.service_user
     # two commands: the pattern would match the shell that also names the file to remove
-    host.run(f"pkill -u {shlex.quote(user)} -f {pattern}; sleep 0.5", user=user, warn=True, show=f"end the pull {part}")
-    host.run(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(host), part))}*",  # (and singularity's own)
+    host.change(f"pkill -u {shlex.quote(user)} -f {pattern}; sleep 0.5", user=user, warn=True, show=f"end the pull {part}")
+    host.change(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(host), part))}*",  # (and singularity's own)
              user=user, warn=True, show=f"remove {part}")
 
 
 def _remove_leftovers(r, site, host, files: list) -> None:
     """Partial image files an interrupted pull left beside a current image file."""
     state.lock(r)
-    host.run(f"cd {shlex.quote(site.singularity_dir(host))} && rm -f -- {' '.join(map(shlex.quote, files))}",
+    host.change(f"cd {shlex.quote(site.singularity_dir(host))} && rm -f -- {' '.join(map(shlex.quote, files))}",
              user=r.settings.service_user)
 
 
@@ -247,15 +247,15 @@ def _pull_one(r, site, host, digest):
         cmd += f" && stat -c 'pulled-bytes %s' {shlex.quote(site.image_file)}"
     if r.dry:
         with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
-            host.run(cmd, user=user)
+            host.change(cmd, user=user)
         r.changed.add("pull")
         return
     t0 = time.time()
     with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
-        res = host.run(cmd, user=user, stream=True, warn=True, prefix=f"pull {host.name}: ")
+        res = host.change(cmd, user=user, stream=True, warn=True, prefix=f"pull {host.name}: ")
     seconds = time.time() - t0
     if not res.ok:
-        host.run(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
+        host.change(f"rm -f {shlex.quote(posixpath.join(directory, part))}", user=user, warn=True)
         r.row("pull", host.name, "failed", seconds)
         raise DeployError(f"on {host.name}: singularity pull of {site.pushed_ref} failed (exit {res.exited}: "
                           f"{pull_failure(res.stderr or res.stdout)}); no image file was left")

@@ -127,18 +127,18 @@ def do_secrets(r):
     if "secrets" in r.force:  # copy every secret we hold, changed or not
         todo = [(n, rel) for n, rel in ev["wanted"].items() if n in ev["local"]]
     if proceed(r, "secrets", d, f"copying {', '.join(n for n, _ in todo)} to {host.name}:{dryrun}"):
-        host.run(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
+        host.change(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
         for name, rel in todo:
             if rel == "secrets/":
                 continue  # the directory: made 0700 just above
             target = posixpath.join(dryrun, rel)
-            host.run(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
+            host.change(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
             host.write_file(target, ev["local"][name], user=user, mode="0600",
                             show=f"write {target} (mode 0600, content not shown)")
         r.changed.add("secrets")
     if r.dry:
         return
-    check = host.run(f"cd {shlex.quote(dryrun)} && stat -c '%U %a %n' secrets {ev['quoted']}", user=user, warn=True)
+    check = host.read(f"cd {shlex.quote(dryrun)} && stat -c '%U %a %n' secrets {ev['quoted']}", user=user, warn=True)
     for line in check.stdout.splitlines():
         owner, mode, path = line.split(" ", 2)
         want = "700" if path == "secrets" else "600"

@@ -93,10 +93,10 @@ def do_src(r):
     ev = r.cache.get("src evidence")
     fresh = not (ev or {}).get("exists")  # missing, or unknown under --dry
     if fresh:
-        host.run(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src),
+        host.change(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src),
                  user=site.src_user, stream=True)
     for name in added:
-        host.run(site.command("volume_add", image_file=site.image_path, repo=name, ampel_src=site.ampel_src),
+        host.change(site.command("volume_add", image_file=site.image_path, repo=name, ampel_src=site.ampel_src),
                  user=site.src_user)
     if (fresh or added) and r.dry:
         console.note(f"then: each repo brought to the commits wanted for {site.version}")
@@ -117,7 +117,7 @@ def _moves(r, site, copies) -> list:
 def _move(r, site, moves) -> None:
     for c in moves:
         for cmd in sources.move_commands(site, r.settings, c):
-            site.service_host.run(cmd, user=site.src_user)
+            site.service_host.change(cmd, user=site.src_user)
         console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
 
 

@@ -157,7 +157,7 @@ def do_tag(r):
              f"-c user.email={shlex.quote(s.operator + '@' + s.service_host.hostname)}")
     for a in d.data["actions"]:
         for what, cmd in commands(a, f"{site.ampel_src}/{a.repo}", ident):
-            res = host.run(cmd, user=site.src_user, warn=True)
+            res = host.change(cmd, user=site.src_user, warn=True)
             if not res.ok:
                 last = (res.stderr.strip().splitlines() or ["(no output)"])[-1].strip()
                 hint = " (upstream may have moved since the plan; re-run to plan again)" if what == "push" else ""

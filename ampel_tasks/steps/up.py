@@ -62,7 +62,7 @@ def do_up(r):
         return
     preflight.require(r, site)
     if s.commands["stop_nannies"]:
-        host.run(site.command("stop_nannies", user=s.service_user, stack=s.stack["name"]), user=s.service_user)
+        host.change(site.command("stop_nannies", user=s.service_user, stack=s.stack["name"]), user=s.service_user)
     limit = s.timeouts["up"]
     # timeout(1) signals the whole process group: deploy/up and singularity-stack, not
     # the nannies of the services started (their own sessions), which keep running
@@ -71,7 +71,7 @@ def do_up(r):
     )
     r.changed.add("up")
     last = []
-    res = host.run(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
+    res = host.change(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
                    shield=f"{site.up_script} replaces the stack on {host.name}")
     if not res.ok:
         said = f"; it last said: {last[-1].strip()}" if last else ""
