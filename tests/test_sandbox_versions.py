@@ -227,6 +227,10 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         # the tag's push left the next deploy clean: nothing left to do
         again = tool("plan", "--version", v["v0.3.6"], "--json", check=True)
         assert {s["step"]: s["action"] for s in json.loads(again.stdout)["steps"]} == dict.fromkeys(STEPS, "skip")
+        # -- a no-op deploy: the plan printed is all skip, and nothing outside the tool saw a step act
+        plan, acted, p, sent = deploy(sandbox, "--version", v["v0.3.6"])
+        assert plan == dict.fromkeys(STEPS, "skip") and not any(acted.values()), acted
+        assert "is up to date; nothing to do" in p.stdout
 
         # -- a new dependency: the image is rebuilt, pushed and pulled; the database continues
         base.change(*NEW_DEPENDENCY)
