@@ -44,6 +44,12 @@ def inputs(step: str) -> Tuple[str, ...]:
     return STEPS[step].inputs
 
 
+def evidence(r, step: str, gather, foresees: bool = False):
+    """What `step` decides on, read once per run and again after one of its inputs
+    changed (`r.cache["<step> evidence"]`)."""
+    return r.evidence(f"{step} evidence", gather, after=inputs(step), foresees=foresees)
+
+
 def wire(tasks: dict, deploy_task, plan_task) -> None:
     """Give each step's invoke task its pre-tasks from the table; `deploy` runs the
     plan, then every step in order."""

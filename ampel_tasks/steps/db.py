@@ -11,7 +11,7 @@ from .. import console, envfile, preflight, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import inputs, site_of
+from . import evidence, site_of
 
 
 @task(help={
@@ -87,7 +87,7 @@ def _used_before(r, site):
 def decide_db(r):
     """Decision for `db`: dryrun.env values and whether a new live database is necessary."""
     site = site_of(r)
-    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=inputs("db"))
+    ev = evidence(r, "db", lambda: _db_evidence(r, site))
     if ev is None:
         return None
     if ev["resumed"]:
@@ -113,7 +113,7 @@ def do_db(r, new_db=False):
         r.options["new_db"] = True
         r.cache.pop("db evidence", None)
     d = decide_db(r)
-    ev = r.evidence("db evidence", lambda: _db_evidence(r, site), after=inputs("db"))
+    ev = evidence(r, "db", lambda: _db_evidence(r, site))
     if d is None or ev is None:
         if not r.dry:
             raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")

@@ -15,7 +15,7 @@ from .. import console, registry, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
-from . import inputs, site_of
+from . import evidence, inputs, site_of
 
 
 def registry_digest(r, site):
@@ -124,7 +124,7 @@ def _require_space(r, site, names) -> None:
 def decide_pull(r):
     """Decision for `pull`: does each host have the image file with the registry's digest?"""
     site = site_of(r)
-    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=inputs("pull"))
+    ev = evidence(r, "pull", lambda: _pull_evidence(r, site))
     if ev is not None and ev["digest"] is None:
         # an image still to be built: each host without its file will pull about what the running one took
         _require_space(r, site, [h for h, d in ev["hosts"].items() if d == ""])
@@ -144,7 +144,7 @@ def decide_pull(r):
 def do_pull(r):
     """Pull the image file on every host that lacks it, all at once."""
     site = site_of(r)
-    ev = r.evidence("pull evidence", lambda: _pull_evidence(r, site), after=inputs("pull")) or {"digest": None, "hosts": {}}
+    ev = evidence(r, "pull", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")

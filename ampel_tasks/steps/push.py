@@ -7,7 +7,7 @@ from .. import console, run as runs
 from ..errors import DeployError
 from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
-from . import inputs
+from . import evidence
 
 
 @task(help={
@@ -54,7 +54,7 @@ def decide_push(r):
     if r.cache.get("reused_digest") and "image" not in r.changed:
         return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
                         {"digest": r.cache["reused_digest"]})
-    ev = r.evidence("registry evidence", lambda: _push_evidence(r), after=inputs("push"))
+    ev = evidence(r, "push", lambda: _push_evidence(r))
     if ev is None or ev["image"] is None:
         return None
     if ev["served"] and ev["served"] in ev["local"]:

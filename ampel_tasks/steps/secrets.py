@@ -12,7 +12,7 @@ from .. import console, run as runs
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import inputs, site_of
+from . import evidence, site_of
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
@@ -102,7 +102,7 @@ def _secrets_evidence(r, site):
 def decide_secrets(r):
     """Decision for `secrets`: those named in the stack file, missing or different on burst."""
     site = site_of(r)
-    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=inputs("secrets"))
+    ev = evidence(r, "secrets", lambda: _secrets_evidence(r, site))
     if ev is None:
         return None
     if ev["todo"]:
@@ -119,7 +119,7 @@ def do_secrets(r):
     user = s.service_user
     dryrun = site.dryrun_dir
     d = decide_secrets(r)
-    ev = r.evidence("secrets evidence", lambda: _secrets_evidence(r, site), after=inputs("secrets"))
+    ev = evidence(r, "secrets", lambda: _secrets_evidence(r, site))
     if d is None or ev is None:
         console.step("secrets", f"copy the secrets that {site.stack_file} names, where missing or changed, into {dryrun}/secrets (0600, owner {user})")
         return

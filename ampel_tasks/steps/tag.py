@@ -25,7 +25,7 @@ from .. import console, run as runs, sources, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import inputs
+from . import evidence
 
 
 @dataclass
@@ -104,7 +104,7 @@ def decide_tag(r):
     from ..site import Site
 
     site = Site(r)
-    copies = r.evidence("tag evidence", lambda: _facts(r, site), after=inputs("tag"))
+    copies = evidence(r, "tag", lambda: _facts(r, site))
     if copies is None:
         return None
     s = r.settings

@@ -25,7 +25,7 @@ from ..plan import Decision
 from ..repotests import (
     decide, failure_text, local_refs, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
 )
-from . import inputs
+from . import evidence
 
 
 def _evidence(r):
@@ -58,7 +58,7 @@ def _evidence(r):
 
 
 def decide_test(r):
-    ev = r.evidence("test evidence", lambda: _evidence(r), after=inputs("test"), foresees=True)
+    ev = evidence(r, "test", lambda: _evidence(r), foresees=True)
     skip = bool(r.options.get("skip_tests"))
     if ev is None:
         return Decision("test", "skip", "--skip-tests (recorded in the manifest)") if skip else None
