@@ -7,9 +7,9 @@ need them, so `invoke --list` stays fast.
 from invoke import Collection
 
 from . import deploy, doctor, keys, prune, rollback, status
-from .steps import db, image, logs, pull, push, secrets, src, tag, test, up, wire
 from .defaults import DEFAULTS
 from .errors import install_excepthook
+from .steps import db, image, logs, pull, push, secrets, src, tag, test, up, wire
 
 install_excepthook()
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from invoke import task
 
-from . import console, run as runs, ssh
+from . import build, console, dockerengine, localports, registry, run as runs, ssh
 from .errors import DeployError
 
 # at least this much free space where singularity pulls: the largest image file
@@ -104,7 +104,6 @@ def registry_check(r) -> Check:
     engines before the fix of moby/moby#45610)."""
     import docker
 
-    from . import dockerengine, localports, registry
 
     s = r.settings
     reg = s.registry
@@ -128,8 +127,6 @@ def registry_check(r) -> Check:
 
 
 def local_checks(r) -> List[Check]:
-    from . import build, dockerengine
-
     s = r.settings
     out = []
     try:

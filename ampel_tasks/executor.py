@@ -22,6 +22,7 @@ from invoke.exceptions import Exit, ParseError, UnexpectedExit
 
 from . import console, run as runs
 from .errors import DeployError, debug_enabled, describe
+from .state import State, now
 from .steps import ORDER
 
 SHARED = ("version", "dry", "yes")
@@ -37,8 +38,6 @@ def _params(task: Task) -> set:
 
 def _same_version(r) -> None:
     """`up --same`: the version the service host records as running."""
-    from .state import State
-
     if r.version:
         raise DeployError("--same starts the recorded version again; it takes no --version")
     current = State(r).current_version()
@@ -186,8 +185,6 @@ def log_name(version, steps, started: str) -> str:
 
 
 def _open_log(r) -> None:
-    from .state import now
-
     if r.dry or not set(r.steps) & LOGGED:
         return
     r.cache.setdefault("started", now())

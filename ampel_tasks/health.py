@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Dict, List
 
-from . import console, envfile, stacklist
+from . import console, envfile, stacklist, state
 from .errors import DeployError
 
 
@@ -153,8 +153,6 @@ def gate(r, site):
 
 def after_failure(r, site) -> str:
     """What runs after a failed gate, and the exact command that goes back."""
-    from . import state
-
     before = state.running_version(r)  # (the record of the last successful deployment)
     back = (f"back to {before}: `{r.invocation('rollback', '--to', before)}`" if before
             else "no earlier successful deployment is recorded to go back to")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from invoke import task
 
-from . import console, run as runs
+from . import console, dockerfile, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP
 
@@ -31,8 +31,6 @@ def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
     every other byte. Prints the public key and the page to paste it into.
     Re-running changes nothing.
     """
-    from . import dockerfile
-
     r = runs.start(c, dry=dry)
     s = r.settings
     org, name, alias, dir = _names(repo, alias, dir, kind, s.source["org"])

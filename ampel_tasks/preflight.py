@@ -14,8 +14,9 @@ import re
 import shlex
 from typing import Dict, List
 
-from . import envfile, stacklist
+from . import console, envfile, stacklist
 from .errors import DeployError
+from .health import expected
 
 VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
 
@@ -130,8 +131,6 @@ def foreign_ports(wanted: Dict[int, str], held: Dict[int, list], stack: set) -> 
 
 
 def port_problems(r, site, doc: dict, env: Dict[str, str]) -> List[str]:
-    from .health import expected
-
     wanted = {port: name for name, (_, ports) in expected(doc, env).items() for port in ports}
     if not wanted:
         return []
@@ -193,7 +192,6 @@ def file_problems(stat_text: str, files, secrets: Dict[str, str], dryrun_dir: st
 
 def require(r, site) -> None:
     if r.dry:  # earlier steps would have changed what this reads
-        from . import console
 
         console.note("then, before deploy/up: the preflight of the stack file, env file, image files, binds, secrets")
         return

@@ -19,10 +19,12 @@ from typing import Dict, List, Optional
 
 from invoke import task
 
-from . import console, run as runs
+from . import console, dockerengine, registry, run as runs, state
 from .errors import DeployError
 from .helptext import DRY_HELP
 from .site import Site
+from .sources import gather
+from .state import State
 
 
 @dataclass
@@ -135,8 +137,6 @@ def _sizes(host, cmd: str, user) -> Dict[str, int]:
 
 def _work_in(r, host, tree: str, user) -> str:
     """What in a tree is not upstream: uncommitted files, unpushed commits; "" if none."""
-    from .sources import gather
-
     try:
         copies = gather(host, SimpleNamespace(ampel_src=tree, src_user=user), r.settings, "prune")
     except DeployError as exc:
@@ -148,8 +148,6 @@ def _work_in(r, host, tree: str, user) -> str:
 
 
 def _local_tags(r) -> Dict[str, str]:
-    from . import dockerengine
-
     name = r.settings.image["name"]
     out = {}
     for img in dockerengine.engine(r).images.list(name=name):
@@ -160,8 +158,6 @@ def _local_tags(r) -> Dict[str, str]:
 
 
 def _registry_tags(r) -> Dict[str, str]:
-    from . import registry
-
     reg, name = r.settings.registry, r.settings.image["name"]
     if not registry.reachable(reg):
         return {}
@@ -170,8 +166,6 @@ def _registry_tags(r) -> Dict[str, str]:
 
 
 def inventory(r, keep_n: int) -> dict:
-    from . import state
-
     s = r.settings
     st = state.State(r)
     current = st.current_version()
@@ -211,18 +205,12 @@ def _remove(r, item: Item) -> None:
     elif item.kind == "source tree":
         r.host(item.where).change(f"rm -rf -- {shlex.quote(item.name)}", user=Site(r).src_user)
     elif item.kind == "local image":
-        from . import dockerengine
-
         dockerengine.engine(r).images.remove(f"{s.image['name']}:{item.name}")
     elif item.kind == "registry tag":
-        from . import registry
-
         registry.delete_manifest(s.registry["address"], s.registry["port"], s.image["name"], item.digest)
 
 
 def _collect_garbage(r) -> None:
-    from . import dockerengine
-
     name = r.settings.registry["name"]
     c = dockerengine.engine(r).containers.get(name)
     code, out = c.exec_run(["/bin/registry", "garbage-collect", "/etc/docker/registry/config.yml"])
@@ -277,7 +265,6 @@ def prune(c, keep=3, apply=False, json=False, dry=False):
     todo = [i for i in inv["items"] if i.remove]
     if not apply or not todo:
         return
-    from .state import State
 
     st = State(r)
     if not r.dry:

@@ -9,7 +9,11 @@ from invoke import task
 from . import console, envfile, run as runs, state
 from .errors import DeployError
 from .helptext import DRY_HELP, LOCK_HELP, VERBOSE_HELP
+from .site import Site
 from .status import running
+from .steps.src import restore_sources
+from .steps.up import do_up
+from .version import validate_version
 
 
 def across_data(manifests: list, target: dict) -> list:
@@ -81,8 +85,6 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
     deployment that started a new live database says what that means and asks
     (or needs --yes).
     """
-    from .version import validate_version
-
     r = runs.start(c, dry=dry)
     st, current, _ = running(r)
     manifests = st.manifests()
@@ -102,10 +104,6 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
 
 def _redeploy(r, target: dict) -> None:
     """The target's image file (still on the hosts), sources and dryrun.env values, then up."""
-    from .site import Site
-    from .steps.src import restore_sources
-    from .steps.up import do_up
-
     r.cache["image_tag"] = target["env"].get("AMPEL_TAG") or target["version"]
     r.cache["ampel_src"] = target.get("ampel_src") or ""
     r.cache["image_id"], r.cache["tests"] = target.get("image_id"), target.get("tests")

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Set
 
 from .errors import DeployError
-from .site import check_instance_name_length, fill_path
+from .hosts import HostPool
 from .settings import Settings, build_settings
+from .site import check_instance_name_length, fill_path
 from .version import validate_version
 
 class Run:
@@ -59,8 +60,6 @@ class Run:
     @property
     def hosts(self):
         if self._hosts is None:
-            from .hosts import HostPool
-
             self._hosts = HostPool(self.settings, self.dry)
         return self._hosts
 

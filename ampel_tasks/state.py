@@ -16,8 +16,9 @@ import time
 from datetime import datetime, timezone
 from typing import Optional
 
-from . import console, hooks
+from . import console, dockerengine, drift, envfile, hooks
 from .errors import DeployError
+from .site import Site
 
 
 def now() -> str:
@@ -183,8 +184,6 @@ def image_labels(r, site) -> dict:
     """The labels of the image this deployment runs: from the local engine, else
     (the running image reused, or another operator's machine) its manifest's."""
     try:
-        from . import dockerengine
-
         img = dockerengine.image_or_none(dockerengine.engine(r), site.image_ref)
         if img is not None and img.labels:
             return dict(img.labels)
@@ -196,8 +195,6 @@ def image_labels(r, site) -> dict:
 
 def _recorded(site) -> dict:
     """What a manifest keeps of the host: the copies' commits and the digests, one read."""
-    from . import drift
-
     facts = drift.read(site)
     return drift.fingerprints(facts, site) if facts else {"sources": {}}
 
@@ -209,8 +206,6 @@ def _switched_db(r, values: dict) -> bool:
 
 def record(r, st: "State", result: str) -> None:
     """At the end of a run: the deployment's manifest, `current` on success, an audit line."""
-    from .site import Site
-
     site = Site(r)
     if "up" not in r.changed and result == "ok":
         running = running_manifest(r)
@@ -238,8 +233,6 @@ def _image_digest(r, site):
 
 
 def _manifest(r, site, result: str) -> dict:
-    from . import envfile
-
     try:
         values = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
     except DeployError:

@@ -5,7 +5,8 @@ import json as jsonlib
 
 from invoke import task
 
-from . import console, run as runs, state
+from . import console, drift, health, run as runs, stacklist, state
+from .site import Site
 
 
 def running(r):
@@ -27,9 +28,6 @@ def status(c, json=False):
 
 
 def status_data(r) -> dict:
-    from . import drift, health, stacklist
-    from .site import Site
-
     st, current, manifest = running(r)
     manifest = manifest or {}
     s = r.settings

@@ -35,7 +35,6 @@ def validate_version(value, pattern: str = DEFAULT_PATTERN) -> str:
     return value
 
 
-
 def minor_series(version: str) -> str:
     """The release series a version belongs to: v0.3.6 -> v0.3 (the site kept one
     AMPEL_SRC tree per series: /home/ampel/Ampel-v0.3)."""

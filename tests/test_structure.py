@@ -75,3 +75,15 @@ def test_modules_and_functions_stay_short():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 40:
                 long_functions.append(f"{path.name}:{node.name}")
     assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+def test_the_package_imports_its_own_modules_at_the_top():
+    """An own-module import placed inside a function is how a loop hides; only heavy
+    third-party libraries (docker, yaml, git) are imported late, for `invoke --list`."""
+    inside = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        inside += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
+                   if isinstance(node, ast.ImportFrom) and node.level and id(node) not in top]
+    assert inside == []

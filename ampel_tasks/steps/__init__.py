@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Tuple
+from ..site import Site
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,4 @@ def wire(tasks: dict, deploy_task, plan_task) -> None:
 
 def site_of(r):
     """The run's site (its hosts, paths and commands for the version)."""
-    from ..site import Site
-
     return Site(r)

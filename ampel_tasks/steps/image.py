@@ -6,10 +6,11 @@ from datetime import datetime, timezone
 
 from invoke import task
 
-from .. import console, run as runs, state
+from .. import build, console, dockerengine, dockerfile, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
+from ..site import Site
 
 
 @task(help={
@@ -33,9 +34,6 @@ def image(c, version=None, force=False, dry=False, verbose=False):
 
 
 def _image_evidence(r):
-    from .. import build, dockerengine, dockerfile
-    from ..site import Site
-
     site = Site(r)
     s = r.settings
     image_dir = s.image_dir
@@ -53,8 +51,6 @@ def _image_evidence(r):
 
 def decide_image(r):
     """Decision for `image`: the runbook's "Necessary if", from labels and git."""
-    from .. import build
-
     ev = r.evidence("image evidence", lambda: _image_evidence(r))
     if ev is None:
         return None
@@ -95,8 +91,6 @@ def decide_image(r):
 
 def do_image(r, force=False):
     """Build the image when decide_image says so, else reuse the previous one."""
-    from ..site import Site
-
     site = Site(r)
     d = decide_image(r)
     if d is not None and d.action == "skip" and not force:
@@ -128,8 +122,6 @@ def _reuse(r, site, d):
 
 
 def _build_labelled(r, site, ev):
-    from .. import build
-
     s, name = r.settings, r.settings.image["name"]
     if ev is None:
         console.command("local", f"docker build --network host -t {site.image_ref} {s.image_dir}  (labelled)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from .. import run as runs
+from .. import logstream, run as runs
 from . import site_of
 
 
@@ -27,8 +27,6 @@ def logs(c, service=None, replica=None, grep=None, no_follow=False):
     whole output since its last deploy, except the first line (as singularity-stack
     does). An unknown service is an error listing the configured ones.
     """
-    from .. import logstream
-
     r = runs.start(c)
     names = [x for x in (service or "").split(",") if x]
     logstream.follow(r, site_of(r), names, replica=replica, grep=grep, follow=not no_follow)

@@ -11,7 +11,7 @@ from typing import Optional
 
 from invoke import task
 
-from .. import console, registry, run as runs, state
+from .. import console, dockerengine, registry, run as runs, space, state, tunnel
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
@@ -67,7 +67,6 @@ def _image_bytes(r, site) -> tuple:
     """(layers, unpacked bytes) of the image to pull: the registry's manifest of it,
     else of the running image (the estimate while it is still to be built), else,
     with the registry stopped, the running image file's size on the service host."""
-    from .. import dockerengine, space
     s, reg = r.settings, r.settings.registry
     running = state.running_image(r)
     tags = [site.image_tag] + ([running["tag"]] if running else [])
@@ -97,8 +96,6 @@ def _image_bytes(r, site) -> tuple:
 
 def space_problems(r, site, hosts) -> list:
     """Each filesystem of each host that a pull of this image would overfill (read-only)."""
-    from .. import space
-
     layers, unpacked = _image_bytes(r, site)
     if not layers:
         return []
@@ -152,8 +149,6 @@ def do_pull(r):
     if not todo:
         return
     if not r.dry:
-        from .. import dockerengine
-
         # a reused image skips push: the registry it is pulled from may be stopped
         registry.ensure(dockerengine.engine(r), r.settings, False)
         _require_space(r, site, [h.name for h in todo])
@@ -229,8 +224,6 @@ def _remove_leftovers(r, site, host, files: list) -> None:
 
 def _pull_one(r, site, host, digest):
     """One host's pull: tunnel up, pull to a temporary name, rename, record the digest."""
-    from ..tunnel import Tunnel
-
     s = r.settings
     user = s.service_user
     directory = site.singularity_dir(host)
@@ -246,12 +239,12 @@ def _pull_one(r, site, host, digest):
     if not r.dry:
         cmd += f" && stat -c 'pulled-bytes %s' {shlex.quote(site.image_file)}"
     if r.dry:
-        with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+        with tunnel.Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
             host.change(cmd, user=user)
         r.changed.add("pull")
         return
     t0 = time.time()
-    with Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
+    with tunnel.Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
         res = host.change(cmd, user=user, stream=True, warn=True, prefix=f"pull {host.name}: ")
     seconds = time.time() - t0
     if not res.ok:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from invoke import task
 
-from .. import console, run as runs
+from .. import console, dockerengine, registry, run as runs
 from ..errors import DeployError
 from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
+from ..site import Site
 from . import evidence
 
 
@@ -30,9 +31,6 @@ def push(c, version=None, dry=False, verbose=False, skip_tests=False):
 
 
 def _push_evidence(r):
-    from .. import dockerengine, registry
-    from ..site import Site
-
     site = Site(r)
     s = r.settings
     reg = s.registry
@@ -48,8 +46,6 @@ def _push_evidence(r):
 
 def decide_push(r):
     """Decision for `push`: does the registry already serve this image's digest?"""
-    from ..site import Site
-
     site = Site(r)
     if r.cache.get("reused_digest") and "image" not in r.changed:
         return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
@@ -67,9 +63,6 @@ def decide_push(r):
 
 def do_push(r):
     """Push to the loopback registry and verify the digest it serves."""
-    from .. import dockerengine, registry
-    from ..site import Site
-
     site = Site(r)
     s = r.settings
     reg = s.registry

@@ -25,6 +25,7 @@ from .. import console, run as runs, sources, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
+from ..site import Site
 from . import evidence
 
 
@@ -101,8 +102,6 @@ def _facts(r, site):
 
 def decide_tag(r):
     """Decision for `tag`: the host copies that need a commit or this deployment's tag."""
-    from ..site import Site
-
     site = Site(r)
     copies = evidence(r, "tag", lambda: _facts(r, site))
     if copies is None:
@@ -141,8 +140,6 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
 
 def do_tag(r):
     """Carry out the tag decision: its actions and nothing else."""
-    from ..site import Site
-
     site = Site(r)
     s = r.settings
     d = decide_tag(r)

@@ -18,23 +18,22 @@ import time
 
 from invoke import task
 
-from .. import console, run as runs
+from .. import build, console, dockerengine, registry, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
 from ..repotests import (
     decide, failure_text, local_refs, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
 )
+from ..site import Site
+from ..sources import release_tag
+from ..state import now
 from . import evidence
+from .image import decide_image
+from .src import src_evidence
 
 
 def _evidence(r):
-    from .. import build, dockerengine, state
-    from .src import src_evidence
-    from .image import decide_image
-    from ..site import Site
-    from ..sources import release_tag
-
     site, s = Site(r), r.settings
     image_d = decide_image(r)
     will_build = image_d is None or image_d.action == "run" or "image" in r.force
@@ -69,8 +68,6 @@ def decide_test(r):
 def _image(r, site):
     """The image under test: built or reused here, else pulled from this
     operator's registry by the digest the running deployment records."""
-    from .. import dockerengine, registry, state
-
     client = dockerengine.engine(r)
     if r.done.get("image"):
         return client, client.images.get(r.done["image"])
@@ -95,9 +92,6 @@ def _image(r, site):
 def do_test(r) -> None:
     """Run the tests when decide_test says so; a failure stops the run before
     anything is pushed or changed on a host (no lock is taken)."""
-    from ..site import Site
-    from ..state import now
-
     site = Site(r)
     d = decide_test(r)
     forced = "test" in r.force and not r.options.get("skip_tests")

@@ -5,7 +5,7 @@ import shlex
 
 from invoke import task
 
-from .. import console, preflight, run as runs, state
+from .. import console, health, preflight, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
@@ -34,8 +34,6 @@ def up(c, version=None, same=False, dry=False, verbose=False):
 
 def decide_up(r):
     """Decision for `up`: skip only when this version already runs, healthy, and nothing changed."""
-    from .. import health
-
     site = site_of(r)
     current = state.running_version(r)
     if current != site.version:
@@ -50,8 +48,6 @@ def decide_up(r):
 
 def do_up(r):
     """Run deploy/up as ampel in the dryrun directory, then the health gate."""
-    from .. import health
-
     site = site_of(r)
     s = r.settings
     host = site.service_host
