@@ -136,7 +136,7 @@ def port_problems(r, site, doc: dict, env: Dict[str, str]) -> List[str]:
         return []
     s = r.settings
     res = site.service_host.read(f"{s.commands['instances']} 2>/dev/null; echo @@ss; ss -Hltnp; echo @@ps; "
-                                "readlink /proc/$$/ns/pid; ps -e -o pid=,ppid=,pidns=", user=s.service_user, warn=True)
+                                 "readlink /proc/$$/ns/pid; ps -e -o pid=,ppid=,pidns=", user=s.service_user, warn=True)
     head, _, rest = res.stdout.partition("@@ss\n")
     ss_text, _, ps_text = rest.partition("@@ps\n")
     own, _, ps_text = ps_text.partition("\n")
@@ -192,7 +192,6 @@ def file_problems(stat_text: str, files, secrets: Dict[str, str], dryrun_dir: st
 
 def require(r, site) -> None:
     if r.dry:  # earlier steps would have changed what this reads
-
         console.note("then, before deploy/up: the preflight of the stack file, env file, image files, binds, secrets")
         return
     problems = check(r, site)

@@ -10,7 +10,6 @@ from . import console, envfile, run as runs, state
 from .errors import DeployError
 from .helptext import DRY_HELP, LOCK_HELP, VERBOSE_HELP
 from .site import Site
-from .status import running
 from .steps.src import restore_sources
 from .steps.up import do_up
 from .version import validate_version
@@ -86,7 +85,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
     (or needs --yes).
     """
     r = runs.start(c, dry=dry)
-    st, current, _ = running(r)
+    st, current = state.State(r), state.running_version(r)
     manifests = st.manifests()
     if list:
         _list_targets(manifests, current)

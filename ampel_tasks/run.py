@@ -18,6 +18,7 @@ from .settings import Settings, build_settings
 from .site import check_instance_name_length, fill_path
 from .version import validate_version
 
+
 class Run:
     def __init__(self, config, runtime_file: Optional[str] = None):
         self.config = config

@@ -9,13 +9,6 @@ from . import console, drift, health, run as runs, stacklist, state
 from .site import Site
 
 
-def running(r):
-    """(State, the running version, its manifest) as the service host records them."""
-    st = state.State(r)
-    current = st.current_version()
-    return st, current, (st.manifest(current) if current else None)
-
-
 @task(help={"json": "print the status as JSON"})
 def status(c, json=False):
     """Show what runs now on burst, compared with the last deployment's manifest."""
@@ -28,8 +21,7 @@ def status(c, json=False):
 
 
 def status_data(r) -> dict:
-    st, current, manifest = running(r)
-    manifest = manifest or {}
+    current, manifest = state.running_version(r), state.running_manifest(r)
     s = r.settings
     listing = r.host(s.service_host.name).read(s.commands["list"], user=s.service_user, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
@@ -53,7 +45,7 @@ def status_data(r) -> dict:
         "problems": problems or [],
         "stack": "down" if down else ("up" if problems == [] else "degraded" if problems else None),
         "drift": changed,
-        "lock": st.lock_info(),
+        "lock": state.State(r).lock_info(),
     }
 
 

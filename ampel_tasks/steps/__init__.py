@@ -2,13 +2,13 @@
 that invoke's pre-task chains, the plan's run/skip/maybe propagation, the re-reading
 of evidence after a change, the executor and `up`'s redeploy rule are derived from.
 
-On the hosts one module each: pull, src, db, secrets, up (and the logs task beside them).
+One module per step, each with its facts, `decide_<step>` and `do_<step>` (and the
+logs task beside them).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Tuple
-from ..site import Site
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,7 @@ class Step:
     # of the same image changes no digest)
 
 
-ORDER = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "up")
-STEPS = {
+STEPS = {  # in the runbook's order
     "image": Step(),
     "test": Step(pre=("image",), inputs=("image",), needs="image", follows=True),
     "push": Step(pre=("test",), inputs=("image",), needs="image", follows=True, relays=True),
@@ -36,6 +35,7 @@ STEPS = {
     # keep their digest)
     "up": Step(pre=("src", "db", "secrets"), inputs=("pull", "src", "db", "tag", "secrets"), follows=True),
 }
+ORDER = tuple(STEPS)
 # An existing AMPEL_SRC is never overwritten, --force or not.
 UNFORCEABLE = {"src"}
 
@@ -57,8 +57,3 @@ def wire(tasks: dict, deploy_task, plan_task) -> None:
     for name, step in STEPS.items():
         tasks[name].pre = [tasks[p] for p in step.pre]
     deploy_task.pre = [plan_task] + [tasks[name] for name in ORDER]
-
-
-def site_of(r):
-    """The run's site (its hosts, paths and commands for the version)."""
-    return Site(r)

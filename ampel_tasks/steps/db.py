@@ -11,7 +11,8 @@ from .. import console, envfile, preflight, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import evidence, site_of
+from ..site import Site
+from . import evidence
 
 
 @task(help={
@@ -86,7 +87,7 @@ def _used_before(r, site):
 
 def decide_db(r):
     """Decision for `db`: dryrun.env values and whether a new live database is necessary."""
-    site = site_of(r)
+    site = Site(r)
     ev = evidence(r, "db", lambda: _db_evidence(r, site))
     if ev is None:
         return None
@@ -106,7 +107,7 @@ def decide_db(r):
 
 def do_db(r, new_db=False):
     """Set dryrun.env's values for this version; a new live database when necessary."""
-    site = site_of(r)
+    site = Site(r)
     s = r.settings
     host = site.service_host
     if new_db:

@@ -1,11 +1,10 @@
 """Task logs: follow every replica of one or several services."""
 from __future__ import annotations
 
-
 from invoke import task
 
 from .. import logstream, run as runs
-from . import site_of
+from ..site import Site
 
 
 @task(
@@ -29,4 +28,4 @@ def logs(c, service=None, replica=None, grep=None, no_follow=False):
     """
     r = runs.start(c)
     names = [x for x in (service or "").split(",") if x]
-    logstream.follow(r, site_of(r), names, replica=replica, grep=grep, follow=not no_follow)
+    logstream.follow(r, Site(r), names, replica=replica, grep=grep, follow=not no_follow)

@@ -15,7 +15,8 @@ from .. import console, dockerengine, registry, run as runs, space, state, tunne
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
-from . import evidence, inputs, site_of
+from ..site import Site
+from . import evidence, inputs
 
 
 def registry_digest(r, site):
@@ -120,7 +121,7 @@ def _require_space(r, site, names) -> None:
 
 def decide_pull(r):
     """Decision for `pull`: does each host have the image file with the registry's digest?"""
-    site = site_of(r)
+    site = Site(r)
     ev = evidence(r, "pull", lambda: _pull_evidence(r, site))
     if ev is not None and ev["digest"] is None:
         # an image still to be built: each host without its file will pull about what the running one took
@@ -140,12 +141,12 @@ def decide_pull(r):
 
 def do_pull(r):
     """Pull the image file on every host that lacks it, all at once."""
-    site = site_of(r)
+    site = Site(r)
     ev = evidence(r, "pull", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    todo = [host for host in site.pull_hosts if not _has_it(r, site, ev, host)]
+    todo = [host for host in site.pull_hosts if not _skipped(r, site, ev, host)]
     if not todo:
         return
     if not r.dry:
@@ -162,9 +163,9 @@ def do_pull(r):
     _pull_all(r, site, todo, digest)
 
 
-def _has_it(r, site, ev, host) -> bool:
-    """The host holds the image file with the wanted digest (then what an interrupted
-    pull left beside it is removed, and the host's pull is skipped)."""
+def _skipped(r, site, ev, host) -> bool:
+    """True, with the skip printed, when the host holds the image file with the wanted
+    digest (what an interrupted pull left beside it is removed then)."""
     digest = ev["digest"]
     if not digest or ev["hosts"].get(host.name) != digest or "pull" in r.force:
         return False
@@ -212,14 +213,14 @@ def _abandon_pull(r, site, host) -> None:
     # two commands: the pattern would match the shell that also names the file to remove
     host.change(f"pkill -u {shlex.quote(user)} -f {pattern}; sleep 0.5", user=user, warn=True, show=f"end the pull {part}")
     host.change(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(host), part))}*",  # (and singularity's own)
-             user=user, warn=True, show=f"remove {part}")
+                user=user, warn=True, show=f"remove {part}")
 
 
 def _remove_leftovers(r, site, host, files: list) -> None:
     """Partial image files an interrupted pull left beside a current image file."""
     state.lock(r)
     host.change(f"cd {shlex.quote(site.singularity_dir(host))} && rm -f -- {' '.join(map(shlex.quote, files))}",
-             user=r.settings.service_user)
+                user=r.settings.service_user)
 
 
 def _pull_one(r, site, host, digest):

@@ -12,7 +12,8 @@ from .. import console, run as runs
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import evidence, site_of
+from ..site import Site
+from . import evidence
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
@@ -101,7 +102,7 @@ def _secrets_evidence(r, site):
 
 def decide_secrets(r):
     """Decision for `secrets`: those named in the stack file, missing or different on burst."""
-    site = site_of(r)
+    site = Site(r)
     ev = evidence(r, "secrets", lambda: _secrets_evidence(r, site))
     if ev is None:
         return None
@@ -113,7 +114,7 @@ def decide_secrets(r):
 
 def do_secrets(r):
     """Copy missing or changed secrets and check owner and modes afterwards."""
-    site = site_of(r)
+    site = Site(r)
     s = r.settings
     host = site.service_host
     user = s.service_user

@@ -11,7 +11,7 @@ from .. import console, run as runs, sources, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import site_of
+from ..site import Site
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
@@ -43,7 +43,7 @@ def _src_evidence(r, site):
 
 def src_evidence(r):
     """The host copies and what upstream wants of them, read once per run (plan, src, test)."""
-    return r.evidence("src evidence", lambda: _src_evidence(r, site_of(r)))
+    return r.evidence("src evidence", lambda: _src_evidence(r, Site(r)))
 
 
 def _image_repos(r, site) -> list:
@@ -59,7 +59,7 @@ def decide_src(r):
     """Decision for `src`: AMPEL_SRC exists (made from the image once, owned by the
     configured user), holds every repo of the image, and every host copy is at the
     commit wanted for the version; work in a copy is never lost."""
-    site = site_of(r)
+    site = Site(r)
     host = site.service_host
     ev = src_evidence(r)
     if ev is None:
@@ -83,7 +83,7 @@ def decide_src(r):
 def do_src(r):
     """AMPEL_SRC out of the image (once) and repos the image added, as the owner of
     AMPEL_SRC; then every repo moved to the commit wanted for the version."""
-    site = site_of(r)
+    site = Site(r)
     host = site.service_host
     d = decide_src(r)
     if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}"):
@@ -94,10 +94,10 @@ def do_src(r):
     fresh = not (ev or {}).get("exists")  # missing, or unknown under --dry
     if fresh:
         host.change(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src),
-                 user=site.src_user, stream=True)
+                    user=site.src_user, stream=True)
     for name in added:
         host.change(site.command("volume_add", image_file=site.image_path, repo=name, ampel_src=site.ampel_src),
-                 user=site.src_user)
+                    user=site.src_user)
     if (fresh or added) and r.dry:
         console.note(f"then: each repo brought to the commits wanted for {site.version}")
     elif fresh or added:

@@ -9,7 +9,8 @@ from .. import console, health, preflight, run as runs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
-from . import inputs, site_of
+from ..site import Site
+from . import inputs
 
 
 @task(help={
@@ -34,7 +35,7 @@ def up(c, version=None, same=False, dry=False, verbose=False):
 
 def decide_up(r):
     """Decision for `up`: skip only when this version already runs, healthy, and nothing changed."""
-    site = site_of(r)
+    site = Site(r)
     current = state.running_version(r)
     if current != site.version:
         return Decision("up", "run", f"running version is {current or 'unknown'}, wanted {site.version}")
@@ -48,7 +49,7 @@ def decide_up(r):
 
 def do_up(r):
     """Run deploy/up as ampel in the dryrun directory, then the health gate."""
-    site = site_of(r)
+    site = Site(r)
     s = r.settings
     host = site.service_host
     # a change the stack runs from (or --force up): redeploy without asking the running stack;
@@ -68,7 +69,7 @@ def do_up(r):
     r.changed.add("up")
     last = []
     res = host.change(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
-                   shield=f"{site.up_script} replaces the stack on {host.name}")
+                      shield=f"{site.up_script} replaces the stack on {host.name}")
     if not res.ok:
         said = f"; it last said: {last[-1].strip()}" if last else ""
         what = (f"did not end within {limit} s (ampel.timeouts.up) and was ended" if res.exited in (124, 137)
