@@ -12,9 +12,15 @@ REPO = Path(__file__).resolve().parent.parent
 SANDBOX = REPO / "scripts" / "sandbox"
 
 
+def _beside_python(binary: str) -> str:
+    """The tool of the environment the tests run in (its venv's bin), not whichever is on PATH."""
+    here = Path(sys.executable).parent / binary
+    return str(here) if here.exists() else binary
+
+
 def tool(*args, profile="config/sandbox.yaml", env=None, check=False, timeout=600, cwd=None, binary="invoke"):
     """Run `invoke -f PROFILE ARGS...` (or ampel-deploy) the way an operator does."""
-    argv = [binary] + (["-f", profile] if profile else []) + list(args)
+    argv = [_beside_python(binary)] + (["-f", profile] if profile else []) + list(args)
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.pop("INVOKE_DEBUG", None)

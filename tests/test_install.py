@@ -1,0 +1,118 @@
+"""The tool as it installs, outside the lock's comfort: the newest releases every
+range of pyproject.toml allows, the oldest ones, and an operator's own install.
+
+Each builds a virtual environment of Debian's python3 from nothing and runs the
+CLI tier (every test that needs no sandbox) in it, so an upstream release that
+breaks the tool is one red test naming the package and version, not a broken demo.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEBIAN_PYTHON = os.environ.get("AMPEL_PYTHON", "/usr/bin/python3")
+pytestmark = pytest.mark.install
+
+
+def pyproject_requirements() -> list:
+    """The direct requirements pyproject.toml declares, the test extra's included."""
+    text = (REPO / "pyproject.toml").read_text()
+    deps = re.search(r"^dependencies = \[(.*?)\]", text, re.S | re.M).group(1)
+    test = re.search(r"^test = \[(.*?)\]", text, re.M).group(1)
+    return re.findall(r'"([^"]+)"', deps + test)
+
+
+def lower_bounds(requirements: list) -> dict:
+    """`name>=X,<Y` -> {name: X}: the oldest release each range admits (pure)."""
+    out = {}
+    for req in requirements:
+        m = re.match(r"^([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^,;\s]*)", req)
+        if not m:
+            raise AssertionError(f"{req!r} in pyproject.toml has no lower bound to test")
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def test_every_range_has_a_lower_bound_and_invoke_an_upper_one():
+    reqs = pyproject_requirements()
+    assert set(lower_bounds(reqs)) == {"invoke", "docker", "python-dotenv", "GitPython", "PyYAML", "pytest"}
+    assert any(re.fullmatch(r"invoke>=[\d.]+,<\d+", r) for r in reqs), reqs
+
+
+def lock_pins() -> dict:
+    return {m.group(1).lower(): m.group(2) for m in
+            re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements/lock.txt").read_text(), re.M)}
+
+
+def _run(argv, **kw):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
+
+
+def make_venv(where: Path, *pip_args) -> Path:
+    p = _run([DEBIAN_PYTHON, "-m", "venv", where])
+    assert p.returncode == 0, p.stderr
+    p = _run([where / "bin/python", "-m", "pip", "install", "-q", *pip_args], timeout=900,
+             env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
+    assert p.returncode == 0, f"pip install {' '.join(map(str, pip_args))} failed:\n{p.stderr[-3000:]}"
+    return where
+
+
+def installed(venv: Path) -> dict:
+    p = _run([venv / "bin/python", "-m", "pip", "list", "--format", "json"], check=True)
+    return {d["name"].lower(): d["version"] for d in json.loads(p.stdout)}
+
+
+def run_cli_tier(venv: Path):
+    """Every test that needs neither the sandbox nor another install, with this venv's
+    python, invoke and ampel-deploy."""
+    env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    return _run([venv / "bin/python", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                 "-m", "not sandbox and not install", "tests"], cwd=REPO, env=env, timeout=1200)
+
+
+def _verdict(p, which: str, versions: dict) -> None:
+    if p.returncode == 0:
+        return
+    pins = lock_pins()
+    direct = {n.lower() for n in lower_bounds(pyproject_requirements())}
+    differing = [f"{n} {v} (the lock has {pins.get(n, 'none')})" for n, v in sorted(versions.items())
+                 if n in direct and pins.get(n) != v]
+    raise AssertionError(f"with the {which} releases the ranges allow, the CLI tier fails; "
+                         f"releases unlike the lock: {', '.join(differing) or 'none'}\n{p.stdout[-4000:]}")
+
+
+def test_the_newest_releases_the_ranges_allow_run_the_cli_tier(tmp_path):
+    venv = make_venv(tmp_path / "newest", "--upgrade", "--upgrade-strategy", "eager", f"{REPO}[test]")
+    versions = installed(venv)
+    _verdict(run_cli_tier(venv), "newest", versions)
+
+
+def test_the_oldest_releases_the_ranges_allow_run_the_cli_tier(tmp_path):
+    oldest = lower_bounds(pyproject_requirements())
+    constraints = tmp_path / "oldest.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in oldest.items()))
+    venv = make_venv(tmp_path / "oldest", "-c", constraints, f"{REPO}[test]")
+    versions = installed(venv)
+    assert {n.lower(): versions[n.lower()] for n in oldest} == {n.lower(): v for n, v in oldest.items()}
+    _verdict(run_cli_tier(venv), "oldest", versions)
+
+
+def test_the_system_python_has_no_ampel_tasks():
+    p = _run([DEBIAN_PYTHON, "-c", "import ampel_tasks"], cwd="/")
+    assert p.returncode != 0 and "No module named 'ampel_tasks'" in p.stderr
+    p = _run([DEBIAN_PYTHON, "-c", "import invoke"], cwd="/")
+    assert p.returncode != 0, "invoke is installed into Debian's python"
+
+
+def test_the_suite_runs_in_the_locked_venv():
+    assert sys.prefix != sys.base_prefix, "pytest runs in the system python, not a venv"
+    versions = installed(Path(sys.prefix))
+    pins = lock_pins()
+    wrong = {n: v for n, v in versions.items() if n in pins and pins[n] != v}
+    assert not wrong, f"the suite's venv is not the lock's: {wrong}"
