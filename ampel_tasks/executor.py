@@ -12,12 +12,13 @@ task runs, and any exception is turned into one `error:` line.
 """
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 import time
+from collections.abc import Mapping
 
-from invoke import Call, Executor, Task
+from invoke import Call, Context, Executor, Task
+from invoke.env import Environment
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
 
 from . import console, run as runs
@@ -26,6 +27,8 @@ from .state import State, now
 from .steps import ORDER
 
 SHARED = ("version", "dry", "yes")
+# INVOKE_AMPEL_*: the prefix of `invoke` and `ampel-deploy` alike
+ENV_PREFIX = "INVOKE_"
 # tasks that act on one version and cannot run without it
 VERSIONED = set(ORDER) | {"plan", "deploy"}
 # runs of these keep a run log (every line, the hosts' output included)
@@ -116,14 +119,15 @@ class ChainExecutor(Executor):
     def _load_config(self) -> None:
         """Every layer, INVOKE_AMPEL_* included, before the one validation. Our layering
         puts INVOKE_AMPEL_* above the -f profile (invoke's own order is the other way
-        round): an operator's one-off override must win."""
+        round): an operator's one-off override must win. invoke's public pieces only:
+        its Environment loader reads the variables against the merged config (so
+        their types are the keys' types), and they are set as modifications, the level
+        above every file and flag (no flag of ours sets an `ampel` key)."""
         self.config.load_collection(self.collection.configuration())
         self.config.load_shell_env()
-        env = getattr(self.config, "_env", None)
-        if env:
-            from invoke.config import merge_dicts
-
-            self.config.load_overrides(merge_dicts(copy.deepcopy(env), self.config._overrides))
+        ours = Environment(config=self.config, prefix=ENV_PREFIX).load().get("ampel")
+        if ours:
+            _modify(self.config["ampel"], ours)
 
     @staticmethod
     def _failed(r, error):
@@ -140,7 +144,7 @@ class ChainExecutor(Executor):
             config = self.config
             config.load_collection(self.collection.configuration(call.called_as))
             config.load_shell_env()
-            context = call.make_context(config)
+            context = Context(config=config)
             runs.attach(context, r)
             before = set(r.changed)
             name = call.task.name
@@ -160,6 +164,15 @@ class ChainExecutor(Executor):
                 print(result)
             results[call.task] = result
         return results
+
+
+def _modify(proxy, values: dict) -> None:
+    """Set nested `values` into a config section, key by key (a mapping merges)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(proxy.get(key), Mapping):
+            _modify(proxy[key], value)
+        else:
+            proxy[key] = value
 
 
 def _where(r, step: str) -> str:

@@ -140,8 +140,9 @@ def end(r: Optional[Run]) -> None:
 
 
 def attach(c, r: Run) -> None:
-    """Hand the run to a task through its invoke Context (a real attribute, not a config key)."""
-    c._set(_ampel_run=r)
+    """Hand the run to a task through its invoke Context: a plain instance attribute,
+    set past invoke's DataProxy (whose attribute writes go into the config)."""
+    object.__setattr__(c, "_ampel_run", r)
 
 
 def start(c, version: Optional[str] = None, dry: bool = False) -> Run:

@@ -77,7 +77,7 @@ class Master:
                               "(connect, banner and auth timeouts); is sshd running there?") from None
         if p.returncode != 0:
             self.close()
-            if uses_kerberos(self.settings, self.spec) and not kerberos_ticket():
+            if "Permission denied" in p.stderr and uses_kerberos(self.settings, self.spec) and not kerberos_ticket():
                 raise DeployError(f"{where} is reached with Kerberos and you have no valid ticket: run `kinit` "
                                   "(then `klist` shows it) and try again")
             raise DeployError(login_error(where, p.stderr, self.settings.known_hosts))

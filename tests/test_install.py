@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = os.environ.get("AMPEL_PYTHON", "/usr/bin/python3")
@@ -99,7 +100,7 @@ def test_the_oldest_releases_the_ranges_allow_run_the_cli_tier(tmp_path):
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in oldest.items()))
     venv = make_venv(tmp_path / "oldest", "-c", constraints, f"{REPO}[test]")
     versions = installed(venv)
-    assert {n.lower(): versions[n.lower()] for n in oldest} == {n.lower(): v for n, v in oldest.items()}
+    assert {n: Version(versions[n.lower()]) for n in oldest} == {n: Version(v) for n, v in oldest.items()}
     _verdict(run_cli_tier(venv), "oldest", versions)
 
 

@@ -8,8 +8,9 @@ import re
 import pytest
 from invoke import Config
 
-from ampel_tasks import hosts, run as runs, tunnel
+from ampel_tasks import dockerengine, hosts, registry, run as runs, tunnel
 from ampel_tasks.defaults import DEFAULTS
+from ampel_tasks.errors import DeployError
 from ampel_tasks.hosts import Result
 
 ENV = """# dryrun
@@ -107,8 +108,7 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
 
 def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
     from ampel_tasks.steps import src
-    from ampel_tasks.errors import DeployError
-
+    
     r, answers, log = site
     answers.append((r"^stat -c %U", Result("jvs\n", "", 0)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
@@ -171,9 +171,14 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
             return False
 
     monkeypatch.setattr(tunnel, "Tunnel", FakeTunnel)
+    started = []  # the local registry is started (a unit test starts no container)
+    monkeypatch.setattr(registry, "ensure", lambda client, s, dry: started.append((client, dry)))
+    monkeypatch.setattr(dockerengine, "engine", lambda r: "engine")
+    monkeypatch.setattr(dockerengine, "image_or_none", lambda client, ref: None)
     r.done["push"] = "sha256:" + "a" * 64
     answers.append((r"^cat .*\.digest", Result("", "", 1)))
     pull.do_pull(r)
+    assert started == [("engine", False)]
     assert sorted(opened) == [("burst", 5000, "127.0.0.1", 5000), ("transit", 5000, "127.0.0.1", 5000)]
     pulls = [(h, u, c) for h, u, c in commands(log) if "singularity pull" in c]
     assert sorted(h for h, _, _ in pulls) == ["burst", "transit"]
