@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX = REPO / "scripts" / "sandbox"
+# the sandbox's registry container (config/sandbox.yaml): not `registry`, which may be the machine's
+REGISTRY = "ampel-sandbox-registry"
 
 
 def _beside_python(binary: str) -> str:

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,48 @@ def test_the_suite_runs_in_the_locked_venv():
     pins = lock_pins()
     wrong = {n: v for n, v in versions.items() if n in pins and pins[n] != v}
     assert not wrong, f"the suite's venv is not the lock's: {wrong}"
+
+
+OFFLINE = {  # as test_dry_production's: the hosts refuse at once, no engine
+    "INVOKE_AMPEL_HOSTS_BURST_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_BURST_PORT": "1",
+    "INVOKE_AMPEL_HOSTS_TRANSIT_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_TRANSIT_PORT": "1",
+    "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+}
+
+
+def as_nobody(argv, home: Path, **kw):
+    """Run argv as an unprivileged user (nobody) whose home is `home`."""
+    env = dict(OFFLINE, HOME=str(home), PATH="/usr/sbin:/usr/bin:/sbin:/bin", LANG="C.UTF-8")
+    return _run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", *argv],
+                env=env, cwd=home, timeout=900, **kw)
+
+
+@pytest.fixture
+def nobodys_home():
+    with tempfile.TemporaryDirectory(prefix="ampel-operator-") as d:  # (pytest's tmp_path is root's alone)
+        os.chmod(d, 0o755)
+        home = Path(d) / "home"
+        home.mkdir()
+        os.chown(home, 65534, 65534)
+        yield home
+
+
+def test_an_operator_installs_without_root_and_deploys_from_their_own_profile(nobodys_home):
+    """The README's operator install: scripts/install as a user who is not root, then
+    `ampel-deploy -f` with a site profile of their own, from their home."""
+    home = nobodys_home
+    before = _run(["git", "status", "--porcelain", "--ignored"], cwd=REPO).stdout
+    p = as_nobody([REPO / "scripts/install"], home)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"linked as {home}/.local/bin/ampel-deploy" in p.stdout
+    assert _run(["git", "status", "--porcelain", "--ignored"], cwd=REPO).stdout == before, "the install wrote into the clone"
+    profile = home / "site.yaml"
+    profile.write_text((REPO / "config/production.yaml").read_text())
+    p = as_nobody([home / ".local/bin/ampel-deploy", "-f", profile, "deploy", "--version", "v0.3.5", "--dry"], home)
+    assert p.returncode == 0, p.stderr
+    assert "docker push localhost:5000/ampel:v0.3.5" in p.stdout
+    assert "dry run of v0.3.5: nothing was changed" in p.stdout
+    assert "Traceback" not in p.stderr
+    versions = installed(home / ".local/share/ampel-tasks")
+    assert {n: v for n, v in versions.items() if n in lock_pins()} == \
+        {n: v for n, v in lock_pins().items() if n in versions}

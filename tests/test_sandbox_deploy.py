@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sandbox_cmd, tool
+from conftest import REGISTRY, REPO, sandbox_cmd, tool
 
 pytestmark = pytest.mark.sandbox
 STATE = Path("/var/lib/ampel-sandbox")
@@ -560,7 +560,7 @@ def test_a_packet_for_loopback_from_a_host_does_not_reach_the_registry(deployed)
     finally:
         control.kill()
         subprocess.run(["/usr/bin/docker", "rm", "-f", "probe-45610"], capture_output=True)
-    registry = json.loads(subprocess.check_output(["/usr/bin/docker", "inspect", "registry"]))[0]["HostConfig"]
+    registry = json.loads(subprocess.check_output(["/usr/bin/docker", "inspect", REGISTRY]))[0]["HostConfig"]
     assert registry["NetworkMode"] == "host" and not registry.get("PortBindings")
     with socket.create_connection(("127.0.0.1", 5000), timeout=2):
         pass

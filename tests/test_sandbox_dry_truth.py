@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import tool
+from conftest import REGISTRY, tool
 from test_dry_production import OFFLINE
 
 pytestmark = pytest.mark.sandbox
@@ -22,9 +22,10 @@ def test_after_a_rebuild_the_dry_run_pushes_and_pulls(deployed):
 
 
 def test_a_registry_on_another_port_is_not_taken_for_the_configured_one(deployed):
-    """The engine runs `registry` on 127.0.0.1:5000; the profile asks for 5999."""
+    """The engine runs the sandbox's registry on 127.0.0.1:5000; the profile asks for 5999."""
     env = {k: v for k, v in OFFLINE.items() if k != "DOCKER_HOST"}
     env["INVOKE_AMPEL_REGISTRY_PORT"] = "5999"
+    env["INVOKE_AMPEL_REGISTRY_NAME"] = REGISTRY
     p = tool("deploy", "--version", "v0.3.5", "--dry", profile="config/production.yaml", env=env, timeout=300)
     assert "already running on 127.0.0.1:5999" not in p.stdout
     assert p.returncode == 1 and "Traceback" not in p.stderr

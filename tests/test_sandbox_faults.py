@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sandbox_cmd, tool
+from conftest import REGISTRY, REPO, sandbox_cmd, tool
 from test_sandbox_deploy import STATE, Upstream, burst, live_instances
 
 pytestmark = pytest.mark.sandbox
@@ -143,22 +143,22 @@ def test_sshd_of_a_host_killed_during_pull(deployed):
 def test_registry_stopped_during_push(deployed):
     sandbox, since = deployed, time.time()
     # an empty registry: the push sends every layer
-    subprocess.run([DOCKER, "rm", "-f", "-v", "registry"], check=True, capture_output=True)
+    subprocess.run([DOCKER, "rm", "-f", "-v", REGISTRY], check=True, capture_output=True)
     log_from = time.time()
 
     def uploading(_out):
-        logs = subprocess.run([DOCKER, "logs", "--since", f"{log_from:.3f}", "registry"], capture_output=True, text=True)
+        logs = subprocess.run([DOCKER, "logs", "--since", f"{log_from:.3f}", REGISTRY], capture_output=True, text=True)
         return "PATCH /v2/ampel/blobs/uploads/" in logs.stdout + logs.stderr
 
     rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", "push", "--yes"], uploading,
-                               lambda _p: subprocess.run([DOCKER, "stop", "-t", "1", "registry"], capture_output=True))
+                               lambda _p: subprocess.run([DOCKER, "stop", "-t", "1", REGISTRY], capture_output=True))
     one_error(rc, err, "push of localhost:5000/ampel:v0.3.5 failed", "stopped answering")
     assert "==> pull" not in out and "==> up" not in out, "nothing after push started"
     intact(sandbox, since)
     # the registry stays stopped: a dry run says it would start it, and does not
     p = tool("deploy", "--version", "v0.3.5", "--force", "push", "--dry", check=True)
-    assert "[local] $ docker start registry" in p.stdout
-    assert "exited" in subprocess.check_output([DOCKER, "inspect", "-f", "{{.State.Status}}", "registry"], text=True)
+    assert f"[local] $ docker start {REGISTRY}" in p.stdout
+    assert "exited" in subprocess.check_output([DOCKER, "inspect", "-f", "{{.State.Status}}", REGISTRY], text=True)
     p = tool("deploy", "--version", "v0.3.5", "--force", "push", "--yes", timeout=900)
     assert p.returncode == 0 and "exists but is exited: starting it" in p.stdout, p.stdout + p.stderr
     assert "verified: registry serves localhost:5000/ampel:v0.3.5" in p.stdout

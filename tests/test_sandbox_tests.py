@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tool
+from conftest import REGISTRY, tool
 from test_sandbox_deploy import Upstream, burst, transit
 
 pytestmark = pytest.mark.sandbox
@@ -39,7 +39,7 @@ def hosts_now(sandbox) -> dict:
 
 
 def pushed_manifests() -> int:
-    p = subprocess.run([DOCKER, "logs", "registry"], capture_output=True, text=True)
+    p = subprocess.run([DOCKER, "logs", REGISTRY], capture_output=True, text=True)
     return sum(1 for line in (p.stdout + p.stderr).splitlines() if '"PUT /v2/ampel/manifests/' in line)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sandbox_cmd, tool
+from conftest import REGISTRY, sandbox_cmd, tool
 from test_sandbox_deploy import NEW_DEPENDENCY, SERVER, STATE, Upstream, bare, burst, daemon, live_instances
 
 pytestmark = pytest.mark.sandbox
@@ -69,7 +69,7 @@ def server_tags(sandbox) -> set:
 
 
 def registry_log() -> list:
-    p = subprocess.run([DOCKER, "logs", "registry"], capture_output=True, text=True)
+    p = subprocess.run([DOCKER, "logs", REGISTRY], capture_output=True, text=True)
     return (p.stdout + p.stderr).splitlines()
 
 
