@@ -120,8 +120,12 @@ DEFAULTS = {
             "volume_init": "singularity-stack volume init {image_file} /Ampel {ampel_src}",
             # a repo that a rebuilt image added, copied out of it into an existing AMPEL_SRC
             "volume_add": "singularity exec {image_file} tar -C /Ampel -c {repo} | tar -C {ampel_src} -x",
-            "up": "{up_script} {config}",
-            "logs": "singularity-stack logs {stack} {service}",
+            # singularity-stack is Python: off a terminal its output is block-buffered, so
+            # deploy/up's transcript, `logs -f` over ssh and the nannies' lines in the
+            # replica files (the nannies inherit deploy/up's environment) would arrive
+            # late or never without PYTHONUNBUFFERED
+            "up": "env PYTHONUNBUFFERED=1 {up_script} {config}",
+            "logs": "PYTHONUNBUFFERED=1 singularity-stack logs {stack} {service}",
             "list": "singularity-stack list",
             # live instances (name, pid, image), whatever the stack cache says
             "instances": "singularity instance.list",
@@ -137,7 +141,6 @@ DEFAULTS = {
         "hooks": {"pre_deploy": "", "post_deploy": "", "on_failure": ""},
         "health": {
             "timeout": 180,
-            "settle": 10,
             "stable": 5,
             "error_patterns": ["ERROR", "Traceback"],
             # read at most this much of each replica's new output per poll

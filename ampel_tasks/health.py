@@ -1,14 +1,16 @@
 """The health gate after `deploy/up`: the runbook's "Check logs for health", decided.
 
-Healthy means, all at once and for a stable window (ampel.health.stable seconds,
-after at least ampel.health.settle): every configured replica of every service
-of the stack file has a LIVE instance (`singularity instance.list`, not the
-configured counts that `singularity-stack list` prints), every published port
-answers, and no new output line matches an error pattern or is one of the
-nanny's lines (`<inst> instance is gone!`, `sleeping N before restart`, `failed
-permanently with status N`). Each poll reads only what the replicas wrote since
-the previous one, at most ampel.health.max_bytes per file. One timeout
-(ampel.health.timeout) bounds the whole wait. Nothing is stopped on failure.
+Healthy means, all at once: every configured replica of every service of the
+stack file runs, by its processes (replicas.py: its nanny alive with a live child,
+the service, that has run for ampel.health.stable seconds and was never replaced),
+every published port answers, and no new output line matches an error pattern or
+is one of the nanny's lines (`<inst> instance is gone!`, `sleeping N before
+restart`, `failed permanently with status N`). A replica whose service ended or was
+started again (a restart), or whose nanny went, fails the gate at once, named with
+its restart count. Each poll is one command on the service host: the processes, the
+ports, and what the replicas wrote since the previous poll (at most
+ampel.health.max_bytes per file). One timeout (ampel.health.timeout) bounds the
+whole wait. Nothing is stopped on failure.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import shlex
 import time
 from typing import Dict, List
 
-from . import console, envfile, stacklist, state
+from . import console, envfile, replicas, stacklist, state
 from .errors import DeployError
 
 
@@ -63,16 +65,15 @@ def check(want: dict, live: Dict[str, int], ports_ok: dict, lines: List[stacklis
 
 
 class Poller:
-    """Reads the stack's state on the service host, one command per poll: live
-    instances, ports, and the replicas' output files from where the last poll
-    stopped (they are truncated at each deploy, so a gate starts at 0)."""
+    """Reads the stack's state on the service host, one command per poll: the
+    replicas' processes, ports, and the replicas' output files from where the last
+    poll stopped (they are truncated at each deploy, so a gate starts at 0)."""
 
     def __init__(self, r, site, want: dict, read_logs: bool):
         self.r, self.site, self.want = r, site, want
         s = r.settings
-        self.stack = s.stack["name"]
-        self.instances = stacklist.expected_instances(self.stack, want) if read_logs else {}
-        self.offsets = {(inst, src): 0 for inst in self.instances for src in ("stdout", "stderr")}
+        self.instances = stacklist.expected_instances(s.stack["name"], want)
+        self.offsets = {(inst, src): 0 for inst in self.instances for src in ("stdout", "stderr")} if read_logs else {}
         self.ports = sorted({p for _, ports in want.values() for p in ports})
 
     def log_file(self, inst: str, source: str) -> str:
@@ -82,7 +83,7 @@ class Poller:
     def script(self) -> str:
         s = self.r.settings
         limit = int(s.health["max_bytes"])
-        parts = [f"{s.commands['instances']} 2>/dev/null", "echo @@PORTS"]
+        parts = [replicas.command(s.service_user, s.paths["replica_log"]), "echo @@PORTS"]
         for p in self.ports:
             parts.append(f"(timeout 2 bash -c '</dev/tcp/127.0.0.1/{int(p)}' 2>/dev/null && echo {int(p)} ok || echo {int(p)} no)")
         for (inst, src), off in self.offsets.items():
@@ -93,17 +94,18 @@ class Poller:
         return "; ".join(parts)
 
     def poll(self):
+        """(the replicas' processes, {port: answers}, new log lines)."""
         s = self.r.settings
         res = self.site.service_host.read(self.script(), user=s.service_user, warn=True)
         head, _, rest = res.stdout.partition("@@PORTS")
-        live = stacklist.live_counts(self.stack, self.want, stacklist.parse_instances(head))
+        now = replicas.parse(head, s.service_user, s.paths["replica_log"])
         port_text, *files = rest.split("@@F ")
         ports_ok = {int(p): ok == "ok" for p, ok in (l.split() for l in port_text.splitlines() if len(l.split()) == 2)}
         lines = []
         for chunk in files:
             header, _, body = chunk.partition("\n")
             lines += self._consume(header.split(), body[:-1] if body.endswith("\n") else body)
-        return live, ports_ok, lines
+        return now, ports_ok, lines
 
     def _consume(self, header, body: str):
         inst, src, size = header[0], header[1], int(header[2])
@@ -118,32 +120,47 @@ class Poller:
         return stacklist.lines_with_source(svc, rep, src, lines)
 
 
+def starting(want: dict, running: dict, stable: float) -> list:
+    """Services some of whose replicas run but have not yet held for `stable` s (pure)."""
+    out = []
+    for name, (reps, _) in want.items():
+        held, live = running.get(name, (0, 0))
+        if live and held < live:
+            out.append(f"{name}: {live - held} of {reps} replicas started less than {stable:g} s ago")
+    return out
+
+
 def gate(r, site):
     h = r.settings.health
     env = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
     want = expected(site.stack_doc() or {}, env)
     poller = Poller(r, site, want, read_logs=True)
-    t0 = time.time()
-    stable_since, last_note, seen = None, "", []
+    watch = replicas.Watch(poller.instances)
+    t0, last_note, seen, confirm = time.time(), "", [], False
     while True:
         elapsed = time.time() - t0
-        live, ports_ok, lines = poller.poll()
+        now, ports_ok, lines = poller.poll()
+        watch.feed(now)
         seen = (seen + lines)[-400:]
-        waiting, fatal = check(want, live, ports_ok, lines, h["error_patterns"])
-        if fatal:
-            _report(fatal, seen, elapsed, after_failure(r, site))
-        if waiting:
-            stable_since = None
-            note = "; ".join(waiting[:3])
-            if note != last_note:
-                console.detail(f"health: waiting ({elapsed:.0f} s): {note}")
-                last_note = note
-        else:
-            stable_since = stable_since or time.time()
-            if time.time() - stable_since >= h["stable"] and elapsed >= h["settle"]:
-                console.note(f"healthy after {elapsed:.0f} s: {len(live)} services, {sum(live.values())} live "
-                             f"instances, alertprocessor x{live.get('alertprocessor', 0)}, no errors")
-                return
+        waiting, fatal = check(want, replicas.live_counts(poller.instances, now), ports_ok, lines, h["error_patterns"])
+        failing = watch.failures()
+        if failing and not confirm:  # one more read: the youngest nannies' first child is due too
+            confirm = True
+            time.sleep(replicas.FIRST_CHILD_GRACE)
+            continue
+        if failing or fatal:
+            _report(failing, fatal, seen, elapsed, after_failure(r, site))
+        waiting += starting(want, watch.running(now, h["stable"]), h["stable"])
+        if not waiting:
+            live = replicas.live_counts(poller.instances, now)
+            console.note(f"healthy after {elapsed:.0f} s: {len(live)} services, {sum(live.values())} replicas "
+                         f"running for {h['stable']:g} s or more (alertprocessor x{live.get('alertprocessor', 0)}), "
+                         "no restarts, no errors")
+            return
+        note = "; ".join(waiting[:3])
+        if note != last_note:
+            console.detail(f"health: waiting ({elapsed:.0f} s): {note}")
+            last_note = note
         if elapsed > h["timeout"]:
             raise DeployError(
                 f"stack not healthy after {elapsed:.0f} s (ampel.health.timeout={h['timeout']}): "
@@ -159,26 +176,29 @@ def after_failure(r, site) -> str:
     return f"{site.version} runs now, left for inspection (`{r.invocation('logs', 'SERVICE')}`); {back}"
 
 
-def _report(fatal, seen, elapsed, then: str):
-    console.out(f"    health: {len(fatal)} problem line(s) after {elapsed:.0f} s:")
-    for line in fatal[:20]:
+def _report(failing, fatal, seen, elapsed, then: str):
+    """Print the evidence (the processes' verdict, problem lines, each failing
+    service's last lines), then fail with one line."""
+    console.out(f"    health: {len(failing) + len(fatal)} problem(s) after {elapsed:.0f} s:")
+    for line in [f"restarting: {f}" for f in failing] + fatal[:20]:
         console.out(f"      {line}")
-    failing = sorted({f.split(":")[0] for f in fatal})
-    for svc in failing:
+    services = sorted({f.split(" ")[0] for f in failing} | {f.split(":")[0] for f in fatal})
+    for svc in services:
         console.out(f"    last lines of {svc}:")
         for line in [l for l in seen if l.service == svc][-5:]:
             console.out(f"      {line.service}:{line.replica} {line.source} {line.msg}")
-    raise DeployError(
-        f"stack unhealthy: {fatal[0]}; " + then.replace("SERVICE", failing[0] if failing else "SERVICE"))
+    what = f"restarting: {', '.join(failing)}" if failing else fatal[0]
+    raise DeployError(f"stack unhealthy: {what}; " + then.replace("SERVICE", services[0] if services else "SERVICE"))
 
 
 def quick(r, site) -> list:
-    """Problems of the running stack right now (live instances, ports), no waiting."""
+    """Problems of the running stack right now (replicas' processes, ports), no waiting."""
     env_text = site.service_host.read_file(site.env_file, user=site.src_user)
     doc = site.stack_doc()
     if env_text is None or doc is None:
         return None
     want = expected(doc, envfile.read(env_text))
-    live, ports_ok, _ = Poller(r, site, want, read_logs=False).poll()
-    waiting, _ = check(want, live, ports_ok, [], [])
+    poller = Poller(r, site, want, read_logs=False)
+    now, ports_ok, _ = poller.poll()
+    waiting, _ = check(want, replicas.live_counts(poller.instances, now), ports_ok, [], [])
     return waiting

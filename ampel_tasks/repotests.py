@@ -140,8 +140,11 @@ def export(mirror: Path, commit: str, dest: Path) -> None:
         raise DeployError(f"test: commit {commit[:10]} is not in {mirror.name} as fetched upstream: "
                           f"{p.stderr.decode(errors='replace').strip()[-200:]}")
     dest.mkdir(parents=True)
+    # the "data" filter where this python has it (3.11.4+, 3.12; Debian 12's 3.11.2 has not):
+    # a tree git archive wrote from the mirror has no absolute or escaping member anyway
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+        tar.extractall(dest, **safe)
 
 
 # -- the run ---------------------------------------------------------------

@@ -1,0 +1,110 @@
+"""The process verdict (replicas.py) on captured output of its one command: what
+runs is the nanny and its live child, never the instance listing."""
+from ampel_tasks import replicas
+
+LOG = "/var/tmp/{user}.singularity.{instance}.{source}"
+
+# burst in the sandbox, v0.3.5 deployed (abridged to three replicas): the nannies
+# (forks of `singularity-stack deploy`, their parent init), each with its child
+# `singularity run instance://...` (here the stand-in's nsenter) and the service
+# below it; an instance's own process (singularity-instance: ...) writes nowhere.
+HEALTHY = """@@PS
+   4101       1 Ss       41 singularity-instance: ampel [af186630]
+   4120       1 Ss       40 /usr/bin/python3 /usr/bin/singularity-stack deploy -c /home/ampel/Ampel-v0.3/ampel-core/deploy/production/burst.yml burst
+   4125    4120 S        40 /usr/bin/nsenter -t 4102 -U -m -p -r -w --preserve-credentials -- mongod --port 27018
+   4126    4125 Sl       40 mongod --port 27018
+   4301       1 Ss       35 /usr/bin/python3 /usr/bin/singularity-stack deploy -c /home/ampel/Ampel-v0.3/ampel-core/deploy/production/burst.yml burst
+   4307    4301 S        35 /usr/bin/nsenter -t 4290 -U -m -p -r -w --preserve-credentials -- ampel-alertprocessor --broker b --group g
+   4308    4307 S        35 python3 /usr/local/bin/ampel-alertprocessor --broker b --group g
+   4401       1 Ss       30 /usr/bin/python3 /usr/bin/singularity-stack deploy -c /home/ampel/Ampel-v0.3/ampel-core/deploy/production/burst.yml burst
+   4409    4401 S         2 /usr/bin/nsenter -t 4390 -U -m -p -r -w --preserve-credentials -- ampel-alertprocessor --broker b --group g
+   4410    4409 S         2 python3 /usr/local/bin/ampel-alertprocessor --broker b --group g
+   5000    4999 S+        0 ps -u ampel -o pid=,ppid=,stat=,etimes=,args=
+@@FD
+/proc/4120/fd/1 /var/tmp/ampel.singularity.af186630.stdout
+/proc/4125/fd/1 /var/tmp/ampel.singularity.af186630.stdout
+/proc/4126/fd/1 /var/tmp/ampel.singularity.af186630.stdout
+/proc/4301/fd/1 /var/tmp/ampel.singularity.a9404f1e.stdout
+/proc/4307/fd/1 /var/tmp/ampel.singularity.a9404f1e.stdout
+/proc/4308/fd/1 /var/tmp/ampel.singularity.a9404f1e.stdout
+/proc/4401/fd/1 /var/tmp/ampel.singularity.36535acb.stdout
+/proc/4409/fd/1 /var/tmp/ampel.singularity.36535acb.stdout
+/proc/4410/fd/1 /var/tmp/ampel.singularity.36535acb.stdout
+"""
+
+INSTANCES = {"af186630": ("catalog", 0), "a9404f1e": ("alertprocessor", 0), "36535acb": ("alertprocessor", 15)}
+
+
+def snap(text):
+    return replicas.parse(text, "ampel", LOG)
+
+
+def test_the_command_reads_processes_and_their_replica_files_in_one_go():
+    cmd = replicas.command("ampel", LOG)
+    assert cmd.startswith("echo @@PS; ps -u ampel -o pid=,ppid=,stat=,etimes=,args= | grep -v -F @@; echo @@FD; ")
+    assert "-lname '/var/tmp/ampel.singularity.*.stdout'" in cmd
+
+
+def test_each_replica_is_its_nanny_and_the_nannys_live_child():
+    got = snap(HEALTHY)
+    assert got == {
+        "af186630": replicas.Replica(4120, 40, 4125, 40),
+        "a9404f1e": replicas.Replica(4301, 35, 4307, 35),
+        "36535acb": replicas.Replica(4401, 30, 4409, 2),
+    }
+    assert replicas.live_counts(INSTANCES, got) == {"catalog": 1, "alertprocessor": 2}
+
+
+def test_a_nanny_between_restarts_has_no_child_and_a_zombie_or_its_check_is_none():
+    text = (HEALTHY.replace("   4409    4401 S         2", "   4409    4401 Z         2")
+            .replace("   4307    4301 S        35 /usr/bin/nsenter -t 4290 -U -m -p -r -w --preserve-credentials -- "
+                     "ampel-alertprocessor --broker b --group g",
+                     "   4307    4301 S         0 /bin/sh /usr/bin/singularity instance.list a9404f1e"))
+    got = snap(text)
+    assert got["36535acb"].child is None and got["a9404f1e"].child is None
+    assert got["af186630"].child == 4125
+
+
+def test_an_instance_without_its_nanny_is_not_a_replica():
+    """2.x: the instance outlives the service; only a writer of the replica file counts."""
+    text = "\n".join(l for l in HEALTHY.splitlines() if "4120" not in l and "4125" not in l and "4126" not in l)
+    assert "af186630" not in snap(text)
+
+
+def watch_after(*texts):
+    w = replicas.Watch(INSTANCES)
+    for t in texts:
+        w.feed(snap(t))
+    return w
+
+
+def test_a_crash_loop_is_counted_per_replica_by_its_processes():
+    dead = HEALTHY.replace("   4409    4401 S         2", "   9409    4499 S         2")  # gone from 4401
+    again = HEALTHY.replace("4409", "4509").replace("4410", "4510")                     # a new child
+    w = watch_after(HEALTHY, dead, again)
+    assert w.failures() == ["alertprocessor (1 of 2 replicas, 1 restart)"]
+    # replaced between two reads, unseen dead: a changed child pid is a restart too
+    w = watch_after(HEALTHY, again, HEALTHY)
+    assert w.failures() == ["alertprocessor (1 of 2 replicas, 2 restarts)"]
+
+
+def test_a_young_nanny_without_its_first_child_is_starting_not_dead():
+    young = HEALTHY.replace("   4401       1 Ss       30", "   4401       1 Ss        1").replace(
+        "   4409    4401 S", "   4409    4499 S")
+    w = watch_after(young)
+    assert w.failures() == []
+    old = young.replace("   4401       1 Ss        1", "   4401       1 Ss        3")
+    w.feed(snap(old))
+    assert w.failures() == ["alertprocessor (1 of 2 replicas, 1 restart)"]
+
+
+def test_a_nanny_that_goes_fails_and_one_never_seen_only_waits():
+    gone = "\n".join(l for l in HEALTHY.splitlines() if "4120" not in l)
+    assert watch_after(HEALTHY, gone).failures() == ["catalog (1 of 1 replicas: the nanny is gone)"]
+    assert watch_after(gone, gone).failures() == []
+
+
+def test_the_stable_window_counts_the_childs_own_age():
+    w = watch_after(HEALTHY)
+    assert w.running(snap(HEALTHY), 5) == {"catalog": (1, 1), "alertprocessor": (1, 2)}
+    assert w.running(snap(HEALTHY), 1) == {"catalog": (1, 1), "alertprocessor": (2, 2)}
