@@ -574,3 +574,112 @@ def mongo_context(ctx: Path):
     (ctx / "Dockerfile").write_text(MONGO_DOCKERFILE)
     (ctx / "mongod").write_text(MONGOD)
     (ctx / "docker-entrypoint.sh").write_text(ENTRYPOINT)
+
+
+# -- postgres:10.3 (transit's archive) ---------------------------------------------
+# No hub: the image transit.yml names is built here from Debian's PostgreSQL, with an
+# entrypoint written for the sandbox that behaves as the official image's did in the
+# 10.3 era (docker-library/postgres, March 2018) where AMPEL depends on it.
+POSTGRES_IMAGE = "postgres:10.3"
+POSTGRES_MAJOR = "15"  # Debian 12's; the engine is real PostgreSQL, its version not 10.3's
+POSTGRES_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+# no cluster of Debian's own: the entrypoint makes one in $PGDATA
+RUN mkdir -p /etc/postgresql-common \\
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \\
+ && apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-{POSTGRES_MAJOR} >/dev/null \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && mkdir -p /docker-entrypoint-initdb.d /var/run/postgresql && chmod 1777 /var/run/postgresql
+ENV PATH=/usr/lib/postgresql/{POSTGRES_MAJOR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    PGDATA=/var/lib/postgresql/data
+COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+LABEL org.ampelproject.sandbox=postgres
+EXPOSE 5432
+ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
+CMD ["postgres"]
+"""
+
+POSTGRES_ENTRYPOINT = r'''#!/bin/bash
+# docker-entrypoint.sh of the sandbox's postgres:10.3 (written for ampel-tasks).
+# As the official image's entrypoint of the 10.3 era: `-x` arguments are the server's;
+# on a $PGDATA without PG_VERSION: initdb, POSTGRES_USER (default postgres) the
+# superuser with POSTGRES_PASSWORD (md5; none: trust, with a warning), the database
+# POSTGRES_DB (default: the user's name), `host all all all md5` appended to
+# pg_hba.conf, then /docker-entrypoint-initdb.d/* in glob order through a server
+# listening on a socket only (*.sh sourced, *.sql and *.sql.gz through
+# `psql -v ON_ERROR_STOP=1`, anything else ignored); a failure there stops the start.
+# On a $PGDATA that has PG_VERSION: nothing but starting the server. Each X_FILE
+# variable gives X from a file (secrets). Under Singularity the caller is not root:
+# the server runs as the caller, as the official image allows.
+set -e
+
+from_file() {  # from_file VAR [DEFAULT]: VAR, or the contents of the file VAR_FILE names
+	local var=$1 file_var="$1_FILE" value=${2:-}
+	if [ -n "${!var:-}" ] && [ -n "${!file_var:-}" ]; then
+		echo >&2 "error: both $var and $file_var are set (but are exclusive)"
+		exit 1
+	fi
+	if [ -n "${!var:-}" ]; then value=${!var}; elif [ -n "${!file_var:-}" ]; then value=$(< "${!file_var}"); fi
+	export "$var=$value"
+	unset "$file_var"
+}
+
+[ "${1:0:1}" = - ] && set -- postgres "$@"
+
+if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+	mkdir -p "$PGDATA" && chown -R postgres "$PGDATA" && chmod 700 "$PGDATA"
+	chown -R postgres /var/run/postgresql
+	exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+fi
+
+if [ "$1" = postgres ]; then
+	mkdir -p "$PGDATA"
+	chmod 700 "$PGDATA" 2>/dev/null || :
+	if [ ! -s "$PGDATA/PG_VERSION" ]; then
+		from_file POSTGRES_INITDB_ARGS
+		eval "initdb --username=postgres $POSTGRES_INITDB_ARGS"
+		from_file POSTGRES_PASSWORD
+		if [ -n "$POSTGRES_PASSWORD" ]; then
+			password="PASSWORD '$POSTGRES_PASSWORD'" method=md5
+		else
+			echo >&2 "WARNING: no password has been set for the database (POSTGRES_PASSWORD): anyone who reaches the port gets in"
+			password= method=trust
+		fi
+		printf '\nhost all all all %s\n' "$method" >> "$PGDATA/pg_hba.conf"
+		# md5 as in 10.3 (a password stored as SCRAM would not match md5 lines)
+		echo "password_encryption = md5" >> "$PGDATA/postgresql.conf"
+		PGUSER=postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /var/run/postgresql" -w start
+		from_file POSTGRES_USER postgres
+		from_file POSTGRES_DB "$POSTGRES_USER"
+		psql=(psql -v ON_ERROR_STOP=1 -h /var/run/postgresql)
+		if [ "$POSTGRES_DB" != postgres ]; then
+			"${psql[@]}" --username postgres -c "CREATE DATABASE \"$POSTGRES_DB\""
+		fi
+		[ "$POSTGRES_USER" = postgres ] && op=ALTER || op=CREATE
+		"${psql[@]}" --username postgres -c "$op USER \"$POSTGRES_USER\" WITH SUPERUSER $password"
+		psql+=(--username "$POSTGRES_USER" --dbname "$POSTGRES_DB")
+		export PGHOST=/var/run/postgresql
+		for f in /docker-entrypoint-initdb.d/*; do
+			case "$f" in
+				*.sh) echo "$0: running $f"; . "$f" ;;
+				*.sql) echo "$0: running $f"; "${psql[@]}" -f "$f" ;;
+				*.sql.gz) echo "$0: running $f"; gunzip -c "$f" | "${psql[@]}" ;;
+				*) echo "$0: ignoring $f" ;;
+			esac
+		done
+		unset PGHOST
+		PGUSER=postgres pg_ctl -D "$PGDATA" -m fast -w stop
+		echo "PostgreSQL init process complete; ready for start up."
+	fi
+fi
+
+exec "$@"
+'''
+
+
+def postgres_context(ctx: Path):
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text(POSTGRES_DOCKERFILE)
+    (ctx / "docker-entrypoint.sh").write_text(POSTGRES_ENTRYPOINT)
+    (ctx / "docker-entrypoint.sh").chmod(0o755)
