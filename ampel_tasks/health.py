@@ -187,7 +187,7 @@ def _report(failing, fatal, seen, elapsed, then: str):
         console.out(f"    last lines of {svc}:")
         for line in [l for l in seen if l.service == svc][-5:]:
             console.out(f"      {line.service}:{line.replica} {line.source} {line.msg}")
-    what = f"restarting: {', '.join(failing)}" if failing else fatal[0]
+    what = "; ".join(([f"restarting: {', '.join(failing)}"] if failing else []) + fatal[:1])  # and the first error line
     raise DeployError(f"stack unhealthy: {what}; " + then.replace("SERVICE", services[0] if services else "SERVICE"))
 
 
