@@ -327,16 +327,113 @@ TRANSIT_YML = textwrap.dedent("""\
         command: ["postgres", "-p", "$ARCHIVE_PORT"]
         volumes:
           - $ARCHIVE_PATH:/var/lib/postgresql/data
+          - $ARCHIVE_INITDB_PATH:/docker-entrypoint-initdb.d
+          - /var/tmp:/run/postgresql
         ports:
           - "$ARCHIVE_PORT:$ARCHIVE_PORT"
         secrets:
           - archive-root-password
+          - archive-read-password
+          - archive-write-password
         environment:
+          POSTGRES_USER: ampel
+          POSTGRES_DB: ztfarchive
           POSTGRES_PASSWORD_FILE: /run/secrets/archive-root-password
+          ARCHIVE_READ_USER: ampel-readonly
+          ARCHIVE_READ_USER_PASSWORD_FILE: /run/secrets/archive-read-password
+          ARCHIVE_WRITE_USER: ampel-client
+          ARCHIVE_WRITE_USER_PASSWORD_FILE: /run/secrets/archive-write-password
+        deploy:
+          restart_policy:
+            condition: any
+            delay: 10s
+      graphite:
+        image: graphiteapp/graphite-statsd:1.1.3
+        ports:
+          - "$GRAPHITE_PORT:$GRAPHITE_PORT"
+        secrets:
+          - desycloud-password
+        environment:
+          GRAPHITE_PORT: $GRAPHITE_PORT
+        deploy:
+          restart_policy:
+            condition: any
+            delay: 10s
     secrets:
       archive-root-password:
         file: secrets/archive-root-password.txt
+      archive-read-password:
+        file: secrets/archive-read-password.txt
+      archive-write-password:
+        file: secrets/archive-write-password.txt
+      desycloud-password:
+        file: secrets/desycloud-password.txt
     """)
+TRANSIT_SECRET_NAMES = ["archive-root-password", "archive-read-password", "archive-write-password",
+                        "desycloud-password"]
+
+# The archive's initdb directory in v0.3.5's shape: the schema at 1.8, numbered
+# migrations to 3.0 (each recording its version), and create_users.sh, which sorts
+# after them and grants on the tables that exist then.
+ARCHIVE_INITDB = {
+    "00_archive_schema_1.8.sql": textwrap.dedent("""\
+        -- the archive of every alert (sandbox fixture in the shape of Ampel-core v0.3.5's)
+        CREATE TABLE versions (version_id SERIAL PRIMARY KEY, alert_version TEXT NOT NULL UNIQUE);
+        CREATE TABLE alert (alert_id BIGSERIAL PRIMARY KEY, objectId TEXT NOT NULL, candid BIGINT NOT NULL,
+                            programid INTEGER NOT NULL, schemavsn TEXT NOT NULL, partition INTEGER,
+                            ingestion_time BIGINT, UNIQUE (candid, programid));
+        CREATE TABLE candidate (candidate_id BIGSERIAL PRIMARY KEY, candid BIGINT NOT NULL, programid INTEGER NOT NULL,
+                                jd DOUBLE PRECISION NOT NULL, fid INTEGER NOT NULL, ra DOUBLE PRECISION NOT NULL,
+                                dec DOUBLE PRECISION NOT NULL, magpsf REAL, sigmapsf REAL, UNIQUE (candid, programid));
+        CREATE TABLE prv_candidate (prv_candidate_id BIGSERIAL PRIMARY KEY, candid BIGINT, jd DOUBLE PRECISION NOT NULL,
+                                    fid INTEGER NOT NULL, magpsf REAL);
+        CREATE TABLE upper_limit (upper_limit_id BIGSERIAL PRIMARY KEY, jd DOUBLE PRECISION NOT NULL, fid INTEGER NOT NULL,
+                                  diffmaglim REAL);
+        CREATE TABLE cutout (cutout_id BIGSERIAL PRIMARY KEY, alert_id BIGINT REFERENCES alert, kind TEXT NOT NULL,
+                             stampData BYTEA);
+        CREATE TABLE alert_prv_candidate_pivot (alert_id BIGINT REFERENCES alert, prv_candidate_id BIGINT[]);
+        CREATE TABLE alert_upper_limit_pivot (alert_id BIGINT REFERENCES alert, upper_limit_id BIGINT[]);
+        INSERT INTO versions (alert_version) VALUES ('1.8');
+        """),
+    "01_schema_1.9.sql": textwrap.dedent("""\
+        ALTER TABLE candidate ADD COLUMN drb REAL;
+        INSERT INTO versions (alert_version) VALUES ('1.9');
+        """),
+    "02_schema_2.0.sql": textwrap.dedent("""\
+        -- 2.0 moves the programme into the candidate's own column: data moves with an UPDATE
+        ALTER TABLE candidate ADD COLUMN programpi TEXT;
+        UPDATE candidate SET programpi = 'ZTF' WHERE programid = 1;
+        INSERT INTO versions (alert_version) VALUES ('2.0');
+        """),
+    "03_cone_search.sql": textwrap.dedent("""\
+        -- needs the superuser: extensions
+        CREATE EXTENSION IF NOT EXISTS cube;
+        CREATE EXTENSION IF NOT EXISTS earthdistance;
+        CREATE INDEX candidate_cone ON candidate USING gist (ll_to_earth(dec, ra));
+        """),
+    "04_schema_3.0.sql": textwrap.dedent("""\
+        ALTER TABLE candidate
+        """) + ",\n".join(f"    ADD COLUMN {c} REAL" for c in (
+            "ssdistnr", "ssmagnr", "sumrat", "magapbig", "sigmagapbig", "ranr", "decnr", "sgmag1", "srmag1",
+            "simag1", "szmag1", "sgscore1", "distpsnr1", "nmtchps", "jdstarthist", "scorr")) + textwrap.dedent(""";
+        INSERT INTO versions (alert_version) VALUES ('3.0');
+        """),
+    "create_users.sh": textwrap.dedent("""\
+        #!/bin/bash
+        # sourced by postgres' entrypoint after the schema: the read and write users, their
+        # passwords from the secrets; grants on the tables that exist now (no default privileges)
+        set -e
+        read_pw=$(< "$ARCHIVE_READ_USER_PASSWORD_FILE")
+        write_pw=$(< "$ARCHIVE_WRITE_USER_PASSWORD_FILE")
+        psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<-EOSQL
+        	CREATE USER "$ARCHIVE_READ_USER" PASSWORD '$read_pw';
+        	CREATE USER "$ARCHIVE_WRITE_USER" PASSWORD '$write_pw';
+        	GRANT SELECT ON ALL TABLES IN SCHEMA public TO "$ARCHIVE_READ_USER";
+        	GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "$ARCHIVE_WRITE_USER";
+        	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "$ARCHIVE_WRITE_USER";
+        EOSQL
+        """),
+}
 
 
 def dockerfile(repos, git_host):
@@ -425,7 +522,7 @@ def core_files(git_host, known_hosts, repos=None):
         "deploy/production/transit.yml": TRANSIT_YML,
         "deploy/production/initdb/mongo/load_config.sh": "#!/bin/sh\n# run by mongo's entrypoint on a fresh database\n",
         "deploy/production/initdb/catalog/load_config.sh": "#!/bin/sh\n# run by mongo's entrypoint on a fresh catalog\n",
-        "deploy/production/initdb/archive/00_archive_schema.sql": "-- archive schema (sandbox fixture)\n",
+        **{f"deploy/production/initdb/archive/{name}": text for name, text in ARCHIVE_INITDB.items()},
         f"{IMAGE_DIR}/Dockerfile": dockerfile(repos, git_host),
         f"{IMAGE_DIR}/environment.yml": environment_yml(repos),
         f"{IMAGE_DIR}/install-env.py": INSTALL_ENV,
@@ -590,7 +687,10 @@ RUN mkdir -p /etc/postgresql-common \\
  && apt-get update -qq \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-{POSTGRES_MAJOR} >/dev/null \\
  && rm -rf /var/lib/apt/lists/* \\
- && mkdir -p /docker-entrypoint-initdb.d /var/run/postgresql && chmod 1777 /var/run/postgresql
+ && mkdir -p /docker-entrypoint-initdb.d /var/run/postgresql && chmod 1777 /var/run/postgresql \\
+ && sample=/usr/share/postgresql/{POSTGRES_MAJOR}/postgresql.conf.sample \\
+ && sed -ri "s!^#?(listen_addresses)\\s*=\\s*\\S+.*!\\1 = '*'!" $sample \\
+ && echo "password_encryption = md5  # 10.3's default: md5 lines in pg_hba.conf match it" >> $sample
 ENV PATH=/usr/lib/postgresql/{POSTGRES_MAJOR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PGDATA=/var/lib/postgresql/data
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
@@ -647,8 +747,6 @@ if [ "$1" = postgres ]; then
 			password= method=trust
 		fi
 		printf '\nhost all all all %s\n' "$method" >> "$PGDATA/pg_hba.conf"
-		# md5 as in 10.3 (a password stored as SCRAM would not match md5 lines)
-		echo "password_encryption = md5" >> "$PGDATA/postgresql.conf"
 		PGUSER=postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /var/run/postgresql" -w start
 		from_file POSTGRES_USER postgres
 		from_file POSTGRES_DB "$POSTGRES_USER"
@@ -676,6 +774,42 @@ fi
 
 exec "$@"
 '''
+
+
+# graphite (transit's metrics): a stand-in that takes carbon's plaintext lines on its port
+GRAPHITE_IMAGE = "graphiteapp/graphite-statsd:1.1.3"
+GRAPHITE_DOCKERFILE = f"""\
+# {GRAPHITE_IMAGE} for the sandbox: a stand-in that takes carbon's plaintext protocol
+FROM {BASE_IMAGE}
+COPY carbon.py /usr/local/bin/carbon.py
+LABEL org.ampelproject.sandbox=graphite
+ENTRYPOINT ["python3", "-u", "/usr/local/bin/carbon.py"]
+"""
+CARBON = '''"""carbon -- SANDBOX STAND-IN for graphite's carbon: takes plaintext metric lines
+(`path value timestamp`) on $GRAPHITE_PORT (default 2003) and counts them."""
+import os
+import socketserver
+
+PORT = int(os.environ.get("GRAPHITE_PORT", "2003"))
+
+
+class Lines(socketserver.StreamRequestHandler):
+    def handle(self):
+        n = sum(1 for _ in self.rfile)
+        print(f"carbon: {n} metric lines from {self.client_address[0]}")
+
+
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+with socketserver.ThreadingTCPServer(("0.0.0.0", PORT), Lines) as server:
+    print(f"carbon (sandbox stand-in) listening on {PORT}")
+    server.serve_forever()
+'''
+
+
+def graphite_context(ctx: Path):
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text(GRAPHITE_DOCKERFILE)
+    (ctx / "carbon.py").write_text(CARBON)
 
 
 def postgres_context(ctx: Path):

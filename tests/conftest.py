@@ -1,6 +1,7 @@
 """Shared fixtures: the tool run as a user runs it, and the sandbox brought up once."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -31,6 +32,19 @@ def tool(*args, profile="config/sandbox.yaml", env=None, check=False, timeout=60
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+# the shell set-up of user ampel on the sandbox's hosts, as the runbook's operator has it
+PREAMBLE = ". /scratch/jvs/miniconda3/etc/profile.d/conda.sh; conda activate singularity-stack; " \
+           "export SINGULARITY_CACHEDIR=/data/ampel/singularity"
+
+
+def on(host, command, user="ampel", env=None, timeout=300):
+    """A command on a sandbox host through the gateway, as the runbook's operator:
+    `sudo su ampel`, then the conda env, then the command."""
+    inner = command if user is None else f"sudo -n -u {user} -H bash -c {shlex.quote(PREAMBLE + '; ' + command)}"
+    return subprocess.run(["ssh", "-F", "/var/lib/ampel-sandbox/ssh_config", host, inner], capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
 
 
 def sandbox_cmd(*args, check=True):

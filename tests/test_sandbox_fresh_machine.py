@@ -37,7 +37,10 @@ python3 -c "import invoke" 2>/dev/null && { echo "invoke in Debian's python" >&2
 def test_a_fresh_debian_12_installs_lists_and_dry_runs_production(sandbox, tmp_path):
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "--null", "-T", "-", "-cf", str(tmp_path / "tree.tar")], cwd=REPO, input=files, check=True)
-    p = subprocess.run([DOCKER, "run", "--rm", "--network", "host", "-v", f"{tmp_path}:/ctx:ro", BASE,
+    # the machine's trust store: package registries are reached through this workplace's TLS, which
+    # every machine here trusts (a container of a bare root filesystem would not)
+    trust = ["-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]
+    p = subprocess.run([DOCKER, "run", "--rm", "--network", "host", *trust, "-v", f"{tmp_path}:/ctx:ro", BASE,
                         "bash", "-c", SCRIPT], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     listing, _, dry = p.stdout.partition("@@DRY")

@@ -5,30 +5,17 @@ tool drifts from a fact: the runbook's own transcript of `deploy/up dryrun`, the
 nanny's lines, the hosts' shell environment, Kerberos through the gateway.
 """
 import hashlib
-import os
 import re
-import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import tool
+from conftest import on, tool
 
 pytestmark = pytest.mark.sandbox
 STATE = Path("/var/lib/ampel-sandbox")
-PREAMBLE = ". /scratch/jvs/miniconda3/etc/profile.d/conda.sh; conda activate singularity-stack; " \
-           "export SINGULARITY_CACHEDIR=/data/ampel/singularity"
-
 from runbook_transcript import RUNBOOK_MONGO, RUNBOOK_REST, RUNBOOK_STOPPED  # noqa: E402
-
-
-def on(host, command, user="ampel", env=None, timeout=300):
-    """A command on a sandbox host through the gateway, as the runbook's operator:
-    `sudo su ampel`, then the conda env, then the command."""
-    inner = command if user is None else f"sudo -n -u {user} -H bash -c {shlex.quote(PREAMBLE + '; ' + command)}"
-    return subprocess.run(["ssh", "-F", str(STATE / "ssh_config"), host, inner], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, **(env or {})))
 
 
 def test_deploy_up_prints_the_runbooks_transcript(deployed):
