@@ -77,7 +77,10 @@ class Master:
                               "(connect, banner and auth timeouts); is sshd running there?") from None
         if p.returncode != 0:
             self.close()
-            if "Permission denied" in p.stderr and uses_kerberos(self.settings, self.spec) and not kerberos_ticket():
+            # a host not reached at all is that, ticket or none; a login refused or cut short
+            # (through the gateway: "Connection closed") without a ticket is the ticket
+            if (not unreachable(p.stderr) and uses_kerberos(self.settings, self.spec)
+                    and not kerberos_ticket()):
                 raise DeployError(f"{where} is reached with Kerberos and you have no valid ticket: run `kinit` "
                                   "(then `klist` shows it) and try again")
             raise DeployError(login_error(where, p.stderr, self.settings.known_hosts))
@@ -103,6 +106,12 @@ class Master:
             err = p.stderr.strip().splitlines()
             raise DeployError(f"the tunnel -R {spec} to {self.spec.hostname} did not come up: "
                               f"{err[-1] if err else 'no output'}; is port {remote_port} free there?")
+
+
+def unreachable(stderr: str) -> bool:
+    """OpenSSH said the host (or the gateway) was not reached: no login was tried (pure)."""
+    return any(w in stderr for w in ("Connection refused", "Connection timed out", "No route to host",
+                                     "Network is unreachable", "Could not resolve hostname"))
 
 
 def login_error(where: str, stderr: str, known_hosts: str) -> str:
