@@ -348,7 +348,7 @@ TRANSIT_YML = textwrap.dedent("""\
             condition: any
             delay: 10s
       graphite:
-        image: graphiteapp/graphite-statsd:1.1.3
+        image: graphiteapp/graphite:1.1.3
         ports:
           - "$GRAPHITE_PORT:$GRAPHITE_PORT"
         secrets:
@@ -421,13 +421,14 @@ ARCHIVE_INITDB = {
     "create_users.sh": textwrap.dedent("""\
         #!/bin/bash
         # sourced by postgres' entrypoint after the schema: the read and write users, their
-        # passwords from the secrets; grants on the tables that exist now (no default privileges)
+        # passwords from the secrets (a value, or a *_FILE: singularity-stack 0.2.2 turns the
+        # files into values); grants on the tables that exist now (no default privileges)
         set -e
-        read_pw=$(< "$ARCHIVE_READ_USER_PASSWORD_FILE")
-        write_pw=$(< "$ARCHIVE_WRITE_USER_PASSWORD_FILE")
+        file_env ARCHIVE_READ_USER_PASSWORD
+        file_env ARCHIVE_WRITE_USER_PASSWORD
         psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<-EOSQL
-        	CREATE USER "$ARCHIVE_READ_USER" PASSWORD '$read_pw';
-        	CREATE USER "$ARCHIVE_WRITE_USER" PASSWORD '$write_pw';
+        	CREATE USER "$ARCHIVE_READ_USER" PASSWORD '$ARCHIVE_READ_USER_PASSWORD';
+        	CREATE USER "$ARCHIVE_WRITE_USER" PASSWORD '$ARCHIVE_WRITE_USER_PASSWORD';
         	GRANT SELECT ON ALL TABLES IN SCHEMA public TO "$ARCHIVE_READ_USER";
         	GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "$ARCHIVE_WRITE_USER";
         	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "$ARCHIVE_WRITE_USER";
@@ -714,7 +715,7 @@ POSTGRES_ENTRYPOINT = r'''#!/bin/bash
 # the server runs as the caller, as the official image allows.
 set -e
 
-from_file() {  # from_file VAR [DEFAULT]: VAR, or the contents of the file VAR_FILE names
+file_env() {  # file_env VAR [DEFAULT]: VAR, or the contents of the file VAR_FILE names (the official name: initdb scripts call it)
 	local var=$1 file_var="$1_FILE" value=${2:-}
 	if [ -n "${!var:-}" ] && [ -n "${!file_var:-}" ]; then
 		echo >&2 "error: both $var and $file_var are set (but are exclusive)"
@@ -737,9 +738,9 @@ if [ "$1" = postgres ]; then
 	mkdir -p "$PGDATA"
 	chmod 700 "$PGDATA" 2>/dev/null || :
 	if [ ! -s "$PGDATA/PG_VERSION" ]; then
-		from_file POSTGRES_INITDB_ARGS
+		file_env POSTGRES_INITDB_ARGS
 		eval "initdb --username=postgres $POSTGRES_INITDB_ARGS"
-		from_file POSTGRES_PASSWORD
+		file_env POSTGRES_PASSWORD
 		if [ -n "$POSTGRES_PASSWORD" ]; then
 			password="PASSWORD '$POSTGRES_PASSWORD'" method=md5
 		else
@@ -748,8 +749,8 @@ if [ "$1" = postgres ]; then
 		fi
 		printf '\nhost all all all %s\n' "$method" >> "$PGDATA/pg_hba.conf"
 		PGUSER=postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /var/run/postgresql" -w start
-		from_file POSTGRES_USER postgres
-		from_file POSTGRES_DB "$POSTGRES_USER"
+		file_env POSTGRES_USER postgres
+		file_env POSTGRES_DB "$POSTGRES_USER"
 		psql=(psql -v ON_ERROR_STOP=1 -h /var/run/postgresql)
 		if [ "$POSTGRES_DB" != postgres ]; then
 			"${psql[@]}" --username postgres -c "CREATE DATABASE \"$POSTGRES_DB\""
@@ -777,7 +778,7 @@ exec "$@"
 
 
 # graphite (transit's metrics): a stand-in that takes carbon's plaintext lines on its port
-GRAPHITE_IMAGE = "graphiteapp/graphite-statsd:1.1.3"
+GRAPHITE_IMAGE = "graphiteapp/graphite:1.1.3"  # (graphite-1.1.3.simg: 2.4 limits file + instance name to 32)
 GRAPHITE_DOCKERFILE = f"""\
 # {GRAPHITE_IMAGE} for the sandbox: a stand-in that takes carbon's plaintext protocol
 FROM {BASE_IMAGE}

@@ -28,7 +28,8 @@ def psql(user, password, query):
 
 
 def up_on_transit():
-    p = on("transit", f"cd {DRYRUN} && env PYTHONUNBUFFERED=1 {SRC}/ampel-core/deploy/up dryrun", timeout=600)
+    # (singularity-stack 0.2.2 waits hours for a port that never opens: a bounded wait)
+    p = on("transit", f"cd {DRYRUN} && env PYTHONUNBUFFERED=1 timeout 240 {SRC}/ampel-core/deploy/up dryrun", timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout
 
