@@ -136,13 +136,14 @@ def gate(r, site):
     want = expected(site.stack_doc() or {}, env)
     poller = Poller(r, site, want, read_logs=True)
     watch = replicas.Watch(poller.instances)
-    t0, last_note, seen, confirm = time.time(), "", [], False
+    t0, last_note, seen, fatal, confirm = time.time(), "", [], [], False
     while True:
         elapsed = time.time() - t0
         now, ports_ok, lines = poller.poll()
         watch.feed(now)
         seen = (seen + lines)[-400:]
-        waiting, fatal = check(want, replicas.live_counts(poller.instances, now), ports_ok, lines, h["error_patterns"])
+        waiting, problems = check(want, replicas.live_counts(poller.instances, now), ports_ok, lines, h["error_patterns"])
+        fatal += problems  # (each poll reads only new lines: kept across the confirming read)
         failing = watch.failures()
         if failing and not confirm:  # one more read: the youngest nannies' first child is due too
             confirm = True
