@@ -52,8 +52,9 @@ def transit_site(deployed):
         on("transit", "singularity-stack rm transit")
         for path in made:
             subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
-        (TRANSIT / "data/ampel/archive/dryrun").mkdir(parents=True, exist_ok=True)
-        subprocess.run(["chown", "ampel:ampel", str(TRANSIT / "data/ampel/archive/dryrun")], check=False)
+        for path in made[1:]:  # the site's own directories, empty, as scripts/sandbox makes them
+            path.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["chown", "ampel:ampel", str(path)], check=False)
 
 
 def test_transit_runs_the_archive_as_a_real_postgresql_and_graphite(transit_site):
