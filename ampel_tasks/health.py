@@ -142,7 +142,8 @@ def gate(r, site):
         now, ports_ok, lines = poller.poll()
         watch.feed(now)
         seen = (seen + lines)[-400:]
-        waiting, problems = check(want, replicas.live_counts(poller.instances, now), ports_ok, lines, h["error_patterns"])
+        live = replicas.live_counts(poller.instances, now)
+        waiting, problems = check(want, live, ports_ok, lines, h["error_patterns"])
         fatal += problems  # (each poll reads only new lines: kept across the confirming read)
         failing = watch.failures()
         if failing and not confirm:  # one more read: the youngest nannies' first child is due too
@@ -153,7 +154,6 @@ def gate(r, site):
             _report(failing, fatal, seen, elapsed, after_failure(r, site))
         waiting += starting(want, watch.running(now, h["stable"]), h["stable"])
         if not waiting:
-            live = replicas.live_counts(poller.instances, now)
             console.note(f"healthy after {elapsed:.0f} s: {len(live)} services, {sum(live.values())} replicas "
                          f"running for {h['stable']:g} s or more (alertprocessor x{live.get('alertprocessor', 0)}), "
                          "no restarts, no errors")

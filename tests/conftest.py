@@ -34,6 +34,18 @@ def tool(*args, profile="config/sandbox.yaml", env=None, check=False, timeout=60
     return p
 
 
+# --dry with the production profile, offline: the hosts refuse at once, no engine (nothing
+# is sent anywhere but this machine's loopback)
+OFFLINE = {
+    "INVOKE_AMPEL_HOSTS_BURST_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_BURST_PORT": "1",
+    "INVOKE_AMPEL_HOSTS_TRANSIT_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_TRANSIT_PORT": "1",
+    "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+    # no Kerberos ticket, whatever this machine holds (a fresh one has none): a host that
+    # cannot be reached is named as such, not blamed on the missing ticket
+    "KRB5CCNAME": "FILE:/nonexistent/ampel-test-krb5cc",
+}
+
+
 # the shell set-up of user ampel on the sandbox's hosts, as the runbook's operator has it
 PREAMBLE = ". /scratch/jvs/miniconda3/etc/profile.d/conda.sh; conda activate singularity-stack; " \
            "export SINGULARITY_CACHEDIR=/data/ampel/singularity"

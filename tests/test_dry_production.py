@@ -3,17 +3,8 @@ transit nor a Docker engine still prints the whole runbook, in order."""
 
 import pytest
 
-from conftest import tool
+from conftest import OFFLINE, tool
 
-# the hosts refuse at once (nothing is sent anywhere but this machine's loopback)
-OFFLINE = {
-    "INVOKE_AMPEL_HOSTS_BURST_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_BURST_PORT": "1",
-    "INVOKE_AMPEL_HOSTS_TRANSIT_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_TRANSIT_PORT": "1",
-    "DOCKER_HOST": "unix:///nonexistent/docker.sock",
-    # no Kerberos ticket, whatever this machine holds (a fresh one has none): a host that
-    # cannot be reached is named as such, not blamed on the missing ticket
-    "KRB5CCNAME": "FILE:/nonexistent/ampel-test-krb5cc",
-}
 
 
 def test_production_dry_run_prints_the_runbook_offline():

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
+from conftest import OFFLINE
+
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = os.environ.get("AMPEL_PYTHON", "/usr/bin/python3")
 pytestmark = pytest.mark.install
@@ -118,16 +120,6 @@ def test_the_suite_runs_in_the_locked_venv():
     pins = lock_pins()
     wrong = {n: v for n, v in versions.items() if n in pins and pins[n] != v}
     assert not wrong, f"the suite's venv is not the lock's: {wrong}"
-
-
-OFFLINE = {  # as test_dry_production's: the hosts refuse at once, no engine
-    "INVOKE_AMPEL_HOSTS_BURST_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_BURST_PORT": "1",
-    "INVOKE_AMPEL_HOSTS_TRANSIT_HOSTNAME": "127.0.0.1", "INVOKE_AMPEL_HOSTS_TRANSIT_PORT": "1",
-    "DOCKER_HOST": "unix:///nonexistent/docker.sock",
-    # no Kerberos ticket, whatever this machine holds (a fresh one has none): a host that
-    # cannot be reached is named as such, not blamed on the missing ticket
-    "KRB5CCNAME": "FILE:/nonexistent/ampel-test-krb5cc",
-}
 
 
 def as_nobody(argv, home: Path, **kw):

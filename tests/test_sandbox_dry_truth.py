@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from conftest import REGISTRY, tool
-from test_dry_production import OFFLINE
+from conftest import OFFLINE, REGISTRY, tool
 
 pytestmark = pytest.mark.sandbox
 

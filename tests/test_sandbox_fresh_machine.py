@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import OFFLINE, REPO
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"
@@ -25,10 +25,7 @@ export PATH=/usr/bin:/bin
 cd ~/ampel-tasks && scripts/install
 cd ~ && ~/.local/bin/ampel-deploy --list
 echo "@@DRY"
-INVOKE_AMPEL_HOSTS_BURST_HOSTNAME=127.0.0.1 INVOKE_AMPEL_HOSTS_BURST_PORT=1 \
-INVOKE_AMPEL_HOSTS_TRANSIT_HOSTNAME=127.0.0.1 INVOKE_AMPEL_HOSTS_TRANSIT_PORT=1 \
-DOCKER_HOST=unix:///nonexistent/docker.sock \
-  ~/.local/bin/ampel-deploy -f ~/ampel-tasks/config/production.yaml deploy --version v0.3.5 --dry
+env @@OFFLINE@@ ~/.local/bin/ampel-deploy -f ~/ampel-tasks/config/production.yaml deploy --version v0.3.5 --dry
 '
 python3 -c "import invoke" 2>/dev/null && { echo "invoke in Debian's python" >&2; exit 9; } || true
 """
@@ -40,8 +37,9 @@ def test_a_fresh_debian_12_installs_lists_and_dry_runs_production(sandbox, tmp_p
     # the machine's trust store: package registries are reached through this workplace's TLS, which
     # every machine here trusts (a container of a bare root filesystem would not)
     trust = ["-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]
+    script = SCRIPT.replace("@@OFFLINE@@", " ".join(f"{k}={v}" for k, v in OFFLINE.items()))
     p = subprocess.run([DOCKER, "run", "--rm", "--network", "host", *trust, "-v", f"{tmp_path}:/ctx:ro", BASE,
-                        "bash", "-c", SCRIPT], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+                        "bash", "-c", script], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     listing, _, dry = p.stdout.partition("@@DRY")
     assert "install: ampel-deploy 0.1.0 in /home/op/.local/share/ampel-tasks" in listing
