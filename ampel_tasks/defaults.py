@@ -31,7 +31,7 @@ DEFAULTS = {
         },
         "hosts": {
             "burst": {"hostname": "burst.ifh.de", "port": 22, "user": "", "roles": ["service", "pull"]},
-            "transit": {"hostname": "transit.ifh.de", "port": 22, "user": "", "roles": ["pull"]},
+            "transit": {"hostname": "transit.ifh.de", "port": 22, "user": "", "roles": ["pull", "archive"]},
         },
         # The operator's local clone of Ampel-core, where the image is built.
         "source": {
@@ -111,6 +111,10 @@ DEFAULTS = {
         # deploy/up CONFIG names production/CONFIG.env and takes the machine (= the
         # stack's name) from the service host's own hostname
         "stack": {"name": "burst", "config": "dryrun"},
+        # the archive's own stack on the host with the role `archive` (transit): started with the
+        # same deploy/up CONFIG, before burst's, and only when something it runs from changed
+        # (that restarts postgres and graphite); its database is never removed nor emptied
+        "archive": {"stack": "transit", "stack_file": "deploy/production/transit.yml", "service": "archive"},
         # Remote runtime as command templates; values are shell-quoted before filling.
         "commands": {
             # 2.x: the URI is the argument, the file name comes with --name and lands
@@ -129,6 +133,8 @@ DEFAULTS = {
             "list": "singularity-stack list",
             # live instances (name, pid, image), whatever the stack cache says
             "instances": "singularity instance.list",
+            # a command inside a running instance (the archive's psql): {instance} is instance://NAME
+            "exec_instance": "singularity exec {instance} sh -c {command}",
             # singularity-stack 0.2.2's restart hazard (fixed upstream at 99ee5f0): a nanny in
             # its restart delay during a redeploy runs its OLD command in the NEW instance of
             # the same name. Its nannies are stopped before deploy/up (empty: not done).

@@ -186,7 +186,8 @@ def _where(r, step: str) -> str:
 
 def _row(r, step: str, result: str, seconds: float) -> None:
     """The step's row(s) in the summary, unless the step reported its hosts itself."""
-    if step not in ORDER or any(row[0] == step for row in r.rows):
+    reported = [row for row in r.rows if row[0] == step]
+    if step not in ORDER or (reported and (result != "failed" or any(row[2] == "failed" for row in reported))):
         return
     r.row(step, _where(r, step), result, seconds)
 

@@ -43,6 +43,32 @@ def expected(doc: dict, env: dict) -> dict:
     return out
 
 
+SECRETS_IN = "/run/secrets/"
+REFUSED = re.compile(r'password authentication failed for user "([^"]+)"')
+
+
+def service_environment(svc: dict) -> Dict[str, str]:
+    """A service's `environment:` of the stack file, as a mapping (it may be a list)."""
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env if "=" in item)
+    return {k: str(v) for k, v in env.items()}
+
+
+def refused_secret(line: str, doc: dict):
+    """Which secret a login refused in `line` used (pure): the user the line names, the
+    service whose environment gives that user, its *_PASSWORD_FILE under /run/secrets."""
+    m = REFUSED.search(line)
+    for svc in (doc.get("services") or {}).values() if m else ():
+        env = service_environment(svc or {})
+        for key, value in env.items():
+            secret = env.get(key[: key.rindex("_USER")] + "_PASSWORD_FILE", "") if "_USER" in key else ""
+            if value == m.group(1) and secret.startswith(SECRETS_IN):
+                return (f"the archive refuses {m.group(1)}'s password: secret {secret[len(SECRETS_IN):]} "
+                        "is not the password that user was created with")
+    return None
+
+
 def check(want: dict, live: Dict[str, int], ports_ok: dict, lines: List[stacklist.LogLine], patterns) -> tuple:
     """(waiting problems, fatal problems) for one snapshot. Pure: tested without hosts."""
     waiting, fatal = [], []
@@ -72,7 +98,7 @@ class Poller:
     def __init__(self, r, site, want: dict, read_logs: bool):
         self.r, self.site, self.want = r, site, want
         s = r.settings
-        self.instances = stacklist.expected_instances(s.stack["name"], want)
+        self.instances = stacklist.expected_instances(site.stack_name, want)
         self.offsets = {(inst, src): 0 for inst in self.instances for src in ("stdout", "stderr")} if read_logs else {}
         self.ports = sorted({p for _, ports in want.values() for p in ports})
 
@@ -96,7 +122,7 @@ class Poller:
     def poll(self):
         """(the replicas' processes, {port: answers}, new log lines)."""
         s = self.r.settings
-        res = self.site.service_host.read(self.script(), user=s.service_user, warn=True)
+        res = self.site.stack_host.read(self.script(), user=s.service_user, warn=True)
         head, _, rest = res.stdout.partition("@@PORTS")
         now = replicas.parse(head, s.service_user, s.paths["replica_log"])
         port_text, *files = rest.split("@@F ")
@@ -132,8 +158,9 @@ def starting(want: dict, running: dict, stable: float) -> list:
 
 def gate(r, site):
     h = r.settings.health
-    env = envfile.read(site.service_host.read_file(site.env_file, user=site.src_user) or "")
-    want = expected(site.stack_doc() or {}, env)
+    env = envfile.read(site.stack_host.read_file(site.env_file, user=site.src_user) or "")
+    doc = site.stack_doc() or {}
+    want = expected(doc, env)
     poller = Poller(r, site, want, read_logs=True)
     watch = replicas.Watch(poller.instances)
     t0, last_note, seen, fatal, confirm = time.time(), "", [], [], False
@@ -151,12 +178,13 @@ def gate(r, site):
             time.sleep(replicas.FIRST_CHILD_GRACE)
             continue
         if failing or fatal:
-            _report(failing, fatal, seen, elapsed, after_failure(r, site))
+            refused = [x for x in (refused_secret(l.msg, doc) for l in seen) if x]
+            _report(failing, fatal, seen, elapsed, after_failure(r, site), refused[:1])
         waiting += starting(want, watch.running(now, h["stable"]), h["stable"])
         if not waiting:
-            console.note(f"healthy after {elapsed:.0f} s: {len(live)} services, {sum(live.values())} replicas "
-                         f"running for {h['stable']:g} s or more (alertprocessor x{live.get('alertprocessor', 0)}), "
-                         "no restarts, no errors")
+            ap = f" (alertprocessor x{live['alertprocessor']})" if "alertprocessor" in live else ""
+            console.note(f"{site.stack_host.name} healthy after {elapsed:.0f} s: {len(live)} services, "
+                         f"{sum(live.values())} replicas running for {h['stable']:g} s or more{ap}, no restarts, no errors")
             return
         note = "; ".join(waiting[:3])
         if note != last_note:
@@ -177,7 +205,7 @@ def after_failure(r, site) -> str:
     return f"{site.version} runs now, left for inspection (`{r.invocation('logs', 'SERVICE')}`); {back}"
 
 
-def _report(failing, fatal, seen, elapsed, then: str):
+def _report(failing, fatal, seen, elapsed, then: str, hint=()):
     """Print the evidence (the processes' verdict, problem lines, each failing
     service's last lines), then fail with one line."""
     console.out(f"    health: {len(failing) + len(fatal)} problem(s) after {elapsed:.0f} s:")
@@ -188,13 +216,13 @@ def _report(failing, fatal, seen, elapsed, then: str):
         console.out(f"    last lines of {svc}:")
         for line in [l for l in seen if l.service == svc][-5:]:
             console.out(f"      {line.service}:{line.replica} {line.source} {line.msg}")
-    what = "; ".join(([f"restarting: {', '.join(failing)}"] if failing else []) + fatal[:1])  # and the first error line
+    what = "; ".join(([f"restarting: {', '.join(failing)}"] if failing else []) + list(hint) + fatal[:1])  # and the first error line
     raise DeployError(f"stack unhealthy: {what}; " + then.replace("SERVICE", services[0] if services else "SERVICE"))
 
 
 def quick(r, site) -> list:
     """Problems of the running stack right now (replicas' processes, ports), no waiting."""
-    env_text = site.service_host.read_file(site.env_file, user=site.src_user)
+    env_text = site.stack_host.read_file(site.env_file, user=site.src_user)
     doc = site.stack_doc()
     if env_text is None or doc is None:
         return None

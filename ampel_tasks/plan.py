@@ -23,7 +23,30 @@ class Decision:
     data: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"step": self.step, "action": self.action, "reason": self.reason}
+        out = {"step": self.step, "action": self.action, "reason": self.reason}
+        if self.hosts:
+            out["hosts"] = [{"host": h, "action": d.action, "reason": d.reason} for h, d in self.hosts.items()]
+        return out
+
+    @property
+    def hosts(self) -> Dict[str, "Decision"]:
+        """Each host's own decision, for a step that acts on burst and transit alike."""
+        return self.data.get("per_host") or {}
+
+
+def per_host(step: str, own: Dict[str, Optional[Decision]]) -> Optional[Decision]:
+    """One decision from each stack host's (pure): run where any host runs; unknown
+    (None) where one cannot be read and none runs; else skip. With one host, that
+    host's decision as it is."""
+    if len(own) == 1:
+        return next(iter(own.values()))
+    known = {h: d for h, d in own.items() if d is not None}
+    if not any(d.action == "run" for d in known.values()) and len(known) < len(own):
+        return None
+    action = "run" if any(d.action == "run" for d in known.values()) else "skip"
+    hosts = {h: d or Decision(step, "maybe", "its evidence could not be read") for h, d in own.items()}
+    reason = "; ".join(f"{h} {d.action}: {d.reason}" for h, d in hosts.items())
+    return Decision(step, action, reason, {"per_host": hosts})
 
 
 def combine(own: Dict[str, Optional[Decision]], forced=()) -> List[Decision]:
@@ -64,13 +87,14 @@ def _combined(step: str, d: Optional[Decision], forced, done: Dict[str, Decision
     return d
 
 
-def proceed(r, step: str, d: Optional[Decision], what: str = "") -> bool:
-    """Print the step's decision; True when it must act, and then the deploy lock is held."""
+def proceed(r, step: str, d: Optional[Decision], what: str = "", label: str = "") -> bool:
+    """Print the step's decision (headed `label`, e.g. "up transit"; default the step);
+    True when it must act, and then the deploy lock is held."""
     if d is not None and d.action == "skip" and not (step not in UNFORCEABLE and step in r.force):
-        console.skip(step, d.reason + (" (--force cannot override this)" if step in r.force else ""))
+        console.skip(label or step, d.reason + (" (--force cannot override this)" if step in r.force else ""))
         return False
     state.lock(r)
-    console.step(step, what or (d.reason if d is not None else "evidence unknown, running it"))
+    console.step(label or step, what or (d.reason if d is not None else "evidence unknown, running it"))
     return True
 
 
@@ -87,4 +111,9 @@ def show(decisions: List[Decision], version: str, site: Optional[dict] = None) -
                     + ("; ".join(site["shell_preamble"]) or "(no shell set-up)"))
     console.out(f"plan for {version}:")
     for d in decisions:
-        console.out(f"  {d.step:8} {d.action:5}  {d.reason}")
+        if not d.hosts:
+            console.out(f"  {d.step:8} {d.action:5}  {d.reason}")
+            continue
+        console.out(f"  {d.step:8} {d.action:5}  on {', '.join(d.hosts)}")
+        for host, hd in d.hosts.items():
+            console.out(f"    {host:8} {hd.action:5}  {hd.reason}")

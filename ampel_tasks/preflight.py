@@ -135,7 +135,7 @@ def port_problems(r, site, doc: dict, env: Dict[str, str]) -> List[str]:
     if not wanted:
         return []
     s = r.settings
-    res = site.service_host.read(f"{s.commands['instances']} 2>/dev/null; echo @@ss; ss -Hltnp; echo @@ps; "
+    res = site.stack_host.read(f"{s.commands['instances']} 2>/dev/null; echo @@ss; ss -Hltnp; echo @@ps; "
                                  "readlink /proc/$$/ns/pid; ps -e -o pid=,ppid=,pidns=", user=s.service_user, warn=True)
     head, _, rest = res.stdout.partition("@@ss\n")
     ss_text, _, ps_text = rest.partition("@@ps\n")
@@ -153,9 +153,9 @@ def stack_env(r, site, values: Dict[str, str]) -> Dict[str, str]:
 
 
 def check(r, site) -> List[str]:
-    """Problems that would stop the new stack after `rm`, read on the service host."""
+    """Problems that would stop the new stack after `rm`, read on the stack's host."""
     s = r.settings
-    host = site.service_host
+    host = site.stack_host
     text = host.read_file(site.env_file, user=site.src_user) or ""
     env = stack_env(r, site, envfile.read(text))
     doc = site.stack_doc() or {}

@@ -33,6 +33,8 @@ class Run:
         self.done: Dict[str, str] = {}
         # steps that changed something on a host, the engine or the registry
         self.changed: Set[str] = set()
+        # the hosts each step changed, where it acts per host (src, secrets, up)
+        self.changed_hosts: Dict[str, Set[str]] = {}
         self.options: Dict[str, object] = {}
         self.results: Dict[str, str] = {}
         self.on_success: list = []
@@ -127,6 +129,19 @@ class Run:
         self.cleanups.clear()
         if self._hosts is not None:
             self._hosts.close()
+
+
+def mark_changed(r: Run, step: str, host: str) -> None:
+    """`step` changed something on `host`."""
+    r.changed.add(step)
+    r.changed_hosts.setdefault(step, set()).add(host)
+
+
+def changed_on(r: Run, host: str, steps) -> Set[str]:
+    """Which of `steps` changed something `host`'s stack runs from in this run: a step
+    that acts per host counts where it acted; any other one (pull, db, tag) counts
+    everywhere it changed something."""
+    return {s for s in steps if s in r.changed and (s not in r.changed_hosts or host in r.changed_hosts[s])}
 
 
 def begin(config, runtime_file: Optional[str] = None) -> Run:

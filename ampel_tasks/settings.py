@@ -11,7 +11,7 @@ import getpass
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from .defaults import DEFAULTS, HOST_DEFAULTS
 from .errors import DeployError
@@ -72,6 +72,7 @@ class Settings:
     image_file: str
     env: Dict[str, str]
     stack: Dict[str, str]
+    archive: Dict[str, str]
     commands: Dict[str, str]
     runtime: str
     preamble: List[str]
@@ -93,6 +94,15 @@ class Settings:
                 f"found {len(hosts)}"
             )
         return hosts[0]
+
+    @property
+    def archive_host(self) -> Optional[HostSettings]:
+        """The host running the archive's stack (role `archive`), or None: a site without one."""
+        hosts = self.hosts_with("archive")
+        if len(hosts) > 1:
+            raise DeployError(f"at most one host may have the role 'archive'; found {len(hosts)}: "
+                              + ", ".join(h.name for h in hosts))
+        return hosts[0] if hosts else None
 
     @property
     def source_dir(self) -> Path:
@@ -146,7 +156,7 @@ def build_settings(config: Mapping, runtime_file: str | None = None) -> Settings
         known_hosts=os.path.expanduser(merged["known_hosts"] or "~/.ssh/known_hosts"),
         timeouts=merged["timeouts"], hosts=hosts, source=merged["source"], image=merged["image"],
         registry=merged["registry"], paths=merged["paths"], image_file=merged["image_file"], env=merged["env"],
-        stack=merged["stack"], commands=merged["commands"], runtime=merged["runtime"],
+        stack=merged["stack"], archive=merged["archive"], commands=merged["commands"], runtime=merged["runtime"],
         preamble=_preamble(merged["shell"]["preamble"]),
         secrets=merged["secrets"], health=merged["health"], hooks=merged["hooks"], output=merged["output"],
         tests=merged["tests"],

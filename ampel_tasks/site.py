@@ -47,9 +47,16 @@ def check_instance_name_length(image_file: str, runtime: str) -> None:
 
 
 class Site:
-    def __init__(self, run):
+    """One stack host's view of a version: burst's (the service host, default) or, with
+    `archive=True`, transit's (the host with the role `archive`, which runs the archive's
+    stack from its own AMPEL_SRC, dryrun.env and secrets at the same paths)."""
+
+    def __init__(self, run, archive: bool = False):
         self.run = run
         self.s = run.settings
+        self.archive = archive
+        if archive and self.s.archive_host is None:
+            raise DeployError("no host has the role 'archive' (ampel.hosts.<name>.roles)")
 
     @property
     def version(self) -> str:
@@ -103,7 +110,13 @@ class Site:
 
     @property
     def stack_file(self) -> str:
-        return posixpath.join(self.core_dir, self.s.source["stack_file"])
+        rel = self.s.archive["stack_file"] if self.archive else self.s.source["stack_file"]
+        return posixpath.join(self.core_dir, rel)
+
+    @property
+    def stack_name(self) -> str:
+        """The stack deploy/up starts there (singularity-stack names instances after it)."""
+        return self.s.archive["stack"] if self.archive else self.s.stack["name"]
 
     @property
     def up_script(self) -> str:
@@ -169,14 +182,20 @@ class Site:
         return self.run.host(self.s.service_host.name)
 
     @property
+    def stack_host(self):
+        """Where this Site's stack runs: the service host, or the archive host."""
+        return self.run.host(self.s.archive_host.name) if self.archive else self.service_host
+
+    @property
     def pull_hosts(self):
         return [self.run.host(h.name) for h in self.s.hosts_with("pull")]
 
-    def stack_doc(self):
-        """The stack file (burst.yml) from AMPEL_SRC on the service host, parsed; None if absent."""
+    def stack_doc(self, text=None):
+        """The stack file (burst.yml, transit.yml) from AMPEL_SRC on its host (or its
+        `text`, already read), parsed; None if absent."""
         import yaml
 
-        text = self.service_host.read_file(self.stack_file, user=self.src_user)
+        text = self.stack_host.read_file(self.stack_file, user=self.src_user) if text is None else text
         if text is None:
             return None
         try:
@@ -184,5 +203,11 @@ class Site:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
-            raise DeployError(f"{self.stack_file} on {self.service_host.name} is not valid YAML"
+            raise DeployError(f"{self.stack_file} on {self.stack_host.name} is not valid YAML"
                               f"{where} ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})") from None
+
+
+def stack_sites(run) -> list:
+    """Every stack host's Site in the order they come up: the archive's (transit)
+    first, since burst's writers connect to it; then burst's."""
+    return ([Site(run, archive=True)] if run.settings.archive_host is not None else []) + [Site(run)]

@@ -68,6 +68,14 @@ singularity-stack 0.2.2 gives each process only its service's environment, with
 the *_FILE secrets already turned into values. Each service checks its
 credentials, says what it does, and writes what it processes into the live
 database (the mongo service) so a test can see which database it writes.
+
+The alert processors also archive every alert they process in the archive on
+transit (PostgreSQL, as ampel-client), as the real writer does: the archive is
+opened once at start and its schema version read; an alert of a newer schema is
+refused (ValueError: the process ends, the nanny starts it again); an alert is
+counted as processed only once archived (Kafka's offset is stored then), and a
+lost connection is opened again and the same alerts written again, so none is
+lost while the archive restarts. `stats` reads the archive as ampel-readonly.
 """
 import argparse
 import json
@@ -78,6 +86,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELEASE = "0.3.5"
+ALERT_SCHEMA = "3.0"  # the avro schema of the alerts this release receives
 
 
 def _credentials(*names):
@@ -97,7 +106,7 @@ def _record(doc):
         print(f"WARNING: cannot reach the live database at {host}:{port}: {exc}", flush=True)
 
 
-def _serve(name, secrets, group=None, units=False):
+def _serve(name, secrets, group=None, units=False, archive=None):
     _credentials(*secrets)
     print(f"{name} {RELEASE} starting (pid {os.getpid()})" + (f" in consumer group {group}" if group else ""), flush=True)
     if units:
@@ -107,15 +116,100 @@ def _serve(name, secrets, group=None, units=False):
         raise RuntimeError("fault injected by the sandbox")
     if os.path.exists(os.path.join(HERE, "CRASH")):
         sys.exit(3)  # dies without a word: only the nanny's lines tell
+    db = Archive(*archive) if archive else None
     if group and os.path.exists(os.path.join(HERE, "LOAD")):
         _load(int(open(os.path.join(HERE, "LOAD")).read().split()[0]))
     beat = 0
     while True:
         time.sleep(5)
         beat += 1
-        print(f"{name} {RELEASE} processed {beat * 7} alerts", flush=True)
         if group:
+            db.write([_alert(beat * 7 + i) for i in range(-6, 1)])
+            print(f"{name} {RELEASE} processed {beat * 7} alerts, archived {beat * 7}", flush=True)
             _record({"service": name, "release": RELEASE, "group": group, "pid": os.getpid(), "alerts": beat * 7})
+        elif db:
+            print(f"{name} {RELEASE} the archive holds {db.count()} alerts", flush=True)
+        else:
+            print(f"{name} {RELEASE} processed {beat * 7} alerts", flush=True)
+
+
+def _version(text):
+    return tuple(int(x) for x in text.split("."))
+
+
+def _alert(seq):
+    """Alert number `seq` of this process (candid unique per process and number)."""
+    pid = os.getpid()
+    return {"objectId": f"ZTF18{pid:07d}", "candid": pid * 10 ** 7 + seq, "programid": 1, "schemavsn": ALERT_SCHEMA,
+            "jd": 2458000.5 + seq / 1e4, "fid": 1 + seq % 2, "ra": (seq * 7.1) % 360, "dec": (seq * 3.3) % 90 - 45}
+
+
+class Archive:
+    """The archive on transit, as the writer (or reader) opens it: once at start."""
+
+    def __init__(self, user_var, password_var):
+        self.user, self.password = os.environ[user_var], os.environ[password_var]
+        self.where = f"{os.environ.get('ARCHIVE_HOST', 'transit')}:{os.environ.get('ARCHIVE_PORT', '5432')}"
+        self.conn = self._open()
+        cur = self.conn.cursor()
+        cur.execute("SELECT alert_version FROM versions ORDER BY version_id DESC LIMIT 1")
+        self.version = cur.fetchone()[0]
+        self.conn.commit()
+        print(f"archive {self.where}/ztfarchive opened as {self.user}: schema {self.version}", flush=True)
+
+    def _open(self):
+        import psycopg2
+
+        host, port = self.where.rsplit(":", 1)
+        try:
+            return psycopg2.connect(host=host, port=int(port), dbname="ztfarchive", user=self.user,
+                                    password=self.password, connect_timeout=5)
+        except psycopg2.OperationalError as exc:
+            print(f"ERROR: cannot open the archive at {self.where} as {self.user}: {str(exc).strip()}", flush=True)
+            sys.exit(1)
+
+    def write(self, alerts):
+        """Every alert archived before it counts as processed; a lost connection is
+        opened again and the same alerts written again (duplicates refused by UNIQUE)."""
+        import psycopg2
+
+        for a in alerts:
+            if _version(a["schemavsn"]) > _version(self.version):
+                raise ValueError(f"alert schema {a['schemavsn']} is newer than the archive's {self.version}")
+        while True:
+            try:
+                cur = self.conn.cursor()
+                for a in alerts:
+                    cur.execute("INSERT INTO alert (objectId, candid, programid, schemavsn, ingestion_time) VALUES "
+                                "(%(objectId)s, %(candid)s, %(programid)s, %(schemavsn)s, %(t)s) "
+                                "ON CONFLICT DO NOTHING", dict(a, t=int(time.time())))
+                    cur.execute("INSERT INTO candidate (candid, programid, jd, fid, ra, dec) VALUES "
+                                "(%(candid)s, %(programid)s, %(jd)s, %(fid)s, %(ra)s, %(dec)s) ON CONFLICT DO NOTHING", a)
+                self.conn.commit()
+                return
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                print(f"WARNING: archive connection lost ({str(exc).strip().splitlines()[0]}); opening it again",
+                      flush=True)
+                time.sleep(1)
+                self.conn = self._reopen()
+
+    def _reopen(self):
+        import psycopg2
+
+        host, port = self.where.rsplit(":", 1)
+        while True:
+            try:
+                return psycopg2.connect(host=host, port=int(port), dbname="ztfarchive", user=self.user,
+                                        password=self.password, connect_timeout=5)
+            except psycopg2.OperationalError:
+                time.sleep(1)
+
+    def count(self):
+        cur = self.conn.cursor()
+        cur.execute("SELECT count(*) FROM alert")
+        n = cur.fetchone()[0]
+        self.conn.commit()
+        return n
 
 
 def _load(seconds):
@@ -154,11 +248,13 @@ def alertprocessor():
     p.add_argument("--broker", required=True)
     p.add_argument("--group", required=True)
     a = p.parse_args()
-    _serve("AlertProcessor", ["MONGO_WRITER_PASSWORD", "ARCHIVE_WRITER_PASSWORD"], group=a.group, units=True)
+    _serve("AlertProcessor", ["MONGO_WRITER_PASSWORD", "ARCHIVE_WRITER_PASSWORD"], group=a.group, units=True,
+           archive=("ARCHIVE_WRITER_USERNAME", "ARCHIVE_WRITER_PASSWORD"))
 
 
 def statspublisher():
-    _serve("StatsPublisher", ["MONGO_LOGGER_PASSWORD"])
+    _serve("StatsPublisher", ["MONGO_LOGGER_PASSWORD", "ARCHIVE_READER_PASSWORD"],
+           archive=("ARCHIVE_READER_USERNAME", "ARCHIVE_READER_PASSWORD"))
 
 
 def followup():
@@ -254,6 +350,7 @@ VOLUME_SRC = "      - type: volume\n        source: $AMPEL_SRC\n        target: 
 BIND_SRC = "      - $AMPEL_SRC:/Ampel\n"
 CATSHTM = "      - $CATSHTM_PATH:/catalogs/catsHTM\n"
 SECRET = "/run/secrets/"
+ARCHIVE_AT = {"ARCHIVE_HOST": "$ARCHIVE_HOST", "ARCHIVE_PORT": "$ARCHIVE_PORT"}
 
 
 def burst_yml():
@@ -293,12 +390,14 @@ def burst_yml():
     logger = {"MONGO_LOGGER_USERNAME": "logger", "MONGO_LOGGER_PASSWORD_FILE": f"{SECRET}mongo-logger-password"}
     services = [
         _ampel_service("stats", '["ampel-statspublisher"]', VOLUME_SRC, ["mongo-logger-password", "archive-read-password"],
-                       logger, ["mongo", "archive", "graphite"]),
+                       dict(logger, **ARCHIVE_AT, ARCHIVE_READER_USERNAME="ampel-readonly",
+                            ARCHIVE_READER_PASSWORD_FILE=f"{SECRET}archive-read-password"),
+                       ["mongo", "archive", "graphite"]),
         _ampel_service("alertprocessor",
                        '["ampel-alertprocessor", "--broker", "epyc.astro.washington.edu:9092", "--group", "$GROUP_NAME"]',
                        VOLUME_SRC + CATSHTM,
                        ["archive-write-password", "mongo-alertprocessor-password", "mongo-logger-password"],
-                       dict(writer, ARCHIVE_WRITER_USERNAME="ampel-client",
+                       dict(writer, **ARCHIVE_AT, ARCHIVE_WRITER_USERNAME="ampel-client",
                             ARCHIVE_WRITER_PASSWORD_FILE=f"{SECRET}archive-write-password"),
                        ["mongo", "archive"],
                        "    deploy:\n      replicas: $NUM_STREAMS\n      restart_policy:\n        condition: any\n"

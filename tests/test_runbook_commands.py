@@ -59,6 +59,7 @@ def site(monkeypatch):
     config.load_collection(DEFAULTS)
     config.set_runtime_path(None)
     config["ampel"]["paths"]["state_dir"] = "/home/ampel/dryrun/.ampel-tasks"
+    config["ampel"]["hosts"]["transit"]["roles"] = ["pull"]  # burst's commands (transit's: test_archive_stack)
     r = runs.begin(config)
     r.set_version("v0.3.5")
     r.cache["locked"] = True  # the lock has its own tests on the sandbox

@@ -242,7 +242,7 @@ def _pull_one(r, site, host, digest):
     if r.dry:
         with tunnel.Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
             host.change(cmd, user=user)
-        r.changed.add("pull")
+        runs.mark_changed(r, "pull", host.name)
         return
     t0 = time.time()
     with tunnel.Tunnel(host, s.registry["port"], s.registry["address"], s.registry["port"]):
@@ -258,7 +258,7 @@ def _pull_one(r, site, host, digest):
         console.note(f"{host.name}: {site.image_file} {registry.mib(size)} MiB in {seconds:.0f} s "
                      f"({registry.rate(size, seconds)})")
     r.row("pull", host.name, "changed", seconds)
-    r.changed.add("pull")
+    runs.mark_changed(r, "pull", host.name)
 
 
 def pull_failure(output: str) -> str:

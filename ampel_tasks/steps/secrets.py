@@ -1,5 +1,6 @@
-"""Task secrets: the secrets the stack file names, copied to burst when missing or
-changed, private, never printed."""
+"""Task secrets: the secrets each stack file names, copied to its host (burst,
+transit) when missing or changed, private, never printed; a secret both hosts use
+(the archive's read and write passwords) holds the same value on both."""
 from __future__ import annotations
 
 import hashlib
@@ -11,19 +12,21 @@ from invoke import task
 from .. import console, run as runs
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from ..plan import Decision, proceed
-from ..site import Site
-from . import evidence
+from ..plan import Decision, per_host, proceed
+from ..site import stack_sites
+from . import inputs
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def secrets(c, version=None, dry=False, verbose=False):
-    """Copy the secrets the stack file names into <dryrun dir>/secrets on burst.
+    """Copy the secrets each stack file names into <dryrun dir>/secrets on its host.
 
-    Only secrets that are missing or differ (compared by hash) are copied, from
-    the operator's ampel.secrets.local_dir; files are created 0600 and owned by
-    ampel, the directory 0700, both checked afterwards. Values are never printed
-    nor put on a command line.
+    burst gets what burst.yml names, transit what transit.yml names. Only secrets
+    that are missing or differ (compared by hash) are copied, from the operator's
+    ampel.secrets.local_dir; files are created 0600 and owned by ampel, the
+    directory 0700, both checked afterwards. A secret both hosts use must hold the
+    same value on both (the archive's passwords). Values are never printed nor put
+    on a command line.
     """
     r = runs.start(c, version=version, dry=dry)
     do_secrets(r)
@@ -75,7 +78,7 @@ def to_copy(wanted: dict, local: dict, remote: dict, wrong: dict, missing) -> li
 
 
 def _secrets_evidence(r, site):
-    s, host = r.settings, site.service_host
+    s, host = r.settings, site.stack_host
     doc = site.stack_doc()
     if doc is None:
         return None
@@ -97,37 +100,79 @@ def _secrets_evidence(r, site):
                            f"{local_dir / posixpath.basename(rel)}")
 
     todo = to_copy(wanted, local, remote, wrong, missing)
-    return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted, "wrong": wrong}
+    return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted, "wrong": wrong, "remote": remote}
+
+
+def _evidence(r, site):
+    key = "secrets evidence" + (f" {site.stack_host.name}" if site.archive else "")
+    return r.evidence(key, lambda: _secrets_evidence(r, site), after=inputs("secrets"))
+
+
+def held(ev: dict) -> dict:
+    """{secret: sha256} a host will hold after the copy (pure): the operator's copy
+    where there is one, else the host's own."""
+    out = {}
+    for name, rel in ev["wanted"].items():
+        if name in ev["local"]:
+            out[name] = hashlib.sha256(ev["local"][name]).hexdigest()
+        elif rel in ev["remote"]:
+            out[name] = ev["remote"][rel]
+    return out
+
+
+def differing(evs: dict) -> list:
+    """Secrets two hosts both use that would hold different values (pure)."""
+    values = {host: held(ev) for host, ev in evs.items()}
+    names = sorted({n for v in values.values() for n in v})
+    return [n for n in names if len({v[n] for v in values.values() if n in v}) > 1]
 
 
 def decide_secrets(r):
-    """Decision for `secrets`: those named in the stack file, missing or different on burst."""
-    site = Site(r)
-    ev = evidence(r, "secrets", lambda: _secrets_evidence(r, site))
+    """Decision for `secrets`, per stack host: those its stack file names, missing or
+    different there; refused when a secret both hosts use would differ."""
+    sites = stack_sites(r)
+    evs = {site.stack_host.name: _evidence(r, site) for site in sites}
+    known = {h: ev for h, ev in evs.items() if ev is not None}
+    bad = differing(known) if len(known) > 1 else []
+    if bad:
+        raise DeployError(f"secret {bad[0]} differs between {' and '.join(known)} and the operator holds no copy of it "
+                          f"in {r.settings.local_secrets_dir}: the archive's users and their clients must use one "
+                          "value; put the value the archive's users were created with there")
+    return per_host("secrets", {site.stack_host.name: _decide_on(site, evs[site.stack_host.name]) for site in sites})
+
+
+def _decide_on(site, ev):
     if ev is None:
         return None
     if ev["todo"]:
         why = [f"{n} ({ev['wrong'][rel]})" if rel in ev["wrong"] else n for n, rel in ev["todo"]]
-        return Decision("secrets", "run", f"missing, different or readable by others on {site.service_host.name}: {', '.join(why)}")
+        return Decision("secrets", "run", f"missing, different or readable by others on {site.stack_host.name}: {', '.join(why)}")
     return Decision("secrets", "skip", f"all {len(ev['wanted'])} secrets present and unchanged in {site.dryrun_dir}")
 
 
 def do_secrets(r):
-    """Copy missing or changed secrets and check owner and modes afterwards."""
-    site = Site(r)
+    """On each stack host: copy missing or changed secrets, check owner and modes afterwards."""
+    decide_secrets(r)  # (refuses secrets that would differ between the hosts)
+    for site in stack_sites(r):
+        _secrets_on(r, site)
+
+
+def _secrets_on(r, site):
     s = r.settings
-    host = site.service_host
+    host = site.stack_host
     user = s.service_user
     dryrun = site.dryrun_dir
-    d = decide_secrets(r)
-    ev = evidence(r, "secrets", lambda: _secrets_evidence(r, site))
+    ev = _evidence(r, site)
+    d = _decide_on(site, ev)
+    label = f"secrets {host.name}" if s.archive_host else "secrets"
     if d is None or ev is None:
-        console.step("secrets", f"copy the secrets that {site.stack_file} names, where missing or changed, into {dryrun}/secrets (0600, owner {user})")
+        console.step(label, f"copy the secrets that {site.stack_file} names, where missing or changed, into {dryrun}/secrets (0600, owner {user})")
+        r.row("secrets", host.name, "changed", 0.0)
         return
     todo = ev["todo"]
     if "secrets" in r.force:  # copy every secret we hold, changed or not
         todo = [(n, rel) for n, rel in ev["wanted"].items() if n in ev["local"]]
-    if proceed(r, "secrets", d, f"copying {', '.join(n for n, _ in todo)} to {host.name}:{dryrun}"):
+    if proceed(r, "secrets", d, f"copying {', '.join(n for n, _ in todo)} to {host.name}:{dryrun}", label=label):
         host.change(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
         for name, rel in todo:
             if rel == "secrets/":
@@ -136,7 +181,8 @@ def do_secrets(r):
             host.change(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
             host.write_file(target, ev["local"][name], user=user, mode="0600",
                             show=f"write {target} (mode 0600, content not shown)")
-        r.changed.add("secrets")
+        runs.mark_changed(r, "secrets", host.name)
+    r.row("secrets", host.name, "changed" if host.name in r.changed_hosts.get("secrets", ()) else "skipped", 0.0)
     if r.dry:
         return
     check = host.read(f"cd {shlex.quote(dryrun)} && stat -c '%U %a %n' secrets {ev['quoted']}", user=user, warn=True)

@@ -1,33 +1,36 @@
-"""Task src: AMPEL_SRC on burst, copied out of the image once, each repo at the
+"""Task src: AMPEL_SRC on each stack host (burst, and transit, whose archive mounts
+its initdb directory from there), copied out of the image once, each repo at the
 commit wanted for the version; work in a copy is never moved away."""
 from __future__ import annotations
 
 import json
 import shlex
+import time
 
 from invoke import task
 
 from .. import console, run as runs, sources, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from ..plan import Decision, proceed
-from ..site import Site
+from ..plan import Decision, per_host, proceed
+from ..site import Site, stack_sites
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def src(c, version=None, dry=False, verbose=False):
-    """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst.
+    """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst and transit.
 
     Runs `singularity-stack volume init <image file> /Ampel $AMPEL_SRC` as the
-    operator (the runbook: "as your normal user", not ampel), only when AMPEL_SRC
-    does not exist yet. An existing source tree is never overwritten.
+    owner of AMPEL_SRC, only where AMPEL_SRC does not exist yet; then brings each
+    repo to the commit wanted for the version. An existing source tree is never
+    overwritten, and work in a copy is never moved away.
     """
     r = runs.start(c, version=version, dry=dry)
     do_src(r)
 
 
 def _src_evidence(r, site):
-    host = site.service_host
+    host = site.stack_host
     res = host.fact(f"stat -c %U {shlex.quote(site.ampel_src)}", user=site.src_user)
     if res is None:
         return None
@@ -41,9 +44,15 @@ def _src_evidence(r, site):
             "added": sources.added_repos(copies, _image_repos(r, site)) if exists else []}
 
 
-def src_evidence(r):
-    """The host copies and what upstream wants of them, read once per run (plan, src, test)."""
-    return r.evidence("src evidence", lambda: _src_evidence(r, Site(r)))
+def src_evidence(r, site=None):
+    """A stack host's copies (default burst's) and what upstream wants of them, read
+    once per run (plan, src, test)."""
+    site = site or Site(r)
+    return r.evidence(_key(site), lambda: _src_evidence(r, site))
+
+
+def _key(site) -> str:
+    return "src evidence" + (f" {site.stack_host.name}" if site.archive else "")
 
 
 def _image_repos(r, site) -> list:
@@ -56,12 +65,15 @@ def _image_repos(r, site) -> list:
 
 
 def decide_src(r):
-    """Decision for `src`: AMPEL_SRC exists (made from the image once, owned by the
-    configured user), holds every repo of the image, and every host copy is at the
-    commit wanted for the version; work in a copy is never lost."""
-    site = Site(r)
-    host = site.service_host
-    ev = src_evidence(r)
+    """Decision for `src`, per stack host: AMPEL_SRC exists (made from the image once,
+    owned by the configured user), holds every repo of the image, and every host copy
+    is at the commit wanted for the version; work in a copy is never lost."""
+    return per_host("src", {site.stack_host.name: _decide_on(r, site) for site in stack_sites(r)})
+
+
+def _decide_on(r, site):
+    host = site.stack_host
+    ev = src_evidence(r, site)
     if ev is None:
         return None
     if not ev["exists"]:
@@ -81,43 +93,50 @@ def decide_src(r):
 
 
 def do_src(r):
-    """AMPEL_SRC out of the image (once) and repos the image added, as the owner of
-    AMPEL_SRC; then every repo moved to the commit wanted for the version."""
-    site = Site(r)
-    host = site.service_host
-    d = decide_src(r)
-    if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}"):
+    """On each stack host: AMPEL_SRC out of the image (once) and repos the image added,
+    as the owner of AMPEL_SRC; then every repo moved to the commit wanted."""
+    for site in stack_sites(r):
+        _src_on(r, site)
+
+
+def _src_on(r, site):
+    host = site.stack_host
+    d = _decide_on(r, site)
+    label = f"src {host.name}" if r.settings.archive_host else "src"
+    if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}", label=label):
+        r.row("src", host.name, "skipped", 0.0)
         return
+    t0 = time.time()
     data = d.data if d is not None else {}
     moves, added = data.get("moves", []), data.get("added", [])
-    ev = r.cache.get("src evidence")
-    fresh = not (ev or {}).get("exists")  # missing, or unknown under --dry
+    fresh = not (r.cache.get(_key(site)) or {}).get("exists")  # missing, or unknown under --dry
     if fresh:
-        host.change(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src),
+        host.change(site.command("volume_init", image_file=site.image_path_on(host), ampel_src=site.ampel_src),
                     user=site.src_user, stream=True)
     for name in added:
-        host.change(site.command("volume_add", image_file=site.image_path, repo=name, ampel_src=site.ampel_src),
-                    user=site.src_user)
+        host.change(site.command("volume_add", image_file=site.image_path_on(host), repo=name,
+                                 ampel_src=site.ampel_src), user=site.src_user)
     if (fresh or added) and r.dry:
         console.note(f"then: each repo brought to the commits wanted for {site.version}")
     elif fresh or added:
         moves = _moves_after_copy(r, site, set(added) if not fresh else None)
     _move(r, site, moves)
-    r.changed.add("src")
+    runs.mark_changed(r, "src", host.name)
+    r.row("src", host.name, "changed", time.time() - t0)
 
 
 def _moves(r, site, copies) -> list:
     """The copies that move to their wanted commit; an error naming every one that may not."""
     moves, refusals = sources.plan(copies, state.running_version(r))
     if refusals:
-        raise DeployError(f"on {site.service_host.name}, {site.ampel_src}: " + "; ".join(refusals))
+        raise DeployError(f"on {site.stack_host.name}, {site.ampel_src}: " + "; ".join(refusals))
     return moves
 
 
 def _move(r, site, moves) -> None:
     for c in moves:
         for cmd in sources.move_commands(site, r.settings, c):
-            site.service_host.change(cmd, user=site.src_user)
+            site.stack_host.change(cmd, user=site.src_user)
         console.note(f"{c.name}: {c.head[:10]} -> {c.wanted[:10]} ({c.wanted_ref})")
 
 
@@ -132,7 +151,7 @@ def restore_sources(r, site, target: dict) -> None:
 def _moves_after_copy(r, site, only=None):
     """The moves of copies just copied out of the image (all, or `only` these):
     fresh, so they hold nothing to lose."""
-    copies = sources.gather(site.service_host, site, r.settings, site.version)
+    copies = sources.gather(site.stack_host, site, r.settings, site.version)
     for c in copies.values():
         c.known = c.known or only is None or c.name in only
     return _moves(r, site, copies)

@@ -1,15 +1,17 @@
-"""Task up: deploy/up under a timeout, then the health gate."""
+"""Task up: deploy/up under a timeout on each stack host that needs it (transit's
+archive first, then burst), each followed by its health gate."""
 from __future__ import annotations
 
 import shlex
+import time
 
 from invoke import task
 
-from .. import console, health, preflight, run as runs, state
+from .. import console, health, preflight, run as runs, stackinputs, state
 from ..errors import DeployError
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
-from ..plan import Decision, proceed
-from ..site import Site
+from ..helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
+from ..plan import Decision, per_host, proceed
+from ..site import Site, stack_sites
 from . import inputs
 
 
@@ -17,25 +19,40 @@ from . import inputs
     "verbose": VERBOSE_HELP,
     "version": VERSION_HELP,
     "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
+    "new_archive": NEW_ARCHIVE_HELP,
     "dry": DRY_HELP,
 })
-def up(c, version=None, same=False, dry=False, verbose=False):
-    """Redeploy the stack with deploy/up, then wait until it is healthy.
+def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False):
+    """Redeploy the stacks with deploy/up, then wait until each is healthy.
 
-    In the directory holding `secrets`, as ampel: `$AMPEL_SRC/ampel-core/deploy/up
-    dryrun burst`, output streamed live. Then the health gate: every service of
-    the stack file listed, alertprocessor replicas = NUM_STREAMS, ports
-    answering, no ERROR or Traceback lines (ampel.health.error_patterns) and no
-    restarts during a stable window. Unhealthy: exit 1 with the offending lines;
-    nothing is stopped, so the evidence stays for inspection.
+    On transit first, only when something its stack runs from changed (its stack
+    file, the env values it uses, its image files, its secrets), since that
+    restarts postgres and graphite; then on burst. On each, in the directory
+    holding `secrets`, as ampel: `$AMPEL_SRC/ampel-core/deploy/up dryrun`, output
+    streamed live. Then the health gate: every service of the stack file listed,
+    replicas as configured, ports answering, no ERROR or Traceback lines
+    (ampel.health.error_patterns), no restarts during a stable window; on transit
+    also a query as the archive's read user. Unhealthy: exit 1 with the offending
+    lines; nothing is stopped, so the evidence stays for inspection. --force up
+    redeploys burst; transit's stack restarts only for a change of its own.
     """
     r = runs.start(c, version=version, dry=dry)
+    if new_archive:
+        r.options["new_archive"] = True
     do_up(r)
 
 
 def decide_up(r):
-    """Decision for `up`: skip only when this version already runs, healthy, and nothing changed."""
-    site = Site(r)
+    """Decision for `up`, per stack host (transit's archive, burst)."""
+    return per_host("up", {site.stack_host.name: _decide_on(r, site) for site in stack_sites(r)})
+
+
+def _decide_on(r, site):
+    return _decide_archive(r, site) if site.archive else _decide_service(r, site)
+
+
+def _decide_service(r, site):
+    """burst: skip only when this version already runs, healthy."""
     current = state.running_version(r)
     if current != site.version:
         return Decision("up", "run", f"running version is {current or 'unknown'}, wanted {site.version}")
@@ -47,26 +64,78 @@ def decide_up(r):
     return Decision("up", "skip", f"{site.version} already runs with every service and replica")
 
 
+def _decide_archive(r, site):
+    """transit: run when its stack is not running healthy or what it runs from changed
+    since it was started; an archive directory that is new or empty is refused
+    unless --new-archive."""
+    ev = r.evidence(f"up evidence {site.stack_host.name}", lambda: stackinputs.gather(r, site),
+                    after=inputs("up"))
+    if ev is None:
+        return None
+    stackinputs.refuse_new_archive(ev, site.stack_host.name, bool(r.options.get("new_archive")))
+    if ev.problems:
+        return Decision("up", "run", f"its stack is not running healthy: {ev.problems[0]}", {"inputs": ev})
+    if ev.recorded is None:
+        return Decision("up", "run", "no record of what its running stack was started from", {"inputs": ev})
+    changed = stackinputs.changes(ev.recorded, ev.now)
+    if changed:
+        return Decision("up", "run", f"changed since its stack started: {', '.join(changed)} (restarts "
+                                     + ", ".join(ev.services) + ")", {"inputs": ev})
+    return Decision("up", "skip", f"its stack runs from the same stack file, env values, image files and secrets "
+                                  f"({', '.join(ev.services)} keep running)", {"inputs": ev})
+
+
 def do_up(r):
-    """Run deploy/up as ampel in the dryrun directory, then the health gate."""
-    site = Site(r)
-    s = r.settings
-    host = site.service_host
-    # a change the stack runs from (or --force up): redeploy without asking the running stack;
-    # an image built and pushed again changes nothing there while the hosts' files keep their digest
-    d = decide_up(r) if not (r.changed & set(inputs("up")) or "up" in r.force) else None
-    if not proceed(r, "up", d, f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"):
+    """deploy/up and the gate on each stack host that needs it, transit first."""
+    for site in stack_sites(r):
+        _up_on(r, site)
+
+
+def _redeploy_forced(r, site) -> bool:
+    """burst: a change the stack runs from made in this run (or --force up) redeploys
+    without asking the running stack (an image built and pushed again changes nothing
+    there while the hosts' files keep their digest)."""
+    return not site.archive and bool(runs.changed_on(r, site.stack_host.name, inputs("up")) or "up" in r.force)
+
+
+def _up_on(r, site) -> None:
+    s, host = r.settings, site.stack_host
+    d = None if _redeploy_forced(r, site) else _decide_on(r, site)
+    what = f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"
+    if d is not None and d.action == "skip" and site.archive:
+        console.skip(f"up {host.name}", d.reason)
+        r.row("up", host.name, "skipped", 0.0)
         return
+    if not proceed(r, "up", d, what, label=f"up {host.name}" if s.archive_host else "up"):
+        r.row("up", host.name, "skipped", 0.0)
+        return
+    t0 = time.time()
+    if site.archive:
+        stackinputs.prepare(r, site, (d.data if d is not None else {}).get("inputs"))
     preflight.require(r, site)
+    _deploy_up(r, site)
+    if r.dry:
+        console.note("then: the health gate (services, replicas, ports, logs"
+                     + (", a query as the archive's read user)" if site.archive else ")"))
+        r.row("up", host.name, "changed", 0.0)
+        return
+    health.gate(r, site)
+    if site.archive:
+        stackinputs.after_start(r, site)
+    r.row("up", host.name, "changed", time.time() - t0)
+
+
+def _deploy_up(r, site) -> None:
+    s, host = r.settings, site.stack_host
     if s.commands["stop_nannies"]:
-        host.change(site.command("stop_nannies", user=s.service_user, stack=s.stack["name"]), user=s.service_user)
+        host.change(site.command("stop_nannies", user=s.service_user, stack=site.stack_name), user=s.service_user)
     limit = s.timeouts["up"]
     # timeout(1) signals the whole process group: deploy/up and singularity-stack, not
     # the nannies of the services started (their own sessions), which keep running
     cmd = f"cd {shlex.quote(site.dryrun_dir)} && timeout -k 10 {limit} " + site.command(
         "up", up_script=site.up_script, config=s.stack["config"]
     )
-    r.changed.add("up")
+    runs.mark_changed(r, "up", host.name)
     last = []
     res = host.change(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
                       shield=f"{site.up_script} replaces the stack on {host.name}")
@@ -75,10 +144,6 @@ def do_up(r):
         what = (f"did not end within {limit} s (ampel.timeouts.up) and was ended" if res.exited in (124, 137)
                 else f"failed (exit {res.exited})")
         raise DeployError(f"{site.up_script} on {host.name} {what}{said}; {health.after_failure(r, site)}")
-    if r.dry:
-        console.note("then: the health gate (services, replicas, ports, logs)")
-        return
-    health.gate(r, site)
 
 
 def _keep_last(last: list, line: str) -> None:

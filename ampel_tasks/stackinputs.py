@@ -1,0 +1,160 @@
+"""What transit's stack runs from, and whether it changed since the stack started.
+
+deploy/up on transit restarts postgres and graphite, so it runs only when one of
+its inputs changed: the stack file, the values of the dryrun.env variables the
+stack file uses, the image files it names (size and time), its secrets (by hash).
+They are recorded on transit (ampel.paths.state_dir/stack-inputs.json, private to
+ampel) after each start that passed the gate, and compared at the next plan.
+ARCHIVE_PATH is read too: an archive directory that is new or empty is refused
+unless the operator says --new-archive.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import shlex
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from . import archive, console, envfile, health, preflight
+from .errors import DeployError
+
+RECORD = "stack-inputs.json"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    now: dict  # what the stack would run from now
+    recorded: Optional[dict]  # what it was last started from (None: no record)
+    problems: List[str]  # the running stack's, now (health.quick)
+    services: List[str]
+    archive: archive.Archive
+    path: archive.PathState
+    secret_files: Dict[str, str]  # {name: file relative to the dryrun directory}
+
+
+def fingerprint(stack_name: str, stack_text: str, env: Dict[str, str], secrets: Dict[str, str],
+                images: Dict[str, str]) -> dict:
+    """The inputs as recorded (pure): the stack file's hash, the values of the env
+    variables it uses, the secrets' hashes, the image files' size and time."""
+    used = sorted({m.group(1).strip("{}") for m in preflight.VAR.finditer(stack_text)})
+    return {"stack file": {"name": stack_name, "sha256": hashlib.sha256(stack_text.encode()).hexdigest()},
+            "env": {k: env[k] for k in used if k in env}, "secrets": dict(sorted(secrets.items())),
+            "images": dict(sorted(images.items()))}
+
+
+def changes(recorded: dict, now: dict) -> List[str]:
+    """What differs between the record and now, named for the plan (pure)."""
+    out = []
+    if (recorded.get("stack file") or {}).get("sha256") != now["stack file"]["sha256"]:
+        out.append(now["stack file"]["name"])
+    for kind, label in (("env", ""), ("secrets", "secret "), ("images", "image file ")):
+        old, new = recorded.get(kind) or {}, now[kind]
+        out += [f"{label}{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return out
+
+
+def read_command(dryrun_dir: str, secret_files: Dict[str, str], images: List[str], record: str, path: str) -> str:
+    """One read on transit: the secrets' hashes, the image files' size and time, the
+    record, and what ARCHIVE_PATH holds."""
+    parts = [f"cd {shlex.quote(dryrun_dir)} 2>/dev/null || cd /", "echo @@SECRETS"]
+    parts += [f"echo {shlex.quote(n)} $(sha256sum < {shlex.quote(f)} 2>/dev/null | cut -d' ' -f1)"
+              for n, f in sorted(secret_files.items())]
+    parts += ["echo @@IMAGES"] + [f"stat -c '%n %s %Y' {shlex.quote(i)} 2>/dev/null" for i in images]
+    parts += ["echo @@RECORD", f"cat {shlex.quote(record)} 2>/dev/null; echo", "echo @@PATH", archive.path_command(path)]
+    return "; ".join(parts) + "; true"
+
+
+def parse_read(text: str) -> tuple:
+    """({secret: sha256 or ""}, {image file name: "size mtime"}, record or None, PathState) (pure)."""
+    sections = {}
+    for block in text.split("@@")[1:]:
+        head, _, body = block.partition("\n")
+        sections[head.strip()] = body
+    secrets = dict((l.split(" ", 1) + [""])[:2] for l in sections.get("SECRETS", "").splitlines() if l.strip())
+    images = {posixpath.basename(l.split(" ", 1)[0]): l.split(" ", 1)[1]
+              for l in sections.get("IMAGES", "").splitlines() if " " in l}
+    try:
+        record = json.loads(sections.get("RECORD", "").strip() or "null")
+    except ValueError:
+        record = None
+    return ({k: v.strip() for k, v in secrets.items()}, images, record if isinstance(record, dict) else None,
+            archive.parse_path(sections.get("PATH", "")))
+
+
+def gather(r, site) -> Optional[Inputs]:
+    """transit's inputs now, the record, the running stack's problems, ARCHIVE_PATH."""
+    host, s = site.stack_host, r.settings
+    text = host.read_file(site.stack_file, user=site.src_user)
+    env_text = host.read_file(site.env_file, user=site.src_user)
+    if text is None or env_text is None:
+        return None
+    doc, values = site.stack_doc(text) or {}, envfile.read(env_text)
+    env = preflight.stack_env(r, site, values)
+    a = archive.describe(doc, env, site.stack_name, s.archive["service"], f"{site.stack_file} on {host.name}")
+    _, files, secret_files = preflight.needs(doc, env)
+    images = [p for what, p in files if what == "image file"]
+    res = host.read(read_command(site.dryrun_dir, secret_files, images, record_path(r), a.path),
+                    user=s.service_user, warn=True)
+    secrets, stats, record, path = parse_read(res.stdout)
+    now = fingerprint(posixpath.basename(site.stack_file), text, values, secrets, stats)
+    return Inputs(now, record, health.quick(r, site) or [], sorted(doc.get("services") or {}), a, path, secret_files)
+
+
+def record_path(r) -> str:
+    return posixpath.join(r.settings.paths["state_dir"], RECORD)
+
+
+def refuse_new_archive(ev: Inputs, host: str, allowed: bool) -> None:
+    """An ARCHIVE_PATH that is missing or empty would start an empty archive: refused
+    unless --new-archive; one with files but no cluster is refused always."""
+    path = ev.path
+    if path.state == "other":
+        raise DeployError(f"ARCHIVE_PATH {ev.archive.path} on {host} holds files but no PostgreSQL cluster "
+                          "(no PG_VERSION): not starting the archive on it; look at what it holds")
+    if path.state in ("missing", "empty") and not allowed:
+        what = "does not exist" if path.state == "missing" else "is empty"
+        raise DeployError(f"ARCHIVE_PATH {ev.archive.path} on {host} {what}: the archive would start empty there, "
+                          "without any of the alerts archived so far (a changed ARCHIVE_PATH in dryrun.env? a disk "
+                          "not mounted?); on a new site, deploy with --new-archive")
+
+
+def prepare(r, site, ev: Optional[Inputs]) -> None:
+    """A new archive's directory (--new-archive): made private to ampel, as postgres wants it."""
+    if ev is not None and ev.path.state == "missing":
+        site.stack_host.change(f"install -d -m 0700 {shlex.quote(ev.archive.path)}", user=r.settings.service_user)
+
+
+def after_start(r, site) -> None:
+    """After the gate: the archive answers its read user; then the inputs are recorded."""
+    ev = gather(r, site)
+    if ev is None:
+        raise DeployError(f"{site.stack_file} or {site.env_file} on {site.stack_host.name} went away")
+    answer = probe(r, site, ev)
+    console.note(f"archive {ev.archive.database} on {site.stack_host.name}:{ev.archive.port} answers "
+                 f"{ev.archive.read_user}: schema {answer.version}, {answer.size / 2**20:.0f} MiB")
+    s, host = r.settings, site.stack_host
+    host.change(f"install -d -m 0700 {shlex.quote(s.paths['state_dir'])}", user=s.service_user)
+    host.write_file(record_path(r), (json.dumps(ev.now, indent=1) + "\n").encode(), user=s.service_user,
+                    mode="0600", show=f"record what {site.stack_name}'s stack started from in {record_path(r)}")
+
+
+def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:
+    """A query as the read user, inside the archive's instance; retried while postgres
+    may still be starting (within ampel.health.timeout); a refusal is one line."""
+    a, host = ev.archive, site.stack_host
+    secret = ev.secret_files.get(a.read_secret, f"secrets/{a.read_secret}.txt")
+    inner = site.command("exec_instance", instance=f"instance://{a.instance}", command=archive.probe_psql(a))
+    cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + archive.with_password(secret, inner)
+    deadline = time.time() + (r.settings.health["timeout"] if wait is None else wait)
+    while True:
+        res = host.read(cmd, user=r.settings.service_user, warn=True)
+        answer = archive.parse_probe(res.ok, res.stdout)
+        problem = archive.login_problem(a, answer, host.name)
+        if problem is None:
+            return answer
+        if "refuses" in problem or time.time() > deadline:
+            raise DeployError(f"{problem}; {health.after_failure(r, site)}")
+        time.sleep(1)
