@@ -9,7 +9,7 @@ from invoke import task
 
 from . import console, plan as planning, run as runs
 from .errors import DeployError
-from .helptext import DRY_HELP, LOCK_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
+from .helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from .steps import ORDER, db, image, pull, push, secrets, src, tag, test, up
 
 # each step's own decision, from its evidence (read-only)
@@ -20,8 +20,9 @@ DECIDERS = {
 }
 
 
-@task(help={"version": VERSION_HELP, "json": "print the plan as JSON", "dry": DRY_HELP})
-def plan(c, version=None, json=False, dry=False):
+@task(help={"version": VERSION_HELP, "json": "print the plan as JSON", "new_archive": NEW_ARCHIVE_HELP,
+            "dry": DRY_HELP})
+def plan(c, version=None, json=False, new_archive=False, dry=False):
     """Show which runbook steps are necessary for a version, and why.
 
     Every step is `run`, `skip` or `maybe`, with the evidence behind it: image
@@ -57,19 +58,21 @@ def plan(c, version=None, json=False, dry=False):
         "yes": "do not ask for confirmation of the plan",
         "force": "run this step even if the plan skips it (repeatable): " + ", ".join(ORDER),
         "new_db": "start a new live database for this version",
+        "new_archive": NEW_ARCHIVE_HELP,
         "skip_tests": SKIP_TESTS_HELP,
         "message": "commit message for outstanding changes in the host copies (tag step)",
         "dry": DRY_HELP,
         **LOCK_HELP,
     },
 )
-def deploy(c, version=None, yes=False, force=None, new_db=False, message=None, skip_tests=False, lock_wait=0,
-           break_lock=False, dry=False, verbose=False):
+def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=False, message=None, skip_tests=False,
+           lock_wait=0, break_lock=False, dry=False, verbose=False):
     """Deploy a version: the whole runbook, skipping what is up to date.
 
     Prints the plan, asks on a terminal unless --yes, then runs image, test, push,
-    pull (transit, burst), src, db, tag, secrets and up with its health gate,
-    each step only where necessary. The deploy lock on burst is held from the
+    pull (transit, burst), src (transit, burst), db, tag, secrets (transit, burst)
+    and up with its health gate (transit's archive first, only when something it
+    runs from changed; then burst), each step only where necessary. The deploy lock on burst is held from the
     first change until the health gate has passed; the result is kept as a
     manifest, `current` and a history line.
     """

@@ -59,6 +59,38 @@ def on(host, command, user="ampel", env=None, timeout=300):
                           text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
 
 
+TRANSIT_ADDRESS = "10.77.2.2"  # transit's, in its network namespace (this machine reaches it)
+SECRETS_DIR = Path("/var/lib/ampel-sandbox/operator/secrets")
+
+
+def archive(sandbox) -> Path:
+    """ARCHIVE_PATH on transit, as this machine sees it."""
+    return Path("/var/lib/ampel-sandbox/hosts/transit/data/ampel/archive/dryrun")
+
+
+def archive_query(sql: str, user="ampel-readonly", secret="archive-read-password") -> str:
+    """A query to the archive on transit over TCP, as a client of it (psql)."""
+    password = (SECRETS_DIR / f"{secret}.txt").read_text().strip()
+    p = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
+                        f"postgresql://{user}:{password}@{TRANSIT_ADDRESS}:5432/ztfarchive"],
+                       capture_output=True, text=True, timeout=30)
+    return p.stdout.strip() if p.returncode == 0 else f"ERROR {p.stderr.strip()}"
+
+
+def archived(sandbox) -> dict:
+    """{writer pid: alerts it archived} from the archive's rows; each writer numbers its
+    alerts 1, 2, ... (candid = pid * 10**7 + n): a gap is an alert missing."""
+    rows = archive_query("SELECT candid / 10000000, count(*), max(candid % 10000000) FROM alert "
+                         "WHERE objectId LIKE 'ZTF18%' GROUP BY 1")
+    assert not rows.startswith("ERROR"), rows
+    out = {}
+    for line in rows.splitlines():
+        pid, count, top = map(int, line.split("|"))
+        assert count == top, f"writer {pid} archived {count} alerts numbered up to {top}: some are missing"
+        out[pid] = count
+    return out
+
+
 def sandbox_cmd(*args, check=True):
     p = subprocess.run([str(SANDBOX), *args], cwd=REPO, capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
@@ -92,7 +124,8 @@ def deployed(sandbox):
 
 def _deploy_v035(sandbox):
     t0 = time.time()
-    p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
+    # (--new-archive: on a sandbox just made, transit's archive starts empty; it changes nothing on one that exists)
+    p = tool("deploy", "--version", "v0.3.5", "--yes", "--new-archive", timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     if "is up to date; nothing to do" not in p.stdout:  # for the summary: which test left the site changed
         _REDEPLOYS.append(f"{time.time() - t0:5.1f}s after {_LAST_TEST['id']}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sandbox_cmd, tool
+from conftest import archive, archived, sandbox_cmd, tool
 from test_sandbox_deploy import burst, no_secret_in
 
 pytestmark = pytest.mark.sandbox
@@ -19,16 +19,22 @@ pytestmark = pytest.mark.sandbox
 def test_first_deploy_runs_the_whole_runbook(sandbox):
     if burst(sandbox, "home/ampel/dryrun/.ampel-tasks/current").exists():
         sandbox_cmd("reset")  # a site that has never seen a deployment
-    p = tool("deploy", "--version", "v0.3.5", "--yes", timeout=900)
+    # an empty transit: no archive yet, refused until the operator says it is a new one
+    refused = tool("plan", "--version", "v0.3.5", timeout=300)
+    assert refused.returncode == 1 and refused.stderr.count("error:") == 1, refused.stdout + refused.stderr
+    assert "ARCHIVE_PATH /data/ampel/archive/dryrun on transit does not exist" in refused.stderr
+    assert "--new-archive" in refused.stderr and not archive(sandbox).exists()
+    p = tool("deploy", "--version", "v0.3.5", "--yes", "--new-archive", timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     out = p.stdout
-    for header in ["==> image: building ampel:v0.3.5", "==> test:", "==> push:", "==> pull burst:",
-                   "==> pull transit:", "==> src:", "==> db: new live database", "==> tag:", "==> secrets: copying",
-                   "==> up:"]:
-        assert header in out
-    assert out.index("==> image") < out.index("==> test") < out.index("==> push") < out.index("==> pull burst") \
-        < out.index("==> src") < out.index("==> db") < out.index("==> tag") < out.index("==> secrets") \
-        < out.index("==> up")
+    order = ["==> image: building ampel:v0.3.5", "==> test:", "==> push:", "==> pull burst:", "==> src transit:",
+             "==> src burst:", "==> db: new live database", "==> tag:", "==> secrets transit: copying",
+             "==> secrets burst: copying", "==> up transit:", "transit healthy after", "==> up burst:",
+             "burst healthy after"]
+    for header in order + ["==> pull transit:"]:
+        assert header in out, header
+    assert [out.index(h) for h in order] == sorted(out.index(h) for h in order), "transit comes up before burst"
+    assert re.search(r"archive ztfarchive on transit:5432 answers ampel-readonly: schema 3.0", out)
     # each repo's tests ran in the image before the push
     for repo in ("ampel-core", "ampel-base", "ampel-contrib-hu"):
         assert re.search(rf"^    {repo} [0-9a-f]{{10}}: \d+ passed", out, re.M), out
@@ -38,7 +44,8 @@ def test_first_deploy_runs_the_whole_runbook(sandbox):
     table = out[out.rindex("step  "):]
     for step, host, result in [("image", "local", "changed"), ("test", "local", "passed"), ("push", "local", "changed"),
                                ("pull", "burst", "changed"), ("pull", "transit", "changed"), ("src", "burst", "changed"),
-                               ("up", "burst", "changed")]:
+                               ("src", "transit", "changed"), ("secrets", "transit", "changed"),
+                               ("up", "transit", "changed"), ("up", "burst", "changed")]:
         assert re.search(rf"^{step}\s+{host}\s+{result}\s+\d+\.\d$", table, re.M), table
     logs = re.findall(r"^run log: (\S+)$", out, re.M)
     assert len(logs) == 2 and logs[0] == logs[1], "the run log's path at the start and at the end"
@@ -49,9 +56,17 @@ def test_first_deploy_runs_the_whole_runbook(sandbox):
     assert "connection refused on burst.zeuthen.desy.de:27018, retry after 1 s" in log
     assert "connected to burst.zeuthen.desy.de:27017" in log
     assert re.search(r"burst\s+alertprocessor\s+16\s+a9404f1e", log)
-    assert "healthy after" in out and "22 replicas running for 3 s or more (alertprocessor x16), no restarts" in out
+    assert "22 replicas running for 3 s or more (alertprocessor x16), no restarts" in out
     no_secret_in(sandbox, p.stdout, p.stderr, log)
     # the alert processors write the live database of this version, in its consumer group
     time.sleep(6)
     written = burst(sandbox, "data/ampel/mongo/live/v0.3.5/alerts.jsonl").read_text().splitlines()
     assert written and {json.loads(l)["group"] for l in written} == {"ampel-v0.3.5"}
+    # every alert processor replica wrote its alerts into the archive on transit, none missing
+    writers = archived(sandbox)
+    assert len(writers) == 16 and all(n >= 7 for n in writers.values()), writers
+    # and then there is nothing left to do, on either host
+    again = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)["steps"]
+    assert {s["step"]: s["action"] for s in again} == dict.fromkeys(
+        ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"], "skip"), again
+    assert {h["host"] for h in next(s for s in again if s["step"] == "up")["hosts"]} == {"burst", "transit"}

@@ -278,7 +278,7 @@ def test_two_concurrent_deploys_never_run_together(deployed):
     assert codes == [0, 1], results
     loser = next(r for r in results if r[2] == 1)
     assert "another deploy holds the lock" in loser[1]
-    assert "==> up:" not in loser[0] or "Stopping" not in loser[0]
+    assert "==> up burst:" not in loser[0] or "Stopping" not in loser[0]
 
 
 def test_on_a_terminal_the_plan_is_confirmed_first(deployed):
@@ -295,7 +295,7 @@ def test_on_a_terminal_the_plan_is_confirmed_first(deployed):
     assert proc.returncode == 1
     assert "up       run    --force up" in out
     assert "deploy cancelled at the plan; nothing was changed" in err
-    assert "==> up:" not in out
+    assert "==> up burst:" not in out
 
 
 # -- health -----------------------------------------------------------------------
@@ -435,7 +435,7 @@ def test_a_changed_secret_is_copied_and_never_printed_even_with_debug(deployed):
         assert remote.read_text() == "rotated-s3cr3t-5150\n"
         assert stat.S_IMODE(remote.stat().st_mode) == 0o600
         again = tool("secrets", "--version", "v0.3.5", check=True)
-        assert "==> secrets: skip (all 7 secrets present and unchanged" in again.stdout
+        assert "==> secrets burst: skip (all 7 secrets present and unchanged" in again.stdout
         # a dry run of a whole deploy, with every line printed and invoke's debugging
         local.write_text("rotated-again-6160\n")
         p = subprocess.run(["invoke", "--debug", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5-dry",
@@ -720,7 +720,7 @@ def test_preflight_refuses_before_deploy_up_stops_anything(deployed):
         # before deploy/up (the preflight's own refusal of it: test_preflight.py)
         secret.chmod(0o640)
         p = tool("up", "--version", "v0.3.5", "--dry", timeout=300)
-        assert "==> secrets: copying catalog-write-password" in p.stdout
+        assert "==> secrets burst: copying catalog-write-password" in p.stdout
         # the catalog's port, freed by its instance's end, taken by another user's process
         catalog = instance("burst", "catalog", 0)
         os.kill(int(daemon(sandbox, catalog)["DAEMON_PID"]), 9)

@@ -237,7 +237,7 @@ def test_ctrl_c_during_a_step(deployed, step):
     before, built = live_instances(sandbox), image_id()
     when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
     if step == "up":  # once deploy/up has begun to replace the stack
-        when = (lambda out: "==> up:" in out and live_instances(sandbox) != before)
+        when = (lambda out: "==> up burst:" in out and live_instances(sandbox) != before)
     rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", step, "--yes"], when, ctrl_c)
     one_error(rc, err, "interrupted")
     if step == "up":
@@ -264,7 +264,7 @@ def test_ctrl_c_at_each_step_of_a_new_deployment_then_a_plain_rerun(running, tmp
             rc, out, err = interrupted(["deploy", "--version", version, "--new-db", "--yes"],
                                        lambda out, step=step: f"==> {step}:" in out, ctrl_c)
             one_error(rc, err, "interrupted")
-            assert "==> up:" not in out, f"interrupted in {step}, the run went on"
+            assert "==> up burst:" not in out, f"interrupted in {step}, the run went on"
             intact(sandbox, since)
         assert image_id() == built
         rerun(sandbox, since, version)

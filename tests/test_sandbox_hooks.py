@@ -55,7 +55,7 @@ def test_a_failing_pre_deploy_hook_stops_before_any_change_and_the_failure_hook_
     p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", profile=profile, timeout=600)
     assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("error: pre_deploy hook ")
     assert "failed with exit 4" in p.stderr and "    | no deploys during the observing run" in p.stdout
-    assert "Stopping" not in p.stdout and "==> up:" not in p.stdout
+    assert "Stopping" not in p.stdout and "==> up burst:" not in p.stdout
     assert heard.read_text().startswith("failed: pre_deploy hook ")
     assert "on_failure hook" in p.stderr, "its own failure is reported, after the original error's cause"
     assert not (burst / LOCK).exists() and (burst / "home/ampel/dryrun/.ampel-tasks/current").read_text() == before
