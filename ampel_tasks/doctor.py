@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from invoke import task
 
-from . import build, console, dockerengine, localports, registry, run as runs, ssh
+from . import build, console, dockerengine, localports, registry, run as runs, ssh, stackinputs, state
 from .errors import DeployError
 
 # at least this much free space where singularity pulls: the largest image file
@@ -87,6 +87,21 @@ def host_checks(r, name: str) -> List[Check]:
     return out
 
 
+def archive_check(r) -> Optional[Check]:
+    """The archive on transit answers its read user; its schema, size and free space
+    (as the running deployment's sources have it)."""
+    if r.settings.archive_host is None:
+        return None
+    name = r.settings.archive_host.name
+    if not state.adopt_running(r):
+        return Check(f"{name}: archive", True, "no deployment recorded yet: nothing to ask")
+    a = stackinputs.archive_status(r)
+    if not a["answers"]:
+        return Check(f"{name}: archive", False, a["problem"], "see `invoke logs archive` on transit; `invoke up --same`")
+    return Check(f"{name}: archive", True, f"answers, schema {a['version']}, {a['bytes'] >> 20} MiB, "
+                                          f"{a['free'] >> 20} MiB free under {a['path']}")
+
+
 def ticket_check(r) -> Optional[Check]:
     s = r.settings
     if not any(ssh.uses_kerberos(s, h) for h in s.hosts.values()):
@@ -156,14 +171,16 @@ def doctor(c):
     One line per check with its fix: the Kerberos ticket and its lifetime (where
     the site uses one), ssh reach and host keys of each host, `sudo -n` to the
     service user, the runtime on each host against the profile's command forms,
-    free space where singularity pulls, the local Docker engine, the registry's
-    port and each deploy key reaching its repo. Changes nothing; exit 1 when a
+    free space where singularity pulls, the archive on transit (answers, schema,
+    size, free space), the local Docker engine, the registry's port and each
+    deploy key reaching its repo. Changes nothing; exit 1 when a
     check fails.
     """
     r = runs.start(c)
     checks = [x for x in [ticket_check(r)] if x]
     for name in r.settings.hosts:
         checks += host_checks(r, name)
+    checks += [x for x in [archive_check(r)] if x] if not any(not x.ok for x in checks) else []
     checks += local_checks(r)
     for check in checks:
         console.out(check.line())

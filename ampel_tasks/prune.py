@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 from invoke import task
 
-from . import console, dockerengine, registry, run as runs, state
+from . import console, dockerengine, registry, run as runs, stackinputs, state
 from .errors import DeployError
 from .helptext import DRY_HELP
 from .site import Site
@@ -192,6 +192,7 @@ def inventory(r, keep_n: int) -> dict:
     live = s.paths["mongo_live_dir"]
     databases = _sizes(host, f"for d in {shlex.quote(live)}/*; do [ -d \"$d\" ] && du -sb \"$d\"; done; true",
                        s.service_user)
+    databases.update({f"{h}:{p}": n for h, p, n in stackinputs.archive_size(r)})
     return {"current": current, "keep": list(dict.fromkeys(m.get("version") for m in keep)), "items": items,
             "databases": databases, "tree_pattern": pattern}
 

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional
 
 from . import archive, console, envfile, health, preflight
 from .errors import DeployError
+from .site import Site
 
 RECORD = "stack-inputs.json"
 
@@ -89,8 +90,10 @@ def gather(r, site) -> Optional[Inputs]:
     host, s = site.stack_host, r.settings
     text = host.read_file(site.stack_file, user=site.src_user)
     env_text = host.read_file(site.env_file, user=site.src_user)
-    if text is None or env_text is None:
-        return None
+    if text is None or env_text is None:  # no tree on transit yet (src makes it): the operator's checkout says
+        text, env_text = _local(s)
+        if text is None:
+            return None
     doc, values = site.stack_doc(text) or {}, envfile.read(env_text)
     env = preflight.stack_env(r, site, values)
     a = archive.describe(doc, env, site.stack_name, s.archive["service"], f"{site.stack_file} on {host.name}")
@@ -101,6 +104,14 @@ def gather(r, site) -> Optional[Inputs]:
     secrets, stats, record, path = parse_read(res.stdout)
     now = fingerprint(posixpath.basename(site.stack_file), text, values, secrets, stats)
     return Inputs(now, record, health.quick(r, site) or [], sorted(doc.get("services") or {}), a, path, secret_files)
+
+
+def _local(s) -> tuple:
+    """transit's stack file and dryrun.env as the operator's checkout has them, or (None, None)."""
+    stack, env = s.source_dir / s.archive["stack_file"], s.source_dir / s.source["env_file"]
+    if not (stack.is_file() and env.is_file()):
+        return None, None
+    return stack.read_text(), env.read_text()
 
 
 def record_path(r) -> str:
@@ -133,6 +144,7 @@ def after_start(r, site) -> None:
     if ev is None:
         raise DeployError(f"{site.stack_file} or {site.env_file} on {site.stack_host.name} went away")
     answer = probe(r, site, ev)
+    r.cache["archive"] = {"version": answer.version, "bytes": answer.size, "path": ev.archive.path}
     console.note(f"archive {ev.archive.database} on {site.stack_host.name}:{ev.archive.port} answers "
                  f"{ev.archive.read_user}: schema {answer.version}, {answer.size / 2**20:.0f} MiB")
     s, host = r.settings, site.stack_host
@@ -155,6 +167,45 @@ def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:
         problem = archive.login_problem(a, answer, host.name)
         if problem is None:
             return answer
-        if "refuses" in problem or time.time() > deadline:
-            raise DeployError(f"{problem}; {health.after_failure(r, site)}")
+        if "refuses" in problem or time.time() >= deadline:
+            raise DeployError(f"{problem}; {health.after_failure(r, site)}" if wait is None else problem)
         time.sleep(1)
+
+
+def archive_status(r) -> Optional[dict]:
+    """The archive now, for status and doctor (the running deployment's version must be
+    set): where it is, whether it answers its read user, its schema and size, the free
+    space under ARCHIVE_PATH. None on a site without an archive host."""
+    if r.settings.archive_host is None:
+        return None
+    site = Site(r, archive=True)
+    out = {"host": site.stack_host.name, "path": None, "answers": False, "version": None, "bytes": None,
+           "free": None, "problem": ""}
+    try:
+        ev = gather(r, site)
+        if ev is None:
+            return {**out, "problem": f"{site.stack_file} is not on {site.stack_host.name}"}
+        out.update(path=ev.archive.path, bytes=ev.path.bytes, free=ev.path.free)
+        answer = probe(r, site, ev, wait=0)
+        out.update(answers=True, version=answer.version)
+    except DeployError as exc:
+        out["problem"] = exc.text.split("; ")[0]
+    return out
+
+
+def archive_size(r) -> list:
+    """[(host, ARCHIVE_PATH, bytes)] of the archive as transit's stack was last started
+    (its recorded inputs), for prune's listing; [] when nothing is recorded."""
+    h = r.settings.archive_host
+    if h is None:
+        return []
+    host = r.host(h.name)
+    text = host.read_file(record_path(r), user=r.settings.service_user)
+    try:
+        path = (json.loads(text or "{}").get("env") or {}).get("ARCHIVE_PATH")
+    except ValueError:
+        path = None
+    if not path:
+        return []
+    res = host.read(archive.path_command(path), user=r.settings.service_user, warn=True)
+    return [(h.name, path, archive.parse_path(res.stdout).bytes)]

@@ -145,6 +145,18 @@ def running_manifest(r) -> dict:
     return r.evidence("running manifest", gather) or {}
 
 
+def adopt_running(r) -> Optional[str]:
+    """Take the running deployment's version, tree and image as this run's (status,
+    doctor: tasks without --version); None when nothing is recorded."""
+    current, manifest = running_version(r), running_manifest(r)
+    if current:
+        r.set_version(current)
+        if manifest.get("ampel_src"):
+            r.cache["ampel_src"] = manifest["ampel_src"]
+        r.cache["image_tag"] = (manifest.get("env") or {}).get("AMPEL_TAG") or current
+    return current
+
+
 def running_image(r):
     """The image the running deployment runs, as its manifest on the service host
     records it (so any operator decides alike, with or without local images)."""
@@ -252,6 +264,8 @@ def _manifest(r, site, result: str) -> dict:
         "steps": dict(r.results),
         "image_id": r.cache.get("image_id") or r.done.get("image") or running_manifest(r).get("image_id"),
         "tests": r.cache.get("tests"),
+        # the archive as this run left it (schema version, size), where up looked at it
+        "archive": r.cache.get("archive"),
     }
     if r.log_path:
         manifest["run_log"] = f"{socket.gethostname()}:{r.log_path}"

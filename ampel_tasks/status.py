@@ -5,13 +5,16 @@ import json as jsonlib
 
 from invoke import task
 
-from . import console, drift, health, run as runs, stacklist, state
+from . import console, drift, health, run as runs, stackinputs, stacklist, state
+from .prune import size_text
 from .site import Site
 
 
 @task(help={"json": "print the status as JSON"})
 def status(c, json=False):
-    """Show what runs now on burst, compared with the last deployment's manifest."""
+    """Show what runs now on burst, compared with the last deployment's manifest,
+    and the archive on transit: whether it answers, its schema version, its size
+    and the free space under ARCHIVE_PATH."""
     r = runs.start(c)
     data = status_data(r)
     if json:
@@ -26,11 +29,7 @@ def status_data(r) -> dict:
     listing = r.host(s.service_host.name).read(s.commands["list"], user=s.service_user, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
     problems, changed = None, []
-    if current:
-        r.set_version(current)
-        if manifest.get("ampel_src"):
-            r.cache["ampel_src"] = manifest["ampel_src"]
-        r.cache["image_tag"] = (manifest.get("env") or {}).get("AMPEL_TAG") or current
+    if state.adopt_running(r):
         site = Site(r)
         problems = health.quick(r, site)
         facts = drift.read(site)
@@ -46,6 +45,7 @@ def status_data(r) -> dict:
         "stack": "down" if down else ("up" if problems == [] else "degraded" if problems else None),
         "drift": changed,
         "lock": state.State(r).lock_info(),
+        "archive": stackinputs.archive_status(r) if current else None,
     }
 
 
@@ -71,6 +71,17 @@ def show_status(data: dict) -> None:
         console.out(f"drift: {line}")
     if data["lock"]:
         console.out(f"deploy lock held by {data['lock'].get('operator')} since {data['lock'].get('since')}")
+    if data.get("archive"):
+        console.out(archive_line(data["archive"]))
+
+
+def archive_line(a: dict) -> str:
+    """The archive in one line (pure)."""
+    where = f"archive on {a['host']}" + (f" ({a['path']})" if a.get("path") else "")
+    if not a["answers"]:
+        return f"{where}: does not answer: {a['problem']}"
+    return (f"{where}: answers, schema {a['version']}, {size_text(a['bytes'])}, "
+            f"{size_text(a['free'])} free")
 
 
 @task(help={"json": "print the history as JSON"})
@@ -85,5 +96,7 @@ def history(c, json=False):
         console.out("no deployments recorded yet")
     for m in manifests:
         prev = f" (after {m['previous']})" if m.get("previous") else ""
+        arch = m.get("archive") or {}
+        schema = f" archive schema {arch['version']}, {size_text(arch.get('bytes'))}" if arch.get("version") else ""
         console.out(f"{m.get('version', '?'):12} {m.get('result', '?'):10.40} {m.get('operator', '?'):10} "
-                    f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}")
+                    f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}{schema}")

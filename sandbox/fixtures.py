@@ -205,11 +205,19 @@ class Archive:
                 time.sleep(1)
 
     def count(self):
-        cur = self.conn.cursor()
-        cur.execute("SELECT count(*) FROM alert")
-        n = cur.fetchone()[0]
-        self.conn.commit()
-        return n
+        import psycopg2
+
+        try:
+            cur = self.conn.cursor()
+            cur.execute("SELECT count(*) FROM alert")
+            n = cur.fetchone()[0]
+            self.conn.commit()
+            return n
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            print(f"WARNING: archive connection lost ({str(exc).strip().splitlines()[0]}); opening it again",
+                  flush=True)
+            self.conn = self._reopen()
+            return self.count()
 
 
 def _load(seconds):

@@ -22,8 +22,8 @@ def test_first_deploy_runs_the_whole_runbook(sandbox):
     # an empty transit: no archive yet, refused until the operator says it is a new one
     refused = tool("plan", "--version", "v0.3.5", timeout=300)
     assert refused.returncode == 1 and refused.stderr.count("error:") == 1, refused.stdout + refused.stderr
-    assert "ARCHIVE_PATH /data/ampel/archive/dryrun on transit does not exist" in refused.stderr
-    assert "--new-archive" in refused.stderr and not archive(sandbox).exists()
+    assert "ARCHIVE_PATH /data/ampel/archive/dryrun on transit is empty" in refused.stderr
+    assert "--new-archive" in refused.stderr and not any(archive(sandbox).iterdir())
     p = tool("deploy", "--version", "v0.3.5", "--yes", "--new-archive", timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     out = p.stdout

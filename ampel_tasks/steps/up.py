@@ -86,9 +86,14 @@ def _decide_archive(r, site):
 
 
 def do_up(r):
-    """deploy/up and the gate on each stack host that needs it, transit first."""
+    """deploy/up and the gate on each stack host that needs it, transit first; the
+    archive's schema and size for the manifest, where transit was not restarted."""
     for site in stack_sites(r):
         _up_on(r, site)
+    if "up" in r.changed and not r.dry and r.settings.archive_host and "archive" not in r.cache:
+        status = stackinputs.archive_status(r)
+        if status and status["answers"]:
+            r.cache["archive"] = {k: status[k] for k in ("version", "bytes", "path")}
 
 
 def _redeploy_forced(r, site) -> bool:
