@@ -344,9 +344,17 @@ RESTART = """\
 """
 
 
+# transit's address in the sandbox (scripts/sandbox checks it): the site's resolver knows
+# `transit`; the sandbox has no DNS, so the services that reach the archive get it as an
+# extra host, which singularity-stack writes into the /etc/hosts it binds
+TRANSIT_ADDRESS = "10.77.2.2"
+EXTRA_HOSTS = f'    extra_hosts:\n      - "transit:{TRANSIT_ADDRESS}"\n'
+
+
 def _ampel_service(name, command, volumes, secrets, env, depends, extra=""):
+    hosts = EXTRA_HOSTS if any(k.startswith("ARCHIVE_") for k in env) else ""
     return (
-        f"  {name}:\n    image: ampel:$AMPEL_TAG\n    command: {command}\n    volumes:\n{volumes}"
+        f"  {name}:\n    image: ampel:$AMPEL_TAG\n    command: {command}\n{hosts}    volumes:\n{volumes}"
         "    secrets:\n" + "".join(f"      - {s}\n" for s in secrets)
         + "    environment:\n      TINI_SUBREAPER: 1\n      MONGO_HOSTNAME: $MONGO_HOST\n      MONGO_PORT: $MONGO_PORT\n"
         + "".join(f"      {k}: {v}\n" for k, v in env.items())
