@@ -80,6 +80,7 @@ lost while the archive restarts. `stats` reads the archive as ampel-readonly.
 import argparse
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -108,7 +109,8 @@ def _record(doc):
 
 def _serve(name, secrets, group=None, units=False, archive=None):
     _credentials(*secrets)
-    print(f"{name} {RELEASE} starting (pid {os.getpid()})" + (f" in consumer group {group}" if group else ""), flush=True)
+    print(f"{name} {RELEASE} starting (pid {os.getpid()}, writer {WRITER})" + (f" in consumer group {group}" if group else ""),
+          flush=True)
     if units:
         print(f"{name} {RELEASE} units from {', '.join(_units()) or 'no contrib repo'}", flush=True)
     if os.path.exists(os.path.join(HERE, "FAULT")):
@@ -137,10 +139,14 @@ def _version(text):
     return tuple(int(x) for x in text.split("."))
 
 
+# this process's own number (each replica's pid is 2 in its own PID namespace): its
+# alerts are numbered 1, 2, ... under it, so a test sees a missing one as a gap
+WRITER = random.randrange(10 ** 10, 10 ** 11)
+
+
 def _alert(seq):
-    """Alert number `seq` of this process (candid unique per process and number)."""
-    pid = os.getpid()
-    return {"objectId": f"ZTF18{pid:07d}", "candid": pid * 10 ** 7 + seq, "programid": 1, "schemavsn": ALERT_SCHEMA,
+    """Alert number `seq` of this writer (candid unique per writer and number)."""
+    return {"objectId": f"ZTF18{WRITER}", "candid": WRITER * 10 ** 7 + seq, "programid": 1, "schemavsn": ALERT_SCHEMA,
             "jd": 2458000.5 + seq / 1e4, "fid": 1 + seq % 2, "ra": (seq * 7.1) % 360, "dec": (seq * 3.3) % 90 - 45}
 
 
