@@ -46,6 +46,21 @@ def test_unpushed_commits_are_never_moved_away():
     assert moves == [] and "commits that upstream lacks" in refusals[0]
 
 
+def test_a_head_that_upstream_has_moved_past_is_no_unpushed_work():
+    """transit's copies lag one commit behind after `tag` pushes burst's: their HEAD is
+    in the remote-tracking branch they last fetched, so they may move; a commit made in
+    the copy and never pushed is in none."""
+    text = STATUS.replace("git@github-ampel-base:AmpelProject/Ampel-base.git\n",
+                          "git@github-ampel-base:AmpelProject/Ampel-base.git\n@@in refs/remotes/upstream/master\n")
+    copies = sources.parse_status(text)
+    assert copies["ampel-base"].dirty == [] and copies["ampel-base"].fetched_in == "refs/remotes/upstream/master"
+    assert copies["ampel-core"].fetched_in == ""
+    refs = sources.parse_ls_remote(LS)
+    for c in copies.values():
+        sources.know(c, refs)
+    assert copies["ampel-base"].known and not copies["ampel-core"].known
+
+
 def test_a_copy_at_its_wanted_commit_stays():
     copy = sources.parse_status(STATUS)["ampel-base"]
     sources.want(copy, sources.parse_ls_remote(LS), "v0.3.5")
