@@ -37,6 +37,8 @@ STATUS = (
     'for d in */; do d=${d%/}; [ -d "$d/.git" ] || continue; '
     'echo "@@repo $d $(git -C "$d" rev-parse HEAD) $(git -C "$d" rev-parse --abbrev-ref HEAD) '
     '$(git -C "$d" remote get-url origin 2>/dev/null || echo -)"; '
+    # a remote-tracking branch holding HEAD: upstream had it when the copy last fetched
+    'echo "@@in $(git -C "$d" for-each-ref --count=1 --contains HEAD --format="%(refname)" refs/remotes 2>/dev/null)"; '
     # (--no-optional-locks: a read, not a refresh of the index that git would write)
     'git --no-optional-locks -C "$d" status --porcelain --untracked-files=no; done'
 )
@@ -53,6 +55,8 @@ class Copy:
     wanted: str = ""
     wanted_ref: str = ""
     known: bool = False
+    # a remote-tracking branch of the copy that holds HEAD ("" for none)
+    fetched_in: str = ""
     # upstream's refs ({ref: commit}, as `git ls-remote` lists them)
     refs: Dict[str, str] = field(default_factory=dict)
 
@@ -64,6 +68,9 @@ def parse_status(text: str) -> Dict[str, Copy]:
         if line.startswith("@@repo "):
             _, name, head, branch, origin = line.split(" ", 4)
             current = copies[name] = Copy(name, head, branch, origin)
+        elif line.startswith("@@in"):
+            if current is not None:
+                current.fetched_in = line[4:].strip()
         elif current is not None and line.strip():
             current.dirty.append(line[3:].strip())
     return copies
@@ -95,7 +102,7 @@ def want(copy: Copy, refs: Dict[str, str], tag: str) -> None:
 def plan(copies: Dict[str, Copy], running: str) -> tuple:
     """(moves, refusals) (pure): which copies move to their wanted commit, and which
     may not, because they hold work that moving could lose: uncommitted changes, or
-    a HEAD that upstream has under no branch or tag (unpushed commits)."""
+    a HEAD that upstream never had (unpushed commits)."""
     moves, refusals = [], []
     for c in copies.values():
         if not c.wanted:
@@ -114,15 +121,17 @@ def plan(copies: Dict[str, Copy], running: str) -> tuple:
     return moves, refusals
 
 
+def read_status(host, site) -> Dict[str, Copy]:
+    """The copies under AMPEL_SRC on `host` as they are (one command; {} when none)."""
+    res = host.fact(f"cd {shlex.quote(site.ampel_src)} && {STATUS}", user=site.src_user)
+    return parse_status(res.stdout) if res is not None and res.ok else {}
+
+
 def gather(host, site, settings, version: str) -> Dict[str, Copy]:
     """The copies' state and what upstream wants for `version`, read on the host
     (two commands)."""
     tag = release_tag(settings, version)
-    src = shlex.quote(site.ampel_src)
-    res = host.fact(f"cd {src} && {STATUS}", user=site.src_user)
-    if res is None or not res.ok:
-        return {}
-    copies = parse_status(res.stdout)
+    copies = read_status(host, site)
     if not copies:
         return {}
     script = [f"echo @@ls {c.name}; git ls-remote {shlex.quote(push_url(settings, c.name, c.origin))} || echo @@failed"
@@ -138,8 +147,15 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
                               f"({push_url(settings, copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
         refs = copy.refs = parse_ls_remote(text)
         want(copy, refs, tag)
-        copy.known = copy.head in refs.values()
+        know(copy, refs)
     return copies
+
+
+def know(copy: Copy, refs: Dict[str, str]) -> None:
+    """Whether upstream has the copy's HEAD (pure): a ref's commit now, or in a
+    remote-tracking branch the copy fetched (upstream has since moved past it). A
+    commit made in the copy and never pushed is neither: work that moving would lose."""
+    copy.known = copy.head in refs.values() or bool(copy.fetched_in)
 
 
 def tag_regex(pattern: str, version: str) -> "re.Pattern":

@@ -92,7 +92,7 @@ def one(i: int, keep_site: bool) -> dict:
     if not keep_site:
         timed([str(REPO / "scripts/sandbox"), "reset"])
     b0 = moved()
-    full, _ = timed(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--yes"])
+    full, _ = timed(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--yes", "--new-archive"])
     b1 = moved()
     noop, p = timed(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--yes"])
     assert "changed" not in p.stdout.split("step ", 1)[-1], p.stdout[-800:]

@@ -68,6 +68,12 @@ def archive(sandbox) -> Path:
     return Path("/var/lib/ampel-sandbox/hosts/transit/data/ampel/archive/dryrun")
 
 
+def postmaster(sandbox) -> str:
+    """The archive server's pid and start, from its postmaster.pid (changes when postgres restarts)."""
+    lines = (archive(sandbox) / "postmaster.pid").read_text().splitlines()
+    return f"{lines[0]} {lines[2]}"
+
+
 def archive_query(sql: str, user="ampel-readonly", secret="archive-read-password") -> str:
     """A query to the archive on transit over TCP, as a client of it (psql)."""
     password = (SECRETS_DIR / f"{secret}.txt").read_text().strip()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRETS_DIR, TRANSIT_ADDRESS, archive, archive_query, archived, on, tool
+from conftest import SECRETS_DIR, TRANSIT_ADDRESS, archive, archive_query, archived, postmaster, tool
 
 pytestmark = pytest.mark.sandbox
 TRANSIT = Path("/var/lib/ampel-sandbox/hosts/transit")
@@ -21,12 +21,6 @@ BURST = Path("/var/lib/ampel-sandbox/hosts/burst")
 CORE = "home/ampel/Ampel-v0.3/ampel-core"
 TRANSIT_YML = TRANSIT / CORE / "deploy/production/transit.yml"
 TRANSIT_ENV = TRANSIT / CORE / "deploy/production/dryrun.env"
-
-
-def postmaster(sandbox) -> str:
-    """The archive server's pid and start, from its postmaster.pid (changes when postgres restarts)."""
-    lines = (archive(sandbox) / "postmaster.pid").read_text().splitlines()
-    return f"{lines[0]} {lines[2]}"
 
 
 def writers(user="ampel-client") -> list:

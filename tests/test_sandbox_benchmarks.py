@@ -22,7 +22,7 @@ pytestmark = pytest.mark.sandbox
 ])
 def test_each_benchmark_runs_once(sandbox, tmp_path, bench, args, keys):
     if bench == "by_hand.py":  # it needs a running version
-        assert subprocess.run(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--yes"],
+        assert subprocess.run(["invoke", "-f", "config/sandbox.yaml", "deploy", "--version", "v0.3.5", "--yes", "--new-archive"],
                               cwd=REPO, capture_output=True, timeout=900).returncode == 0
     p = subprocess.run([sys.executable, f"benchmarks/{bench}", "--repeats", "1", *args], cwd=REPO, capture_output=True,
                        text=True, timeout=1200, env=dict(os.environ, AMPEL_BENCH_RESULTS=str(tmp_path)))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGISTRY, sandbox_cmd, tool
+from conftest import archived, postmaster, REGISTRY, sandbox_cmd, tool
 from test_sandbox_deploy import NEW_DEPENDENCY, SERVER, STATE, Upstream, bare, burst, daemon, live_instances
 
 pytestmark = pytest.mark.sandbox
@@ -212,9 +212,14 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         core.change("ampel/core/services.py", lambda t: re.sub(r'RELEASE = "[^"]*"', f'RELEASE = "{release}"', t),
                     f"AlertProcessor {release}")
         changes.append(core)
+        server, before = postmaster(sandbox), archived(sandbox)
         plan, acted, p, sent = deploy(sandbox, "--version", v["v0.3.6"])
         assert plan["image"] == plan["push"] == plan["pull"] == "skip" and "is reused as it is" in p.stdout
         assert acted["src"] and acted["tag"] and acted["up"]
+        # burst only: transit's postgres keeps running; burst's new writers archive, no alert missing
+        assert "==> up transit: skip" in p.stdout and postmaster(sandbox) == server
+        time.sleep(7)
+        assert set(archived(sandbox)) - set(before), "the new release's writers archive nothing"
         assert sent < 5, f"a code-only release sent {sent:.1f} MiB to the hosts"
         now = status()
         assert now["env"]["AMPEL_TAG"] == start["env"]["AMPEL_TAG"], "a code-only release keeps AMPEL_TAG"

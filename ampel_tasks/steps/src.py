@@ -148,6 +148,27 @@ def restore_sources(r, site, target: dict) -> None:
     _move(r, site, _moves(r, site, copies))
 
 
+def follow_tag(r) -> None:
+    """After `tag` committed on burst: transit's copies to the same commits (one
+    dryrun.env serves both hosts; the deployment's commits are the tagged ones)."""
+    burst = Site(r)
+    for site in stack_sites(r):
+        if not site.archive:
+            continue
+        if r.dry:
+            console.note(f"then: the copies on {site.stack_host.name} brought to the commits tagged on {burst.stack_host.name}")
+            continue
+        heads = {c.name: c.head for c in sources.read_status(burst.stack_host, burst).values()}
+        copies = sources.gather(site.stack_host, site, r.settings, site.version)
+        for c in copies.values():
+            if c.name in heads:
+                c.wanted, c.wanted_ref = heads[c.name], f"as tagged on {burst.stack_host.name}"
+        moves = _moves(r, site, copies)
+        _move(r, site, moves)
+        if moves:
+            runs.mark_changed(r, "src", site.stack_host.name)
+
+
 def _moves_after_copy(r, site, only=None):
     """The moves of copies just copied out of the image (all, or `only` these):
     fresh, so they hold nothing to lose."""

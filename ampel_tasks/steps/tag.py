@@ -27,6 +27,7 @@ from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
 from ..site import Site
 from . import evidence
+from .src import follow_tag
 
 
 @dataclass
@@ -161,3 +162,4 @@ def do_tag(r):
                 raise DeployError(f"{a.repo} on {host.name}: git {what} failed: {last}{hint}")
         console.note(f"{a.repo}: tagged {a.tag}" + (f", {a.branch} pushed" if a.branch else ""))
     r.changed.add("tag")
+    follow_tag(r)
