@@ -25,7 +25,9 @@ TRANSIT_ENV = TRANSIT / CORE / "deploy/production/dryrun.env"
 
 def writers(user="ampel-client") -> list:
     """The archive's client connections of `user`: [(client address, backend start)]."""
-    rows = archive_query(f"SELECT client_addr, backend_start FROM pg_stat_activity WHERE usename = '{user}'")
+    # (as the superuser: other users' sessions show their address and start only to it)
+    rows = archive_query(f"SELECT client_addr, backend_start FROM pg_stat_activity WHERE usename = '{user}'",
+                         "ampel", "archive-root-password")
     assert not rows.startswith("ERROR"), rows
     return [tuple(r.split("|")) for r in rows.splitlines()]
 
