@@ -97,7 +97,7 @@ def archive_check(r) -> Optional[Check]:
         return Check(f"{name}: archive", True, "no deployment recorded yet: nothing to ask")
     a = stackinputs.archive_status(r)
     if not a["answers"]:
-        return Check(f"{name}: archive", False, a["problem"], "see `invoke logs archive` on transit; `invoke up --same`")
+        return Check(f"{name}: archive", False, a["problem"], "read `invoke logs archive`; `invoke up --same` starts transit's stack again")
     return Check(f"{name}: archive", True, f"answers, schema {a['version']}, {a['bytes'] >> 20} MiB, "
                                           f"{a['free'] >> 20} MiB free under {a['path']}")
 

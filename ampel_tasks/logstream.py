@@ -12,9 +12,26 @@ COLORS = ["36", "32", "35", "33", "34", "31"]
 
 
 def known_services(r, site) -> list:
+    """The services of the site's stack, as `singularity-stack list` on its host has them."""
     s = r.settings
-    res = site.service_host.read(s.commands["list"], user=s.service_user, warn=True)
-    return sorted(stacklist.parse_list(res.stdout).get(s.stack["name"], {}))
+    res = site.stack_host.read(s.commands["list"], user=s.service_user, warn=True)
+    return sorted(stacklist.parse_list(res.stdout).get(site.stack_name, {}))
+
+
+def where(r, sites, services) -> list:
+    """[(site, service)] for the services named: burst's, else transit's (the archive,
+    graphite); an unknown one is an error listing every stack's."""
+    known = {site.stack_host.name: (site, known_services(r, site)) for site in reversed(sites)}
+    listing = "; ".join(f"{h}: {', '.join(names) or 'none'}" for h, (_, names) in known.items())
+    if not services:
+        raise DeployError(f"name at least one service; running services: {listing}")
+    out = []
+    for svc in services:
+        found = [site for site, names in known.values() if svc in names]
+        if not found:
+            raise DeployError(f"unknown service {svc}; running services: {listing}")
+        out.append((found[0], svc))
+    return out
 
 
 class _Lines:
@@ -47,31 +64,25 @@ def _check_filters(grep, replica) -> None:
         raise DeployError(f"--replica must be a number, got {replica!r}")
 
 
-def follow(r, site, services, replica=None, grep=None, follow=True):
+def follow(r, sites, services, replica=None, grep=None, follow=True):
     s = r.settings
     _check_filters(grep, replica)
-    known = known_services(r, site)
-    if not services:
-        raise DeployError(f"name at least one service; running services: {', '.join(known) or 'none'}")
-    unknown = [x for x in services if x not in known]
-    if unknown:
-        raise DeployError(f"unknown service {unknown[0]}; running services: {', '.join(known) or 'none'}")
-    host = site.service_host
+    targets = where(r, sites, services)
     errors = []
 
-    def one(i, svc):
-        cmd = site.command("logs", stack=s.stack["name"], service=svc)
+    def one(i, site, svc):
+        cmd = site.command("logs", stack=site.stack_name, service=svc)
         if replica is not None:
             cmd += f" {int(replica)}"
         if follow:
             cmd += " -f"
         lines = _Lines(grep, replica, COLORS[i % len(COLORS)])
         try:
-            host.read(cmd, user=s.service_user, warn=True, on_line=lines.emit)
+            site.stack_host.read(cmd, user=s.service_user, warn=True, on_line=lines.emit)
         except Exception as exc:  # reported once below
             errors.append(f"{svc}: {exc}")
 
-    threads = [threading.Thread(target=one, args=(i, svc), daemon=True) for i, svc in enumerate(services)]
+    threads = [threading.Thread(target=one, args=(i, site, svc), daemon=True) for i, (site, svc) in enumerate(targets)]
     for t in threads:
         t.start()
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRETS_DIR, TRANSIT_ADDRESS, archive, archive_query, archived, postmaster, tool
+from conftest import SECRETS_DIR, TRANSIT_ADDRESS, archive, archive_query, archived, on, postmaster, tool
 
 pytestmark = pytest.mark.sandbox
 TRANSIT = Path("/var/lib/ampel-sandbox/hosts/transit")
@@ -62,6 +62,9 @@ def test_the_archive_is_a_real_postgresql_with_the_schema_and_users_of_v035(depl
     logs = tool("logs", "stats", "--no-follow", "--grep", "the archive holds", check=True).stdout
     assert re.search(r"StatsPublisher \S+ the archive holds \d+ alerts", logs), logs
     assert len(writers()) == 16 and len(writers("ampel-readonly")) >= 1
+    # transit's services' logs, followed on transit
+    pg = tool("logs", "archive", "--no-follow", "--grep", "ready to accept connections", check=True).stdout
+    assert re.search(r"^\(archive *:0 (stdout|stderr)\) .*database system is ready to accept connections", pg, re.M), pg
 
 
 def test_transit_restarts_only_for_a_change_of_its_own_and_no_alert_is_missing(deployed):
@@ -171,3 +174,31 @@ def test_an_archive_path_that_is_new_or_empty_is_refused_with_the_consequence(de
         if other.exists():
             other.rmdir()
     assert tool("plan", "--version", "v0.3.5", timeout=300).returncode == 0
+
+
+def test_status_doctor_history_and_prune_show_the_archive_and_a_stopped_one_is_started(deployed):
+    st = json.loads(tool("status", "--json", check=True).stdout)["archive"]
+    assert st["answers"] and st["version"] == "3.0" and st["path"] == "/data/ampel/archive/dryrun", st
+    assert st["bytes"] > 1 << 20 and st["free"] > 1 << 20
+    assert re.search(r"^archive on transit \(/data/ampel/archive/dryrun\): answers, schema 3\.0, [\d.]+ MiB, "
+                     r"[\d.]+ (MiB|GiB) free$", tool("status", check=True).stdout, re.M)
+    assert re.search(r"^ok  +transit: archive: answers, schema 3\.0, \d+ MiB, \d+ MiB free under "
+                     r"/data/ampel/archive/dryrun$", tool("doctor").stdout, re.M)
+    assert "archive schema 3.0" in tool("history", check=True).stdout.splitlines()[0]
+    listing = tool("prune", check=True).stdout
+    assert re.search(r"^database transit:/data/ampel/archive/dryrun: [\d.]+ MiB \(databases are never pruned\)$",
+                     listing, re.M), listing
+    # transit's stack stopped (a reboot, say): status says so, the plan starts it again, nothing else
+    server = postmaster(deployed)
+    assert on("transit", "singularity-stack rm transit").returncode == 0
+    time.sleep(2)
+    st = json.loads(tool("status", "--json", check=True).stdout)["archive"]
+    assert not st["answers"] and "does not answer" in st["problem"], st
+    assert re.search(r"^FAIL  transit: archive: ", tool("doctor").stdout, re.M)
+    plan = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)["steps"]
+    up = {h["host"]: h for h in next(s for s in plan if s["step"] == "up")["hosts"]}
+    assert up["transit"]["action"] == "run" and "not running healthy" in up["transit"]["reason"], up
+    assert up["burst"]["action"] == "skip"
+    tool("deploy", "--version", "v0.3.5", "--yes", check=True, timeout=600)
+    assert postmaster(deployed) != server and archive_query("SELECT count(*) FROM versions") == "4"
+    assert len(writers()) == 16
