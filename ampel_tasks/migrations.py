@@ -1,0 +1,114 @@
+"""The archive's schema migrations: the numbered SQL files of the initdb directory in
+transit's tree, which of them the database has, and what each would cost.
+
+The archive records a schema version (`versions`), but not every migration records
+one (v0.3.8's `06_schema_fidelity.sql` does not): which files are applied is kept in
+a ledger (file name and checksum per applied migration), seeded for a database made
+before the tool from `versions`: every file up to the last one whose version is
+recorded was applied by postgres' entrypoint when the database was made, or by hand.
+
+Facts are a command and a pure parser; the decisions here are pure.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .errors import DeployError
+
+NUMBERED = re.compile(r"^(\d+)_.*\.sql$")
+RECORDS = re.compile(r"INSERT\s+INTO\s+versions\s*\(\s*alert_version\s*\)\s*VALUES\s*\(\s*'([^']+)'", re.I)
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    number: int
+    sha256: str
+    text: str = field(repr=False)
+
+    @property
+    def version(self) -> Optional[str]:
+        """The schema version this migration records, if it records one."""
+        found = RECORDS.findall(self.text)
+        return found[-1] if found else None
+
+
+def listing_command(initdb_dir: str) -> str:
+    """Each numbered SQL file of the initdb directory: name, checksum, then its text."""
+    return (f"cd {shlex.quote(initdb_dir)} && for f in [0-9]*.sql; do [ -f \"$f\" ] || continue; "
+            "echo \"@@file $f $(sha256sum < \"$f\" | cut -d' ' -f1)\"; cat \"$f\"; echo; done")
+
+
+def parse_listing(text: str) -> List[Migration]:
+    """[Migration] in their number's order (pure); a name without a number is no migration."""
+    out = []
+    for block in text.split("@@file ")[1:]:
+        head, _, body = block.partition("\n")
+        parts = head.split()
+        if len(parts) != 2:
+            continue
+        m = NUMBERED.match(parts[0])
+        if m:
+            out.append(Migration(parts[0], int(m.group(1)), parts[1], body))
+    return sorted(out, key=lambda x: (x.number, x.name))
+
+
+def seeded_ledger(migrations: List[Migration], versions: List[str]) -> Dict[str, str]:
+    """The ledger of a database made before the tool (pure): every migration up to the
+    last one whose version `versions` holds, with its checksum now."""
+    last = max((i for i, m in enumerate(migrations) if m.version in versions), default=-1)
+    return {m.name: m.sha256 for m in migrations[: last + 1]}
+
+
+def pending(migrations: List[Migration], ledger: Dict[str, str]) -> Tuple[List[Migration], List[str]]:
+    """(migrations to apply in order, refusals) (pure): an applied migration whose
+    file changed since is refused by name; so is one applied that the tree lacks, and
+    a gap (a migration not applied before one that is)."""
+    refusals = [f"{m.name} was applied with checksum {ledger[m.name][:12]}, the file now has {m.sha256[:12]}"
+                for m in migrations if m.name in ledger and ledger[m.name] != m.sha256]
+    names = {m.name for m in migrations}
+    refusals += [f"{name} is applied but not in the tree (a downgrade?)" for name in sorted(set(ledger) - names)]
+    todo = [m for m in migrations if m.name not in ledger]
+    last_applied = max((m.number for m in migrations if m.name in ledger), default=-1)
+    refusals += [f"{m.name} is not applied but a later migration is" for m in todo if m.number < last_applied]
+    return todo, refusals
+
+
+# a statement that rewrites a table, or reads all of it under a lock
+REWRITES = [
+    (re.compile(r"ALTER\s+TABLE\s+(?:ONLY\s+)?(\w+)[^;]*?ALTER\s+(?:COLUMN\s+)?\w+\s+(?:SET\s+DATA\s+)?TYPE\b", re.I | re.S),
+     "changes a column's type (rewrites the table)", None),
+    (re.compile(r"ALTER\s+TABLE\s+(?:ONLY\s+)?(\w+)[^;]*?ADD\s+(?:COLUMN\s+)?\w+\s+[^,;]*?\bDEFAULT\b", re.I | re.S),
+     "adds a column with a default (rewrites the table before PostgreSQL 11)", 11),
+    (re.compile(r"\bUPDATE\s+(?:ONLY\s+)?(\w+)\s+SET\b", re.I), "updates rows of the table", None),
+]
+
+
+def costs(m: Migration, server_major: int) -> List[Tuple[str, str]]:
+    """[(table, why)] for each statement of `m` that rewrites a table (pure); an ADD
+    COLUMN with a default is free from PostgreSQL 11 on."""
+    out = []
+    for pattern, why, free_from in REWRITES:
+        if free_from is not None and server_major >= free_from:
+            continue
+        out += [(t.lower(), why) for t in pattern.findall(_without_comments(m.text))]
+    return out
+
+
+def _without_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+def newer_than_code(versions: List[str], migrations: List[Migration]) -> Optional[str]:
+    """The database's version when the code's migrations never record it (a downgrade), else None (pure)."""
+    known = {m.version for m in migrations if m.version}
+    last = versions[-1] if versions else None
+    return last if last and known and last not in known else None
+
+
+def require_no_refusals(refusals: List[str], where: str) -> None:
+    if refusals:
+        raise DeployError(f"the archive's migrations in {where}: " + "; ".join(refusals))
