@@ -5,6 +5,7 @@ half-written file on any host, no lock left, and a plain re-run that completes.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -235,7 +236,8 @@ def test_ctrl_c_during_a_step(deployed, step):
     """The running version, with the step forced: the next test needs no redeploy."""
     sandbox, since = deployed, time.time()
     before, built = live_instances(sandbox), image_id()
-    when = pulling(sandbox, "burst") if step == "pull" else (lambda out: f"==> {step}:" in out)
+    # (a step acting per host prints "==> secrets transit:", then "==> secrets burst:")
+    when = pulling(sandbox, "burst") if step == "pull" else (lambda out: re.search(rf"==> {step}( \w+)?:", out))
     if step == "up":  # once deploy/up has begun to replace the stack
         when = (lambda out: "==> up burst:" in out and live_instances(sandbox) != before)
     rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", step, "--yes"], when, ctrl_c)
@@ -262,7 +264,7 @@ def test_ctrl_c_at_each_step_of_a_new_deployment_then_a_plain_rerun(running, tmp
         core.change("ampel/core/services.py", lambda t: t + "\n# interrupted while src moves this\n", "a comment")
         for step in ("src", "db", "tag"):
             rc, out, err = interrupted(["deploy", "--version", version, "--new-db", "--yes"],
-                                       lambda out, step=step: f"==> {step}:" in out, ctrl_c)
+                                       lambda out, step=step: re.search(rf"==> {step}( \w+)?:", out), ctrl_c)
             one_error(rc, err, "interrupted")
             assert "==> up burst:" not in out, f"interrupted in {step}, the run went on"
             intact(sandbox, since)
