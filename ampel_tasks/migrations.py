@@ -112,3 +112,53 @@ def newer_than_code(versions: List[str], migrations: List[Migration]) -> Optiona
 def require_no_refusals(refusals: List[str], where: str) -> None:
     if refusals:
         raise DeployError(f"the archive's migrations in {where}: " + "; ".join(refusals))
+
+
+LEDGER = "ampel_migrations"  # the tool's ledger table in the archive: one row per applied migration
+LEDGER_DDL = (f"CREATE TABLE IF NOT EXISTS {LEDGER} (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, "
+              "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_by TEXT NOT NULL)")
+
+# psql script (psql 10's \if): the recorded versions, the server's major version, the ledger if there is one
+STATE_SCRIPT = f"""\\pset tuples_only on
+\\pset format unaligned
+SELECT 'version=' || alert_version FROM versions ORDER BY version_id;
+SELECT 'server=' || current_setting('server_version_num');
+SELECT to_regclass('public.{LEDGER}') IS NOT NULL AS has_ledger \\gset
+\\if :has_ledger
+SELECT 'applied=' || name || ' ' || sha256 FROM {LEDGER} ORDER BY applied_at, name;
+\\else
+SELECT 'ledger=none';
+\\endif
+"""
+
+
+@dataclass(frozen=True)
+class ArchiveSchema:
+    versions: List[str]
+    server_major: int
+    ledger: Optional[Dict[str, str]]  # None: the tool has not kept one in this database yet
+
+
+def parse_state(text: str) -> ArchiveSchema:
+    """What STATE_SCRIPT printed (pure)."""
+    versions, ledger, server = [], {}, 0
+    has_ledger = True
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "version":
+            versions.append(value.strip())
+        elif key == "server" and value.strip().isdigit():
+            server = int(value) // 10000
+        elif key == "applied":
+            name, _, sha = value.strip().partition(" ")
+            ledger[name] = sha
+        elif key == "ledger":
+            has_ledger = False
+    if not server:
+        raise DeployError(f"the archive's schema could not be read: {text.strip().splitlines()[-1:] or ['no output']}")
+    return ArchiveSchema(versions, server, ledger if has_ledger else None)
+
+
+def ledger_of(schema: ArchiveSchema, migrations: List[Migration]) -> Dict[str, str]:
+    """The ledger to decide on: the database's, else one seeded from its versions (pure)."""
+    return dict(schema.ledger) if schema.ledger is not None else seeded_ledger(migrations, schema.versions)

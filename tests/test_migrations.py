@@ -81,3 +81,21 @@ def test_statements_that_rewrite_a_table_are_flagged_with_the_table():
     assert migrations.costs(with_default, 15) == []
     # 3.0 adds sixteen nullable columns: no rewrite
     assert migrations.costs(next(m for m in V035 if m.name == "04_schema_3.0.sql"), 10) == []
+
+
+# what migrations.STATE_SCRIPT prints through psql (-X -q): a database made before the tool, then one with a ledger
+BEFORE_THE_TOOL = "version=1.8\nversion=1.9\nversion=2.0\nversion=3.0\nserver=100003\nledger=none\n"
+WITH_LEDGER = ("version=1.8\nversion=1.9\nversion=2.0\nversion=3.0\nserver=150010\n"
+               "applied=00_archive_schema_1.8.sql " + "a" * 64 + "\napplied=05_index_cutout.sql " + "b" * 64 + "\n")
+
+
+def test_the_archives_schema_state_read_through_psql():
+    before = migrations.parse_state(BEFORE_THE_TOOL)
+    assert before == migrations.ArchiveSchema(["1.8", "1.9", "2.0", "3.0"], 10, None)
+    assert migrations.ledger_of(before, V035) == migrations.seeded_ledger(V035, before.versions)
+    kept = migrations.parse_state(WITH_LEDGER)
+    assert kept.server_major == 15 and kept.ledger == {"00_archive_schema_1.8.sql": "a" * 64,
+                                                       "05_index_cutout.sql": "b" * 64}
+    assert migrations.ledger_of(kept, V035) == kept.ledger
+    with pytest.raises(DeployError, match="could not be read"):
+        migrations.parse_state('psql:<stdin>:3: ERROR:  relation "versions" does not exist\n')
