@@ -238,6 +238,8 @@ def test_ctrl_c_during_a_step(deployed, step):
     before, built = live_instances(sandbox), image_id()
     # (a step acting per host prints "==> secrets transit:", then "==> secrets burst:")
     when = pulling(sandbox, "burst") if step == "pull" else (lambda out: re.search(rf"==> {step}( \w+)?:", out))
+    if step == "secrets":  # while burst's are written (transit's few go by in a moment)
+        when = (lambda out: "==> secrets burst:" in out)
     if step == "up":  # once deploy/up has begun to replace the stack
         when = (lambda out: "==> up burst:" in out and live_instances(sandbox) != before)
     rc, out, err = interrupted(["deploy", "--version", "v0.3.5", "--force", step, "--yes"], when, ctrl_c)
