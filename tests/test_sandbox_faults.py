@@ -66,10 +66,13 @@ def intact(sandbox, since: float) -> None:
 
 def interrupted(args, when, act, timeout=600, env=None):
     """Run the tool as an operator does; once `when(stdout so far)` is true, `act(process)`."""
-    out = open(STATE / "fault.out", "w+")
-    p = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", *args], cwd=REPO, stdout=out,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-                         env=dict(os.environ, **(env or {})))
+    # (the tool writes through a file description of its own: a seek of the reader's
+    # would move a shared offset, and the tool's next line would overwrite the first)
+    with open(STATE / "fault.out", "w") as sink:
+        p = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", *args], cwd=REPO, stdout=sink,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                             env=dict(os.environ, **(env or {})))
+    out = open(STATE / "fault.out")
     deadline, acted = time.time() + timeout, False
     try:
         while p.poll() is None and time.time() < deadline:
