@@ -180,7 +180,8 @@ def doctor(c):
     checks = [x for x in [ticket_check(r)] if x]
     for name in r.settings.hosts:
         checks += host_checks(r, name)
-    checks += [x for x in [archive_check(r)] if x] if not any(not x.ok for x in checks) else []
+    if all(x.ok for x in checks):  # (the archive is asked through the hosts just checked)
+        checks += [x for x in [archive_check(r)] if x]
     checks += local_checks(r)
     for check in checks:
         console.out(check.line())

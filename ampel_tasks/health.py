@@ -220,10 +220,11 @@ def _report(failing, fatal, seen, elapsed, then: str, hint=()):
     raise DeployError(f"stack unhealthy: {what}; " + then.replace("SERVICE", services[0] if services else "SERVICE"))
 
 
-def quick(r, site) -> list:
-    """Problems of the running stack right now (replicas' processes, ports), no waiting."""
-    env_text = site.stack_host.read_file(site.env_file, user=site.src_user)
-    doc = site.stack_doc()
+def quick(r, site, doc=None, env_text=None) -> list:
+    """Problems of the running stack right now (replicas' processes, ports), no waiting;
+    the stack file and env file are read from its host unless the caller has them."""
+    env_text = site.stack_host.read_file(site.env_file, user=site.src_user) if env_text is None else env_text
+    doc = site.stack_doc() if doc is None else doc
     if env_text is None or doc is None:
         return None
     want = expected(doc, envfile.read(env_text))

@@ -87,11 +87,13 @@ def _combined(step: str, d: Optional[Decision], forced, done: Dict[str, Decision
     return d
 
 
-def proceed(r, step: str, d: Optional[Decision], what: str = "", label: str = "") -> bool:
+def proceed(r, step: str, d: Optional[Decision], what: str = "", label: str = "", forceable: bool = True) -> bool:
     """Print the step's decision (headed `label`, e.g. "up transit"; default the step);
-    True when it must act, and then the deploy lock is held."""
-    if d is not None and d.action == "skip" and not (step not in UNFORCEABLE and step in r.force):
-        console.skip(label or step, d.reason + (" (--force cannot override this)" if step in r.force else ""))
+    True when it must act, and then the deploy lock is held. `forceable=False`: --force
+    of the step does not reach this host's part of it."""
+    forced = forceable and step not in UNFORCEABLE and step in r.force
+    if d is not None and d.action == "skip" and not forced:
+        console.skip(label or step, d.reason + (" (--force cannot override this)" if forceable and step in r.force else ""))
         return False
     state.lock(r)
     console.step(label or step, what or (d.reason if d is not None else "evidence unknown, running it"))

@@ -90,7 +90,8 @@ def gather(r, site) -> Optional[Inputs]:
     host, s = site.stack_host, r.settings
     text = host.read_file(site.stack_file, user=site.src_user)
     env_text = host.read_file(site.env_file, user=site.src_user)
-    if text is None or env_text is None:  # no tree on transit yet (src makes it): the operator's checkout says
+    on_host = text is not None and env_text is not None
+    if not on_host:  # no tree on transit yet (src makes it): the operator's checkout says
         text, env_text = _local(s)
         if text is None:
             return None
@@ -103,7 +104,8 @@ def gather(r, site) -> Optional[Inputs]:
                     user=s.service_user, warn=True)
     secrets, stats, record, path = parse_read(res.stdout)
     now = fingerprint(posixpath.basename(site.stack_file), text, values, secrets, stats)
-    return Inputs(now, record, health.quick(r, site) or [], sorted(doc.get("services") or {}), a, path, secret_files)
+    problems = health.quick(r, site, doc, env_text) if on_host else []  # (no tree there: nothing of it runs)
+    return Inputs(now, record, problems, sorted(doc.get("services") or {}), a, path, secret_files)
 
 
 def _local(s) -> tuple:
@@ -138,19 +140,25 @@ def prepare(r, site, ev: Optional[Inputs]) -> None:
         site.stack_host.change(f"install -d -m 0700 {shlex.quote(ev.archive.path)}", user=r.settings.service_user)
 
 
-def after_start(r, site) -> None:
-    """After the gate: the archive answers its read user; then the inputs are recorded."""
-    ev = gather(r, site)
+def after_start(r, site, ev: Optional[Inputs]) -> None:
+    """After the gate: the archive answers its read user; then the inputs the start was
+    decided on are recorded (read now if they could not be then)."""
+    ev = ev or gather(r, site)
     if ev is None:
         raise DeployError(f"{site.stack_file} or {site.env_file} on {site.stack_host.name} went away")
     answer = probe(r, site, ev)
-    r.cache["archive"] = {"version": answer.version, "bytes": answer.size, "path": ev.archive.path}
+    remember(r, ev, answer)
     console.note(f"archive {ev.archive.database} on {site.stack_host.name}:{ev.archive.port} answers "
                  f"{ev.archive.read_user}: schema {answer.version}, {answer.size / 2**20:.0f} MiB")
     s, host = r.settings, site.stack_host
     host.change(f"install -d -m 0700 {shlex.quote(s.paths['state_dir'])}", user=s.service_user)
     host.write_file(record_path(r), (json.dumps(ev.now, indent=1) + "\n").encode(), user=s.service_user,
                     mode="0600", show=f"record what {site.stack_name}'s stack started from in {record_path(r)}")
+
+
+def remember(r, ev: Inputs, answer: archive.Answer) -> None:
+    """The archive as this run leaves it, for the deployment's manifest."""
+    r.cache["archive"] = {"version": answer.version, "bytes": answer.size, "path": ev.archive.path}
 
 
 def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:

@@ -109,7 +109,7 @@ def _src_on(r, site):
     t0 = time.time()
     data = d.data if d is not None else {}
     moves, added = data.get("moves", []), data.get("added", [])
-    fresh = not (r.cache.get(_key(site)) or {}).get("exists")  # missing, or unknown under --dry
+    fresh = not (src_evidence(r, site) or {}).get("exists")  # missing, or unknown under --dry
     if fresh:
         host.change(site.command("volume_init", image_file=site.image_path_on(host), ampel_src=site.ampel_src),
                     user=site.src_user, stream=True)

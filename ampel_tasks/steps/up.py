@@ -11,7 +11,7 @@ from .. import console, health, preflight, run as runs, stackinputs, state
 from ..errors import DeployError
 from ..helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
-from ..site import Site, stack_sites
+from ..site import stack_sites
 from . import inputs
 
 
@@ -68,8 +68,7 @@ def _decide_archive(r, site):
     """transit: run when its stack is not running healthy or what it runs from changed
     since it was started; an archive directory that is new or empty is refused
     unless --new-archive."""
-    ev = r.evidence(f"up evidence {site.stack_host.name}", lambda: stackinputs.gather(r, site),
-                    after=inputs("up"))
+    ev = _archive_evidence(r, site)
     if ev is None:
         return None
     stackinputs.refuse_new_archive(ev, site.stack_host.name, bool(r.options.get("new_archive")))
@@ -85,15 +84,26 @@ def _decide_archive(r, site):
                                   f"({', '.join(ev.services)} keep running)", {"inputs": ev})
 
 
+def _archive_evidence(r, site):
+    """transit's inputs, record, stack and ARCHIVE_PATH: read once per run, again after
+    an earlier step changed what they are about."""
+    return r.evidence(f"up evidence {site.stack_host.name}", lambda: stackinputs.gather(r, site), after=inputs("up"))
+
+
 def do_up(r):
     """deploy/up and the gate on each stack host that needs it, transit first; the
     archive's schema and size for the manifest, where transit was not restarted."""
     for site in stack_sites(r):
         _up_on(r, site)
-    if "up" in r.changed and not r.dry and r.settings.archive_host and "archive" not in r.cache:
-        status = stackinputs.archive_status(r)
-        if status and status["answers"]:
-            r.cache["archive"] = {k: status[k] for k in ("version", "bytes", "path")}
+    if "up" in r.changed and not r.dry and "archive" not in r.cache:
+        for site in stack_sites(r)[:-1]:  # (transit's, not restarted: what the decision read)
+            ev = _archive_evidence(r, site)
+            if ev is None:
+                continue
+            try:
+                stackinputs.remember(r, ev, stackinputs.probe(r, site, ev, wait=0))
+            except DeployError:
+                pass  # (the manifest then has no archive figures; status says why)
 
 
 def _redeploy_forced(r, site) -> bool:
@@ -107,11 +117,8 @@ def _up_on(r, site) -> None:
     s, host = r.settings, site.stack_host
     d = None if _redeploy_forced(r, site) else _decide_on(r, site)
     what = f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"
-    if d is not None and d.action == "skip" and site.archive:
-        console.skip(f"up {host.name}", d.reason)
-        r.row("up", host.name, "skipped", 0.0)
-        return
-    if not proceed(r, "up", d, what, label=f"up {host.name}" if s.archive_host else "up"):
+    # (--force up redeploys burst: transit's stack restarts only for a change of its own)
+    if not proceed(r, "up", d, what, label=f"up {host.name}" if s.archive_host else "up", forceable=not site.archive):
         r.row("up", host.name, "skipped", 0.0)
         return
     t0 = time.time()
@@ -126,7 +133,7 @@ def _up_on(r, site) -> None:
         return
     health.gate(r, site)
     if site.archive:
-        stackinputs.after_start(r, site)
+        stackinputs.after_start(r, site, _archive_evidence(r, site))
     r.row("up", host.name, "changed", time.time() - t0)
 
 
