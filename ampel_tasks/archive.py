@@ -15,10 +15,12 @@ from typing import Dict, Optional
 
 from .errors import DeployError
 from .health import SECRETS_IN, service_environment
-from .preflight import expand
+from .preflight import expand, image_file
 from .stacklist import instance_name
 
 DATA_DIR = "/var/lib/postgresql/data"  # where the postgres image keeps its cluster (PGDATA)
+INITDB_DIR = "/docker-entrypoint-initdb.d"  # what the entrypoint runs on an empty data directory
+SOCKET_DIRS = ("/run/postgresql", "/var/run/postgresql")  # the server's socket directory in the image
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class Archive:
     read_secret: str  # the secret (by its stack file name) holding the read user's password
     write_user: str
     write_secret: str
+    superuser: str = "postgres"  # POSTGRES_USER: owns the schema; local socket logins are trusted
+    socket_dir: str = ""  # the host directory bound at the server's socket directory ("" for none)
+    image_file: str = ""  # the image file the archive runs (its pg_dump, pg_restore)
+    initdb: str = ""  # the host directory bound at the entrypoint's initdb directory (the migrations)
 
 
 def _secret_of(env: Dict[str, str], key: str, where: str) -> str:
@@ -50,14 +56,22 @@ def describe(doc: dict, env: Dict[str, str], stack: str, service: str, where: st
     if missing:
         raise DeployError(f"{where}: {missing[0]} is not defined by dryrun.env")
     senv = service_environment(svc)
-    path = next((v.split(":")[0] for v in svc.get("volumes") or []
-                 if isinstance(v, str) and v.split(":")[1:2] == [DATA_DIR]), "")
+    path = _bound_at(svc, (DATA_DIR,))
     ports = [str(p).split(":")[-1] for p in svc.get("ports") or []]
     if not path or not ports or not ports[0].isdigit():
         raise DeployError(f"{where}: service {service} binds no data directory at {DATA_DIR} or publishes no port")
     return Archive(service, instance_name(stack, service, 0), senv.get("POSTGRES_DB", "postgres"), int(ports[0]), path,
                    senv.get("ARCHIVE_READ_USER", ""), _secret_of(senv, "ARCHIVE_READ_USER_PASSWORD", where),
-                   senv.get("ARCHIVE_WRITE_USER", ""), _secret_of(senv, "ARCHIVE_WRITE_USER_PASSWORD", where))
+                   senv.get("ARCHIVE_WRITE_USER", ""), _secret_of(senv, "ARCHIVE_WRITE_USER_PASSWORD", where),
+                   senv.get("POSTGRES_USER", "postgres"), _bound_at(svc, SOCKET_DIRS),
+                   posixpath.join(env.get("SINGULARITY_CACHEDIR", ""), image_file(svc.get("image") or "")),
+                   _bound_at(svc, (INITDB_DIR,)))
+
+
+def _bound_at(svc: dict, targets) -> str:
+    """The host side of the service's volume bound at one of `targets` ("" for none)."""
+    return next((v.split(":")[0] for v in svc.get("volumes") or []
+                 if isinstance(v, str) and v.split(":")[1:2] and v.split(":")[1].rstrip("/") in targets), "")
 
 
 PROBE_SQL = ("SELECT 'version=' || coalesce((SELECT alert_version FROM versions ORDER BY version_id DESC LIMIT 1), '-'); "

@@ -114,7 +114,13 @@ DEFAULTS = {
         # the archive's own stack on the host with the role `archive` (transit): started with the
         # same deploy/up CONFIG, before burst's, and only when something it runs from changed
         # (that restarts postgres and graphite); its database is never removed nor emptied
-        "archive": {"stack": "transit", "stack_file": "deploy/production/transit.yml", "service": "archive"},
+        "archive": {
+            "stack": "transit", "stack_file": "deploy/production/transit.yml", "service": "archive",
+            # backups on transit (archive-backup, and before every migration): pg_dump's directory
+            # format with this many parallel jobs; the whole database when it is smaller than
+            # whole_below_gib, else the tables the migration touches
+            "backup_dir": "/data/ampel/archive/backups", "backup_jobs": 4, "whole_below_gib": 50,
+        },
         # Remote runtime as command templates; values are shell-quoted before filling.
         "commands": {
             # 2.x: the URI is the argument, the file name comes with --name and lands
@@ -135,6 +141,8 @@ DEFAULTS = {
             "instances": "singularity instance.list",
             # a command inside a running instance (the archive's psql): {instance} is instance://NAME
             "exec_instance": "singularity exec {instance} sh -c {command}",
+            # a second container of an image file (the archive's pg_dump): {binds} are -B options
+            "exec_image": "singularity exec {binds} {image_file}",
             # singularity-stack 0.2.2's restart hazard (fixed upstream at 99ee5f0): a nanny in
             # its restart delay during a redeploy runs its OLD command in the NEW instance of
             # the same name. Its nannies are stopped before deploy/up (empty: not done).

@@ -10,13 +10,13 @@ from invoke import task
 from . import console, plan as planning, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
-from .steps import ORDER, db, image, pull, push, secrets, src, tag, test, up
+from .steps import ORDER, db, image, pull, push, schema, secrets, src, tag, test, up
 
 # each step's own decision, from its evidence (read-only)
 DECIDERS = {
     "image": image.decide_image, "test": test.decide_test, "push": push.decide_push,
     "pull": pull.decide_pull, "src": src.decide_src, "db": db.decide_db, "tag": tag.decide_tag,
-    "secrets": secrets.decide_secrets, "up": up.decide_up,
+    "secrets": secrets.decide_secrets, "schema": schema.decide_schema, "up": up.decide_up,
 }
 
 
@@ -42,12 +42,25 @@ def plan(c, version=None, json=False, new_archive=False, dry=False):
         print(jsonlib.dumps({"version": v, "site": site, "steps": [d.as_json() for d in decisions]}, indent=2))
         return
     planning.show(decisions, v, site)
-    if in_deploy and not r.dry and not r.yes and sys.stdin.isatty():
-        if all(d.action == "skip" for d in decisions):
-            return
-        answer = input("proceed with this plan? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            raise DeployError("deploy cancelled at the plan; nothing was changed")
+    if in_deploy and not r.dry and not r.yes:
+        _confirm(r, decisions)
+
+
+def _confirm(r, decisions) -> None:
+    """A terminal's yes to the plan (which also answers what a step would ask); off a
+    terminal, a step that must be confirmed (a migration rewriting a table) stops the run here."""
+    asked = [x for d in decisions if d.action == "run" for x in (d.data or {}).get("confirm", [])]
+    if not sys.stdin.isatty():
+        if asked:
+            raise DeployError(f"{'; '.join(asked)}: a migration that rewrites a table needs --yes (or a terminal to "
+                              "confirm); nothing was changed")
+        return
+    if all(d.action == "skip" for d in decisions):
+        return
+    answer = input("proceed with this plan? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise DeployError("deploy cancelled at the plan; nothing was changed")
+    r.yes = True  # (the plan showed what the steps would ask)
 
 
 @task(  # its pre-tasks (the plan, then every step) come from steps.STEPS
@@ -70,8 +83,8 @@ def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=Fal
     """Deploy a version: the whole runbook, skipping what is up to date.
 
     Prints the plan, asks on a terminal unless --yes, then runs image, test, push,
-    pull (transit, burst), src (transit, burst), db, tag, secrets (transit, burst)
-    and up with its health gate (transit's archive first, only when something it
+    pull (transit, burst), src (transit, burst), db, tag, secrets (transit, burst),
+    schema (the archive's migrations on transit, after a backup) and up with its health gate (transit's archive first, only when something it
     runs from changed; then burst), each step only where necessary. The deploy lock on burst is held from the
     first change until the health gate has passed; the result is kept as a
     manifest, `current` and a history line.

@@ -178,6 +178,8 @@ def _modify(proxy, values: dict) -> None:
 def _where(r, step: str) -> str:
     if step in ("image", "test", "push"):
         return "local"
+    if step == "schema" and r.settings.archive_host is not None:
+        return r.settings.archive_host.name
     try:
         return r.settings.service_host.name
     except DeployError:

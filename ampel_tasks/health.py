@@ -102,6 +102,16 @@ class Poller:
         self.offsets = {(inst, src): 0 for inst in self.instances for src in ("stdout", "stderr")} if read_logs else {}
         self.ports = sorted({p for _, ports in want.values() for p in ports})
 
+    def start_at_end(self) -> None:
+        """Read only what the replicas write from now on (their files were not truncated)."""
+        files = {self.log_file(inst, src): key for key in self.offsets for inst, src in [key]}
+        res = self.site.stack_host.read("stat -c '%s %n' " + " ".join(shlex.quote(f) for f in files) + " 2>/dev/null",
+                                        user=self.r.settings.service_user, warn=True)
+        for line in res.stdout.splitlines():
+            size, _, name = line.partition(" ")
+            if name in files and size.isdigit():
+                self.offsets[files[name]] = int(size)
+
     def log_file(self, inst: str, source: str) -> str:
         s = self.r.settings
         return s.paths["replica_log"].format(user=s.service_user, instance=inst, source=source)
@@ -156,12 +166,13 @@ def starting(want: dict, running: dict, stable: float) -> list:
     return out
 
 
-def gate(r, site):
+def gate(r, site, poller=None):
+    """Wait until the stack is healthy (or fail with the evidence); `poller`: one that
+    already follows the stack (e.g. from the end of its replica files)."""
     h = r.settings.health
-    env = envfile.read(site.stack_host.read_file(site.env_file, user=site.src_user) or "")
     doc = site.stack_doc() or {}
-    want = expected(doc, env)
-    poller = Poller(r, site, want, read_logs=True)
+    poller = poller or Poller(r, site, expected(doc, _env(site)), read_logs=True)
+    want = poller.want
     watch = replicas.Watch(poller.instances)
     t0, last_note, seen, fatal, confirm = time.time(), "", [], [], False
     while True:
@@ -195,6 +206,10 @@ def gate(r, site):
                 f"stack not healthy after {elapsed:.0f} s (ampel.health.timeout={h['timeout']}): "
                 + "; ".join(waiting) + f"; {after_failure(r, site)}")
         time.sleep(1)
+
+
+def _env(site) -> dict:
+    return envfile.read(site.stack_host.read_file(site.env_file, user=site.src_user) or "")
 
 
 def after_failure(r, site) -> str:

@@ -42,6 +42,16 @@ def listing_command(initdb_dir: str) -> str:
             "echo \"@@file $f $(sha256sum < \"$f\" | cut -d' ' -f1)\"; cat \"$f\"; echo; done")
 
 
+def tree_listing_command(repo_dir: str, commit: str, initdb_dir: str) -> str:
+    """The numbered SQL files of `initdb_dir` (relative to the repo) at `commit`, in
+    listing_command's format; `@@unknown-commit` when the copy lacks the commit."""
+    r, c, d = shlex.quote(repo_dir), shlex.quote(commit), shlex.quote(initdb_dir.strip("/") + "/")
+    return (f"cd {r} && {{ git cat-file -e {c}^{{commit}} 2>/dev/null || {{ echo @@unknown-commit; exit 0; }}; }} && "
+            f"for f in $(git ls-tree --name-only {c} -- {d}); do b=${{f##*/}}; case \"$b\" in [0-9]*.sql) ;; "
+            f"*) continue;; esac; echo \"@@file $b $(git show {c}:\"$f\" | sha256sum | cut -d' ' -f1)\"; "
+            f"git show {c}:\"$f\"; echo; done")
+
+
 def parse_listing(text: str) -> List[Migration]:
     """[Migration] in their number's order (pure); a name without a number is no migration."""
     out = []
@@ -54,6 +64,31 @@ def parse_listing(text: str) -> List[Migration]:
         if m:
             out.append(Migration(parts[0], int(m.group(1)), parts[1], body))
     return sorted(out, key=lambda x: (x.number, x.name))
+
+
+def parse_tree_listing(text: str) -> Optional[List[Migration]]:
+    """tree_listing_command's output (pure): None when the copy lacks the commit."""
+    return None if "@@unknown-commit" in text.splitlines()[:1] else parse_listing(text)
+
+
+TRANSACTION = re.compile(r"^\s*(?:(BEGIN|COMMIT|END|ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?|(START)\s+TRANSACTION[^;]*)"
+                         r"\s*;", re.I | re.M)
+DOLLAR_QUOTED = re.compile(r"\$(\w*)\$.*?\$\1\$", re.S)  # a function's or DO block's body
+
+
+def as_one_transaction(m: Migration) -> Tuple[str, Optional[str]]:
+    """(the text to run inside the tool's one transaction, a refusal) (pure): a file
+    wrapped in its own BEGIN ... COMMIT is unwrapped (it asked for one transaction);
+    any other transaction statement would end the tool's transaction half-way."""
+    body = _without_comments(m.text)
+    found = list(TRANSACTION.finditer(DOLLAR_QUOTED.sub(lambda x: " " * len(x.group(0)), body)))
+    if not found:
+        return m.text, None
+    words = [(f.group(1) or f.group(2)).upper() for f in found]
+    if words in (["BEGIN", "COMMIT"], ["START", "COMMIT"], ["BEGIN", "END"]) and not body[:found[0].start()].strip() \
+            and not body[found[1].end():].strip():
+        return body[found[0].end():found[1].start()], None
+    return "", f"{m.name} has its own transaction statements ({', '.join(words)}): it cannot be applied as one transaction"
 
 
 def seeded_ledger(migrations: List[Migration], versions: List[str]) -> Dict[str, str]:
@@ -98,6 +133,16 @@ def costs(m: Migration, server_major: int) -> List[Tuple[str, str]]:
     return out
 
 
+TOUCHES = re.compile(r"\b(?:ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?|UPDATE(?:\s+ONLY)?|DELETE\s+FROM|INSERT\s+INTO|"
+                     r"DROP\s+TABLE(?:\s+IF\s+EXISTS)?|TRUNCATE(?:\s+TABLE)?|INDEX\s+(?:CONCURRENTLY\s+)?\w*\s*ON(?:\s+ONLY)?)"
+                     r"\s+(?:public\.)?(\w+)", re.I)
+
+
+def altered(m: Migration) -> List[str]:
+    """The existing tables `m` changes (pure): what a backup before it must hold."""
+    return sorted({t.lower() for t in TOUCHES.findall(_without_comments(m.text))})
+
+
 def _without_comments(sql: str) -> str:
     return re.sub(r"--[^\n]*", "", sql)
 
@@ -123,6 +168,9 @@ STATE_SCRIPT = f"""\\pset tuples_only on
 \\pset format unaligned
 SELECT 'version=' || alert_version FROM versions ORDER BY version_id;
 SELECT 'server=' || current_setting('server_version_num');
+SELECT 'bytes=' || pg_database_size(current_database());
+SELECT 'table=' || c.relname || ' ' || pg_total_relation_size(c.oid) FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p');
 SELECT to_regclass('public.{LEDGER}') IS NOT NULL AS has_ledger \\gset
 \\if :has_ledger
 SELECT 'applied=' || name || ' ' || sha256 FROM {LEDGER} ORDER BY applied_at, name;
@@ -137,11 +185,13 @@ class ArchiveSchema:
     versions: List[str]
     server_major: int
     ledger: Optional[Dict[str, str]]  # None: the tool has not kept one in this database yet
+    bytes: int = 0  # the database's size
+    tables: Dict[str, int] = field(default_factory=dict)  # {table: bytes with its indexes}
 
 
 def parse_state(text: str) -> ArchiveSchema:
     """What STATE_SCRIPT printed (pure)."""
-    versions, ledger, server = [], {}, 0
+    versions, ledger, server, tables, size = [], {}, 0, {}, 0
     has_ledger = True
     for line in text.splitlines():
         key, _, value = line.partition("=")
@@ -154,9 +204,14 @@ def parse_state(text: str) -> ArchiveSchema:
             ledger[name] = sha
         elif key == "ledger":
             has_ledger = False
+        elif key == "bytes" and value.strip().isdigit():
+            size = int(value)
+        elif key == "table" and value.strip().rpartition(" ")[2].isdigit():
+            name, _, n = value.strip().rpartition(" ")
+            tables[name] = int(n)
     if not server:
         raise DeployError(f"the archive's schema could not be read: {text.strip().splitlines()[-1:] or ['no output']}")
-    return ArchiveSchema(versions, server, ledger if has_ledger else None)
+    return ArchiveSchema(versions, server, ledger if has_ledger else None, size, tables)
 
 
 def ledger_of(schema: ArchiveSchema, migrations: List[Migration]) -> Dict[str, str]:

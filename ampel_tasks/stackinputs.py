@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from . import archive, console, envfile, health, preflight
+from . import archive, console, envfile, health, migrations, preflight, schemasql
 from .errors import DeployError
 from .site import Site
 
@@ -178,6 +178,14 @@ def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:
         if "refuses" in problem or time.time() >= deadline:
             raise DeployError(f"{problem}; {health.after_failure(r, site)}" if wait is None else problem)
         time.sleep(1)
+
+
+def read_schema(r, site, a: archive.Archive) -> migrations.ArchiveSchema:
+    """The archive's versions, server, size, tables and the tool's ledger: psql inside its instance."""
+    cmd = site.command("exec_instance", instance=f"instance://{a.instance}", command=schemasql.psql(a, "-At "))
+    res = site.stack_host.read(cmd + " 2>&1", user=r.settings.service_user, data=migrations.STATE_SCRIPT.encode(),
+                               warn=True)
+    return migrations.parse_state(res.stdout)
 
 
 def archive_status(r) -> Optional[dict]:

@@ -266,6 +266,8 @@ def _manifest(r, site, result: str) -> dict:
         "tests": r.cache.get("tests"),
         # the archive as this run left it (schema version, size), where up looked at it
         "archive": r.cache.get("archive"),
+        # backups of the archive this run took (before a migration)
+        "archive_backups": r.cache.get("archive backups") or [],
     }
     if r.log_path:
         manifest["run_log"] = f"{socket.gethostname()}:{r.log_path}"

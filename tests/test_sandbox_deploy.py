@@ -119,8 +119,9 @@ class Upstream:
     def change(self, path, edit, message):
         self._sync()
         f = self.work / path
-        f.write_text(edit(f.read_text()))
-        subprocess.run(self.git + ["commit", "-qam", message], check=True)
+        f.write_text(edit(f.read_text() if f.exists() else ""))  # (a new file: edit("") is its text)
+        subprocess.run(self.git + ["add", "--", path], check=True)
+        subprocess.run(self.git + ["commit", "-qm", message], check=True)
         subprocess.run(self.git + ["push", "-q", "origin", "HEAD"], env=self.env, check=True)
         self.made.append(subprocess.check_output(self.git + ["rev-parse", "HEAD"], text=True).strip())
 

@@ -30,14 +30,19 @@ STEPS = {  # in the runbook's order
     "db": Step(pre=("src",), inputs=("src",), needs="src"),
     "tag": Step(pre=("src",), inputs=("src", "db"), needs="src"),
     "secrets": Step(inputs=("src",), needs="src"),
+    # the archive's migrations, read in transit's tree at the wanted commit (src brings it)
+    "schema": Step(pre=("src",), inputs=("src",), needs="src"),
     # what the running stack is made from: the hosts' image files, sources, dryrun.env,
     # secrets (an image built and pushed again changes nothing there while the files
     # keep their digest)
-    "up": Step(pre=("src", "db", "secrets"), inputs=("pull", "src", "db", "tag", "secrets"), follows=True),
+    # secrets (an image built and pushed again changes nothing there while the files
+    # keep their digest); a migration (the archive's clients read its schema at their start)
+    "up": Step(pre=("src", "db", "secrets", "schema"), inputs=("pull", "src", "db", "tag", "secrets", "schema"),
+               follows=True),
 }
 ORDER = tuple(STEPS)
-# An existing AMPEL_SRC is never overwritten, --force or not.
-UNFORCEABLE = {"src"}
+# An existing AMPEL_SRC is never overwritten, --force or not; a migration is applied once.
+UNFORCEABLE = {"src", "schema"}
 
 
 def inputs(step: str) -> Tuple[str, ...]:

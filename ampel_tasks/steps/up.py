@@ -13,6 +13,7 @@ from ..helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
 from ..site import stack_sites
 from . import inputs
+from .schema import record_initialised
 
 
 @task(help={
@@ -110,7 +111,8 @@ def _redeploy_forced(r, site) -> bool:
     """burst: a change the stack runs from made in this run (or --force up) redeploys
     without asking the running stack (an image built and pushed again changes nothing
     there while the hosts' files keep their digest)."""
-    return not site.archive and bool(runs.changed_on(r, site.stack_host.name, inputs("up")) or "up" in r.force)
+    return not site.archive and bool(runs.changed_on(r, site.stack_host.name, inputs("up")) or "up" in r.force
+                                     or "schema" in r.changed)  # (its clients read the archive's schema at start)
 
 
 def _up_on(r, site) -> None:
@@ -133,7 +135,10 @@ def _up_on(r, site) -> None:
         return
     health.gate(r, site)
     if site.archive:
-        stackinputs.after_start(r, site, _archive_evidence(r, site))
+        ev = _archive_evidence(r, site)
+        stackinputs.after_start(r, site, ev)
+        if ev is not None and ev.path.state != "cluster":
+            record_initialised(r, site, ev.archive)
     r.row("up", host.name, "changed", time.time() - t0)
 
 

@@ -1,0 +1,229 @@
+"""Task schema: the archive's schema migrations on transit, from the tree its archive
+mounts, each in one transaction, after a backup; never run twice, never half-applied."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+from invoke import task
+
+from .. import archivebackup, console, migrations, run as runs, schemasql, sources, stackinputs, writers
+from ..archive import Archive
+from ..errors import DeployError
+from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
+from ..migrations import ArchiveSchema, Migration
+from ..plan import Decision, proceed
+from ..site import Site
+from . import evidence
+from .src import src_evidence
+
+
+@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP,
+            "yes": "apply a migration that rewrites a table without asking (the plan shows its cost)"})
+def schema(c, version=None, yes=False, dry=False, verbose=False):
+    """Apply the archive's pending schema migrations on transit.
+
+    Reads the numbered SQL files of the archive's initdb directory at the version's
+    commit in transit's tree, the archive's recorded versions and the tool's ledger of
+    applied migrations (inside the running archive's instance). Each pending one is
+    applied after a backup, in one transaction with psql inside the instance, with
+    grants on the tables it creates; a failure leaves the archive as it was. Then the
+    writers on burst start again to see the new schema (a burst `up` in a deploy).
+    A migration that rewrites a table asks first (or --yes); a downgrade is refused.
+    """
+    r = runs.start(c, version=version, dry=dry)
+    do_schema(r)
+
+
+@dataclass(frozen=True)
+class SchemaEvidence:
+    archive: Archive
+    commit: str  # the commit of the tree's repo the migrations are read at
+    migrations: Optional[List[Migration]]  # None: transit's copy does not have that commit yet
+    state: Optional[ArchiveSchema]  # None: no archive answers (a new one, or its stack is down)
+    new: bool  # ARCHIVE_PATH holds no cluster yet
+
+
+def _initdb_repo(a_initdb: str, ampel_src: str) -> tuple:
+    """(repo, path inside it) of the initdb directory under AMPEL_SRC (pure)."""
+    rel = a_initdb[len(ampel_src):].strip("/") if a_initdb.startswith(ampel_src.rstrip("/") + "/") else ""
+    repo, _, path = rel.partition("/")
+    if not repo or not path:
+        raise DeployError(f"ARCHIVE_INITDB_PATH {a_initdb} is not a directory of a repo under AMPEL_SRC {ampel_src}")
+    return repo, path
+
+
+def _copies(r, site) -> Optional[dict]:
+    """transit's copies, each with the commit the migrations are read at: where src
+    brought it in this run, else where src would bring it."""
+    if runs.changed_on(r, site.stack_host.name, ("src",)):
+        return {name: c for name, c in sources.read_status(site.stack_host, site).items()}
+    return (src_evidence(r, site) or {}).get("copies")
+
+
+def _gather(r, site) -> Optional[SchemaEvidence]:
+    ins = stackinputs.gather(r, site)
+    copies = _copies(r, site)
+    if ins is None or copies is None:
+        return None
+    a, host, s = ins.archive, site.stack_host, r.settings
+    repo, path = _initdb_repo(a.initdb, site.ampel_src)
+    copy = copies.get(repo)
+    if copy is None:
+        return SchemaEvidence(a, "", None, None, ins.path.state != "cluster")
+    commit = copy.wanted or copy.head
+    res = host.read(migrations.tree_listing_command(f"{site.ampel_src}/{repo}", commit, path), user=site.src_user)
+    found = migrations.parse_tree_listing(res.stdout)
+    if found is None:  # (src fetches it there) the operator's checkout may have the commit
+        found = _local_listing(s.source_dir, commit, path)
+    state = stackinputs.read_schema(r, site, a) if ins.path.state == "cluster" and not ins.problems else None
+    return SchemaEvidence(a, commit, found, state, ins.path.state != "cluster")
+
+
+def _local_listing(checkout, commit: str, path: str) -> Optional[List[Migration]]:
+    """The migrations at `commit` in the operator's own checkout, if it holds that commit."""
+    p = subprocess.run(["bash", "-c", migrations.tree_listing_command(str(checkout), commit, path)],
+                       capture_output=True, text=True, timeout=60)
+    return migrations.parse_tree_listing(p.stdout) if p.returncode == 0 else None
+
+
+def schema_evidence(r, site) -> Optional[SchemaEvidence]:
+    return evidence(r, "schema", lambda: _gather(r, site))
+
+
+def decide_schema(r):
+    """Decision for `schema` (transit): the pending migrations, each with the version it
+    brings and what it costs; skip when none is; refused for a downgrade or a changed
+    applied migration."""
+    if r.settings.archive_host is None:
+        return Decision("schema", "skip", "no archive host on this site")
+    site = Site(r, archive=True)
+    ev = schema_evidence(r, site)
+    if ev is None or ev.migrations is None:
+        return None
+    if ev.new:
+        return Decision("schema", "skip", f"a new archive: postgres applies the tree's {len(ev.migrations)} "
+                                          "migrations when it first starts")
+    if ev.state is None:
+        return None
+    todo = pending_of(ev, site)
+    if not todo:
+        return Decision("schema", "skip", f"the archive is at schema {_version(ev.state)}; all "
+                                          f"{len(ev.migrations)} migrations of the tree are applied")
+    why = "; ".join(_line(m, ev.state) for m in todo)
+    return Decision("schema", "run", f"{len(todo)} pending: {why}", {"pending": todo, "confirm": costly(todo, ev.state)})
+
+
+def pending_of(ev: SchemaEvidence, site) -> List[Migration]:
+    """The migrations to apply; refusals (changed, missing, out of order, a downgrade,
+    a file with transaction statements of its own) raise, naming the file."""
+    where = f"{site.ampel_src} on {site.stack_host.name} at {ev.commit[:10]}"
+    newer = migrations.newer_than_code(ev.state.versions, ev.migrations)
+    if newer:
+        raise DeployError(f"the archive on {site.stack_host.name} is at schema {newer}, which no migration in {where} "
+                          f"records: a downgrade is refused (deploy a version whose migrations reach {newer})")
+    todo, refusals = migrations.pending(ev.migrations, migrations.ledger_of(ev.state, ev.migrations))
+    refusals += [x for x in (migrations.as_one_transaction(m)[1] for m in todo) if x]
+    migrations.require_no_refusals(refusals, where)
+    return todo
+
+
+def _version(state: ArchiveSchema) -> str:
+    return state.versions[-1] if state.versions else "unknown"
+
+
+def _line(m: Migration, state: ArchiveSchema) -> str:
+    costs = [f"{why}: {t}, {state.tables.get(t, 0) / 2**20:.1f} MiB" for t, why in migrations.costs(m, state.server_major)]
+    brings = f" -> {m.version}" if m.version else " (records no version)"
+    return m.name + brings + (f" [{'; '.join(costs)}]" if costs else "")
+
+
+def do_schema(r):
+    if r.settings.archive_host is None:
+        return
+    site = Site(r, archive=True)
+    host = site.stack_host
+    d = decide_schema(r)
+    if not proceed(r, "schema", d, label=f"schema {host.name}"):
+        r.row("schema", host.name, "skipped", 0.0)
+        return
+    t0 = time.time()
+    ev = schema_evidence(r, site)
+    if d is None or ev is None or ev.state is None:
+        if r.dry:
+            console.note("then: the pending migrations, each after a backup, in one transaction")
+            r.row("schema", host.name, "changed", 0.0)
+            return
+        raise DeployError(f"the archive's schema on {host.name} cannot be read (is its stack running? `invoke up`)")
+    todo = d.data["pending"]
+    _confirm(r, todo, ev.state)
+    archivebackup.take(r, site, ev.archive, ev.state, _touched(todo, ev.state), before=todo[0].name)
+    runs.mark_changed(r, "schema", host.name)
+    for i, m in enumerate(todo):
+        _apply(r, site, ev, m, todo[:i])
+    after = stackinputs.read_schema(r, site, ev.archive) if not r.dry else ev.state
+    console.note(f"the archive on {host.name} is at schema {_version(after)} (was {_version(ev.state)})")
+    if "up" not in r.steps:
+        writers.restart(r, Site(r))
+    r.row("schema", host.name, "changed", time.time() - t0)
+
+
+def _touched(todo: List[Migration], state: ArchiveSchema) -> List[str]:
+    return sorted({t for m in todo for t, _ in migrations.costs(m, state.server_major)} |
+                  {t for m in todo for t in migrations.altered(m)})
+
+
+def costly(todo: List[Migration], state: ArchiveSchema) -> List[str]:
+    """The migrations that rewrite a table, each with its cost: asked before they run."""
+    return [_line(m, state) for m in todo if migrations.costs(m, state.server_major)]
+
+
+def _confirm(r, todo: List[Migration], state: ArchiveSchema) -> None:
+    """A migration that rewrites a table runs only with --yes or a terminal's yes."""
+    asked = costly(todo, state)
+    if not asked or r.yes or r.dry:
+        return
+    what = "; ".join(asked)
+    if sys.stdin.isatty():
+        if input(f"rewrites tables: {what}. apply? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+        raise DeployError("schema migration cancelled; nothing was migrated")
+    raise DeployError(f"{what}: a migration that rewrites a table needs --yes (or a terminal to confirm); "
+                      "nothing was migrated")
+
+
+def _apply(r, site, ev: SchemaEvidence, m: Migration, done: List[Migration]) -> None:
+    """One migration in one transaction; psql's own error (file and line) if it fails."""
+    a, host = ev.archive, site.stack_host
+    text, _ = migrations.as_one_transaction(m)
+    seed = migrations.seeded_ledger(ev.migrations, ev.state.versions) if ev.state.ledger is None else {}
+    script = schemasql.apply_script(m, text, a, seed, r.settings.operator)
+    cmd = site.command("exec_instance", instance=f"instance://{a.instance}",
+                       command=schemasql.psql(a, "--single-transaction "))
+    res = host.change(cmd + " 2>&1", user=r.settings.service_user, data=script.encode(), warn=True,
+                      show=f"apply {m.name} in one transaction: psql inside instance://{a.instance}")
+    if not res.ok:
+        kept = f" ({', '.join(x.name for x in done)} applied before it stay)" if done else ""
+        raise DeployError(f"{schemasql.failure(m, seed, res.stdout)}: rolled back, the archive is as it was before "
+                          f"{m.name}{kept}")
+    console.note(f"{m.name} applied" + (f": schema {m.version}" if m.version else ""))
+
+
+def record_initialised(r, site, a: Archive) -> None:
+    """After a new archive's first start: every migration of the tree in the ledger
+    (postgres' entrypoint applied them all, those that record no version too)."""
+    copies = sources.read_status(site.stack_host, site)
+    repo, path = _initdb_repo(a.initdb, site.ampel_src)
+    if repo not in copies or r.dry:
+        return
+    res = site.stack_host.read(migrations.tree_listing_command(f"{site.ampel_src}/{repo}", copies[repo].head, path),
+                               user=site.src_user)
+    found = migrations.parse_tree_listing(res.stdout) or []
+    script = schemasql.preamble({m.name: m.sha256 for m in found}, "applied by postgres' entrypoint at the first start")
+    cmd = site.command("exec_instance", instance=f"instance://{a.instance}",
+                       command=schemasql.psql(a, "--single-transaction "))
+    site.stack_host.change(cmd, user=r.settings.service_user, data=script.encode(),
+                           show=f"record the {len(found)} migrations of the new archive in its ledger {migrations.LEDGER}")
