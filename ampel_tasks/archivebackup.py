@@ -73,9 +73,9 @@ def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before:
     what = f"the tables {', '.join(tables)}" if tables else f"database {a.database}"
     console.step(f"backup {host.name}", f"{what} ({mib(need)} MiB) -> {path}")
     box = exec_image(site, a, folder)
-    res = host.change(f"install -d -m 0700 {shlex.quote(folder)} && " +
+    res = host.change(f"{{ install -d -m 0700 {shlex.quote(folder)} && " +
                       schemasql.dump_command(a, box, folder, name, int(s.archive["backup_jobs"]), tables) +
-                      f" 2>&1 || {{ rm -rf {shlex.quote(path)}; exit 1; }}", user=s.service_user, warn=True)
+                      f"; }} 2>&1 || {{ rm -rf {shlex.quote(path)}; exit 1; }}", user=s.service_user, warn=True)
     if not res.ok:
         said = [x for x in res.stdout.splitlines() if x.strip()]
         raise DeployError(f"the backup in {folder} on {host.name} failed: {said[-1] if said else 'no output'}; "

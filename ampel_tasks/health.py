@@ -246,4 +246,4 @@ def quick(r, site, doc=None, env_text=None) -> list:
     poller = Poller(r, site, want, read_logs=False)
     now, ports_ok, _ = poller.poll()
     waiting, _ = check(want, replicas.live_counts(poller.instances, now), ports_ok, [], [])
-    return waiting
+    return waiting + replicas.restarted(poller.instances, now)

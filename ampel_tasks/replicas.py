@@ -156,6 +156,24 @@ class Watch:
         return out
 
 
+RECENT = 60  # s: a service process younger than this, started after its nanny's first, restarted lately
+LATER = 5.0  # s: a process started this long after its nanny is not the nanny's first (that takes ~1 s)
+
+
+def restarted(instances: Dict[str, Tuple[str, int]], now: Dict[str, Replica], within: float = RECENT) -> List[str]:
+    """From one read (pure): `svc: n of m replicas restarted in the last S s` for the
+    services some of whose replicas run a process their nanny started again lately
+    (a crash loop seen between its restarts)."""
+    per: Dict[str, List[int]] = {}
+    for inst, (svc, _) in instances.items():
+        r = now.get(inst)
+        again = r is not None and r.child is not None and r.child_age < within and \
+            r.nanny_age - r.child_age > LATER
+        per.setdefault(svc, []).append(int(again))
+    return [f"{svc}: {sum(v)} of {len(v)} replicas restarted in the last {within:g} s"
+            for svc, v in per.items() if sum(v)]
+
+
 def live_counts(instances: Dict[str, Tuple[str, int]], now: Dict[str, Replica]) -> Dict[str, int]:
     """{service: replicas whose nanny has a live child} (pure)."""
     counts = {svc: 0 for svc, _ in instances.values()}

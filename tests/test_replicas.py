@@ -108,3 +108,12 @@ def test_the_stable_window_counts_the_childs_own_age():
     w = watch_after(HEALTHY)
     assert w.running(snap(HEALTHY), 5) == {"catalog": (1, 1), "alertprocessor": (1, 2)}
     assert w.running(snap(HEALTHY), 1) == {"catalog": (1, 1), "alertprocessor": (2, 2)}
+
+
+def test_one_read_sees_a_crash_loop_between_restarts_by_a_child_younger_than_its_nanny():
+    # replica 15's service started 28 s after its nanny: the nanny started it again
+    assert replicas.restarted(INSTANCES, snap(HEALTHY)) == ["alertprocessor: 1 of 2 replicas restarted in the last 60 s"]
+    # the nanny's first child (started with it), or a restart long ago, is no sign
+    first = HEALTHY.replace("   4409    4401 S         2", "   4409    4401 S        29")
+    assert replicas.restarted(INSTANCES, snap(first)) == []
+    assert replicas.restarted(INSTANCES, snap(HEALTHY), within=1) == []
