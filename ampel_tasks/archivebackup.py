@@ -52,13 +52,12 @@ def require_space(need: int, free: int, where: str) -> None:
                           "nothing was backed up or migrated; make room or set ampel.archive.backup_dir")
 
 
-def exec_image(site, a: Archive, *dirs: str) -> str:
-    """A second container of the archive's image file, bound to its socket and to `dirs`."""
+def exec_image(site, a: Archive, dumps: str) -> str:
+    """A second container of the archive's image file, bound to its socket and to `dumps`."""
     if not a.socket_dir:
-        raise DeployError(f"the archive service binds no socket directory ({' or '.join(('/run/postgresql',))}): "
-                          "its dumps cannot reach it")
-    binds = " ".join([f"-B {shlex.quote(a.socket_dir + ':/run/postgresql')}"] + [f"-B {shlex.quote(d)}" for d in dirs])
-    return site.command("exec_image", binds=binds, image_file=a.image_file)
+        raise DeployError("the archive service binds no host directory at /run/postgresql (its socket): "
+                          "pg_dump cannot reach it")
+    return site.command("exec_image", socket_dir=a.socket_dir, dumps=dumps, image_file=a.image_file)
 
 
 def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before: str = "") -> Optional[dict]:
@@ -77,8 +76,7 @@ def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before:
                       schemasql.dump_command(a, box, folder, name, int(s.archive["backup_jobs"]), tables) +
                       f"; }} 2>&1 || {{ rm -rf {shlex.quote(path)}; exit 1; }}", user=s.service_user, warn=True)
     if not res.ok:
-        said = [x for x in res.stdout.splitlines() if x.strip()]
-        raise DeployError(f"the backup in {folder} on {host.name} failed: {said[-1] if said else 'no output'}; "
+        raise DeployError(f"the backup in {folder} on {host.name} failed: {schemasql.first_error(res.stdout)}; "
                           "nothing was migrated")
     if r.dry:
         return None
@@ -139,8 +137,10 @@ def archive_restore(c, from_, into=None, dry=False, verbose=False):
     res = host.change(schemasql.restore_command(a, box, dump, into, int(s.archive["backup_jobs"])) + " 2>&1",
                       user=s.service_user, warn=True)
     if not res.ok:
-        said = [x for x in res.stdout.splitlines() if x.strip()]
-        raise DeployError(f"the restore of {dump} into {into} failed: {said[-1] if said else 'no output'}")
+        host.change(f"{box} dropdb -h /run/postgresql -p {a.port} -U {shlex.quote(a.superuser)} --if-exists "
+                    f"{shlex.quote(into)}", user=s.service_user, warn=True, show=f"drop the half-restored {into}")
+        raise DeployError(f"the restore of {dump} into {into} failed (the new database was dropped again): "
+                          f"{schemasql.first_error(res.stdout)}")
     if r.dry:
         return
     _check(r, site, a, box, record, into)
@@ -155,4 +155,4 @@ def _check(r, site, a: Archive, box: str, record, into: str) -> None:
     elif digest.stdout.strip() != record.schema:
         raise DeployError(f"restored into {into}, but its schema differs from the one the backup recorded")
     else:
-        console.note(f"restored into {into}: its schema equals the backup's (schema {record.versions[-1:] or '?'})")
+        console.note(f"restored into {into}: its schema equals the backup's (schema {record.versions[-1] if record.versions else '?'})")

@@ -141,8 +141,9 @@ DEFAULTS = {
             "instances": "singularity instance.list",
             # a command inside a running instance (the archive's psql): {instance} is instance://NAME
             "exec_instance": "singularity exec {instance} sh -c {command}",
-            # a second container of an image file (the archive's pg_dump): {binds} are -B options
-            "exec_image": "singularity exec {binds} {image_file}",
+            # a second container of the archive's image file (its pg_dump, pg_restore), bound to the
+            # server's socket directory and to the directory of the dumps
+            "exec_image": "singularity exec -B {socket_dir}:/run/postgresql -B {dumps} {image_file}",
             # singularity-stack 0.2.2's restart hazard (fixed upstream at 99ee5f0): a nanny in
             # its restart delay during a redeploy runs its OLD command in the NEW instance of
             # the same name. Its nannies are stopped before deploy/up (empty: not done).

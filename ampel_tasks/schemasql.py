@@ -96,16 +96,39 @@ def dump_command(a: Archive, exec_image: str, backup_dir: str, name: str, jobs: 
             f"-d {shlex.quote(a.database)} -Fd -j {jobs}{only} -f {target}")
 
 
+# pg_restore empties search_path (PostgreSQL 10.3 on); an extension's SQL function that
+# names its own types unqualified (earthdistance's ll_to_earth, in the archive's cone
+# index) then fails the index's creation: those functions get their schema's path first
+EXTENSION_PATHS = """DO $$ DECLARE f record; BEGIN
+FOR f IN SELECT p.oid::regprocedure AS sig, n.nspname FROM pg_proc p
+  JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+  JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+  WHERE l.lanname = 'sql' AND p.proconfig IS NULL LOOP
+  EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_catalog', f.sig, f.nspname);
+END LOOP; END $$;"""
+
+
 def restore_command(a: Archive, exec_image: str, dump: str, into: str, jobs: int) -> str:
-    """A new database `into`, the dump restored into it (the live database is not touched)."""
-    user = shlex.quote(a.superuser)
-    return (f"{exec_image} createdb -h /run/postgresql -p {a.port} -U {user} -T template0 {shlex.quote(into)} && "
-            f"{exec_image} pg_restore -h /run/postgresql -p {a.port} -U {user} -d {shlex.quote(into)} "
-            f"--exit-on-error -j {jobs} {shlex.quote(dump)}")
+    """A new database `into`, the dump restored into it (the live database is not
+    touched): its definitions, the extensions' paths, then data and indexes in parallel."""
+    at = f"-h /run/postgresql -p {a.port} -U {shlex.quote(a.superuser)}"
+    db, src = shlex.quote(into), shlex.quote(dump)
+    return (f"{exec_image} createdb {at} -T template0 {db} && "
+            f"{exec_image} pg_restore {at} -d {db} --exit-on-error --section=pre-data {src} && "
+            f"{exec_image} psql -X -q {at} -d {db} -v ON_ERROR_STOP=1 -c {shlex.quote(EXTENSION_PATHS)} && "
+            f"{exec_image} pg_restore {at} -d {db} --exit-on-error --section=data --section=post-data -j {jobs} {src}")
+
+
+def first_error(output: str) -> str:
+    """The first error a dump or restore printed, else its last line (pure)."""
+    said = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in said if "error:" in line.lower() or line.startswith("ERROR")]
+    return (errors or said or ["no output"])[0 if errors else -1]
 
 
 SCHEMA_DIGEST = ("pg_dump -h /run/postgresql -p {port} -U {user} -d {db} --schema-only --no-owner "
-                 "| grep -v -e '^--' -e '^$' -e '^SET ' -e '^SELECT pg_catalog.set_config' | sha256sum | cut -d' ' -f1")
+                 "| grep -v -e '^--' -e '^$' -e '^SET ' -e '^SELECT pg_catalog.set_config' -e '^\\\\' "
+                 "| sha256sum | cut -d' ' -f1")  # (psql's lines, e.g. recent pg_dump's \\restrict KEY, left out)
 
 
 def schema_digest_command(a: Archive, exec_image: str, database: str) -> str:
