@@ -34,6 +34,14 @@ def children(instances: Dict[str, tuple], now: Dict[str, replicas.Replica], serv
             if svc in services and inst in now and now[inst].child is not None}
 
 
+def end_command(pids: List[int]) -> str:
+    """SIGTERM to each nanny's child and the processes it started (a runtime that
+    forks to enter the instance's PID namespace, as nsenter does, does not pass
+    signals on: the service must get its own)."""
+    listed = " ".join(str(p) for p in pids)
+    return f"for p in {listed}; do pkill -TERM -P $p; kill -TERM $p; done 2>/dev/null; true"
+
+
 def restart(r, site) -> None:
     """End the archive's clients' processes on burst; wait for their nannies' new ones; the gate."""
     s, host = r.settings, site.stack_host
@@ -49,8 +57,8 @@ def restart(r, site) -> None:
     console.step(f"restart {host.name}", f"{', '.join(names)} ({len(old)} processes), to read the archive's schema again")
     if not old or r.dry:
         return
-    gate.start_at_end()  # (their output before the restart is not this gate's)
-    host.change("kill -TERM " + " ".join(str(p) for p in sorted(old.values())) + " 2>/dev/null; true", user=s.service_user)
+    host.change(end_command(sorted(old.values())), user=s.service_user)
+    gate.start_at_end()  # (what they wrote before, a crash loop's tracebacks say, is not this gate's)
     _wait_for_new(r, waiter, names, set(old.values()))
     health.gate(r, site, gate)
 

@@ -105,10 +105,17 @@ def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
         server = postmaster(sandbox)
         planned = plan(v["v0.3.6"])["schema"]
         assert planned["action"] == "run" and "05_schema_3.1.sql -> 3.1" in planned["reason"], planned
+        # the migration alone, as the site's procedure does it: the archive is not stopped, its clients restart
+        p = tool("schema", "--version", v["v0.3.6"], timeout=900)
+        assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+        assert "==> restart burst: alertprocessor, stats" in p.stdout and "burst healthy after" in p.stdout
+        assert postmaster(sandbox) == server and versions()[-1] == "3.1", "the archive was stopped"
+        assert len(writing(sandbox)) == 16, "the writers do not archive after the migration"
+        # the release deployed: nothing left to migrate; transit's stack keeps running
         p = deploy(v["v0.3.6"], "--yes")
         assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+        assert "==> schema transit: skip (the archive is at schema 3.1" in p.stdout
         assert "==> up transit: skip" in p.stdout and postmaster(sandbox) == server, "the archive was stopped"
-        assert versions()[-1] == "3.1"
         assert archive_query("SELECT name FROM ampel_migrations ORDER BY name", user="ampel-readonly").startswith(
             "ERROR"), "the ledger is the tool's: not the read user's"
         first = [b for b in backups(sandbox).values() if b["before"] == "05_schema_3.1.sql"]
