@@ -24,10 +24,25 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def psql(a: Archive, extra: str = "") -> str:
-    """psql as the archive's superuser over its socket, the script on stdin, stopping at the first error."""
-    return (f"psql -X -q -p {a.port} -U {shlex.quote(a.superuser)} -d {shlex.quote(a.database)} "
-            f"-v ON_ERROR_STOP=1 {extra}-f -")
+def psql(a: Archive, extra: str = "", app: str = "") -> str:
+    """psql as the archive's superuser over its socket, the script on stdin, stopping at
+    the first error; `app`: the session's application_name (to find it again)."""
+    # (the name in psql's own arguments too: pkill -f finds psql itself by it)
+    named, marked = (f"PGAPPNAME={shlex.quote(app)} ", f"-v ampel_session={shlex.quote(app)} ") if app else ("", "")
+    return (f"{named}psql -X -q -p {a.port} -U {shlex.quote(a.superuser)} -d {shlex.quote(a.database)} "
+            f"-v ON_ERROR_STOP=1 {marked}{extra}-f -")
+
+
+def app_name(m: Migration, run: str) -> str:
+    """The application_name of the session applying `m` in run `run` (unique on the host)."""
+    return f"ampel-tasks-{run}-{m.name}"[:63]
+
+
+def end_session(a: Archive, app: str) -> str:
+    """psql ending the session named `app`: its transaction rolls back at once."""
+    sql = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = {literal(app)}"
+    return (f"psql -X -q -At -p {a.port} -U {shlex.quote(a.superuser)} -d {shlex.quote(a.database)} "
+            f"-c {shlex.quote(sql)}")
 
 
 BEFORE = "ampel_relations_before"

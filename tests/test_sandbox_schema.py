@@ -14,12 +14,15 @@ output alone. Upstream changes are reverted at the end.
 """
 import json
 import re
+import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import SECRETS_DIR, TRANSIT_ADDRESS, archive_query, archived, postmaster, tool
+from conftest import REPO, SECRETS_DIR, TRANSIT_ADDRESS, archive_query, archived, postmaster, tool
 from test_sandbox_deploy import Upstream, burst, transit
 from test_sandbox_versions import CHECKOUTS, STEPS, checkout_as_upstream, second_operator
 
@@ -68,6 +71,11 @@ def writing(sandbox, beat=7) -> set:
     time.sleep(beat)
     after = archived(sandbox)
     return {w for w, n in after.items() if n > before.get(w, 0)}
+
+
+def one_error_line(text: str) -> bool:
+    """Exactly one line of the output is the tool's `error:` line."""
+    return len([line for line in text.splitlines() if line.startswith("error:")]) == 1
 
 
 def deploy(version, *args, **as_operator):
@@ -138,7 +146,7 @@ def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
                          r"[\d.]+ MiB\]", mine["reason"]), mine["reason"]
         before_schema, server = schema_of(), postmaster(sandbox)
         refused = deploy(v["v0.3.8"])
-        assert refused.returncode == 1 and refused.stderr.count("error:") == 1, refused.stderr
+        assert refused.returncode == 1 and one_error_line(refused.stderr), refused.stderr
         assert "needs --yes" in refused.stderr and "nothing was changed" in refused.stderr
         assert schema_of() == before_schema and "==> src" not in refused.stdout
         before_rows = counts()
@@ -158,7 +166,7 @@ def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
         checkout_as_upstream(*CHECKOUTS[0])
         good, rows_at, writers_at = schema_of(), counts(), writing(sandbox)
         p = deploy(v["v0.3.9"], "--yes")
-        assert p.returncode == 1 and p.stderr.count("error:") == 1, p.stderr
+        assert p.returncode == 1 and one_error_line(p.stderr), p.stderr
         assert re.search(r'error: 07_broken\.sql line 2: ERROR: relation "nowhere" does not exist: rolled back',
                          p.stderr), p.stderr
         assert schema_of() == good and versions()[-1] == "3.1"
@@ -213,3 +221,69 @@ def undo_migrations(sandbox, restored: str):
     as_superuser(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", DOWN, "-d"])
     as_superuser(["psql", "-X", "-q", "-c", f"DROP DATABASE IF EXISTS {restored}", "-d"])
     subprocess.run(["rm", "-rf", str(transit(sandbox, "data/ampel/archive/backups"))], check=True)
+
+
+SLOW = "ALTER TABLE candidate ADD COLUMN slow_col INT;\nSELECT pg_sleep(8);\n"
+
+
+def on_transit_as_root(command: str) -> str:
+    """A command in transit's own mount namespace (its sshd's), as root: the sandbox's hand."""
+    sshd = next(p for p in subprocess.run(["ip", "netns", "pids", "ampel-transit"], capture_output=True, text=True,
+                                          check=True).stdout.split()
+                if "sshd" in Path(f"/proc/{p}/cmdline").read_text() and "[listener]" in Path(f"/proc/{p}/cmdline").read_text())
+    return subprocess.run(["nsenter", "-t", sshd, "-m", "--", "sh", "-c", command], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def sessions() -> str:
+    return as_superuser(["psql", "-X", "-At", "-c", "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                                    "LIKE 'ampel-tasks-%'", "-d"]).strip()
+
+
+@pytest.mark.changes_recipe
+def test_a_migration_that_cannot_be_backed_up_or_is_interrupted_changes_nothing(deployed, tmp_path):
+    sandbox = deployed
+    version = f"v0.3.6-f{int(time.time()) % 100000}"
+    core = Upstream(tmp_path / "core", "Ampel-core")
+    try:
+        core.change(f"{INITDB}/05_slow.sql", lambda _: SLOW, "a slow migration")
+        checkout_as_upstream(*CHECKOUTS[0])
+        before = schema_of()
+        # no room for the backup: refused with the numbers, before any dump or migration
+        on_transit_as_root("mkdir -p /data/ampel/small /data/ampel/full && "
+                           "mount -t tmpfs -o size=4m,uid=1001,gid=1001 tmpfs /data/ampel/small && "
+                           "mount -t tmpfs -o size=256m,nr_inodes=8,uid=1001,gid=1001 tmpfs /data/ampel/full")
+        p = tool("schema", "--version", version, env={"INVOKE_AMPEL_ARCHIVE_BACKUP_DIR": "/data/ampel/small/b"}, timeout=900)
+        assert p.returncode == 1 and one_error_line(p.stderr), p.stdout[-2000:] + p.stderr
+        assert re.search(r"error: a backup of up to [\d.]+ MiB does not fit in /data/ampel/small/b on transit, which "
+                         r"has 4\.0 MiB free: nothing was backed up or migrated", p.stderr), p.stderr
+        assert schema_of() == before
+        # the disk fills during the dump (no inode left): it stops there, its half dump removed, nothing migrated
+        p = tool("schema", "--version", version, env={"INVOKE_AMPEL_ARCHIVE_BACKUP_DIR": "/data/ampel/full/b"}, timeout=900)
+        assert p.returncode == 1 and one_error_line(p.stderr), p.stdout[-2000:] + p.stderr
+        assert "No space left on device" in p.stderr and "nothing was migrated" in p.stderr, p.stderr
+        assert on_transit_as_root("ls -A /data/ampel/full/b") == "" and schema_of() == before
+        # Ctrl-C while the migration runs: psql and its session ended, the transaction rolled back
+        out = tmp_path / "out"
+        with open(out, "w") as f:
+            proc = subprocess.Popen([str(Path(sys.executable).parent / "invoke"), "-f", "config/sandbox.yaml", "schema",
+                                     "--version", version], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while "    backup /data/ampel/archive/backups" not in out.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # (the migration sleeps 8 s)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, out.read_text()[-3000:]
+        said = out.read_text()
+        assert one_error_line(said) and "error: interrupted during 05_slow.sql: its session was ended and its " \
+                                               "transaction rolled back" in said, said[-3000:]
+        assert schema_of() == before and sessions() == "0"
+        time.sleep(8)
+        assert schema_of() == before, "the migration committed after the tool was interrupted"
+    finally:
+        on_transit_as_root("umount /data/ampel/small /data/ampel/full 2>/dev/null; rmdir /data/ampel/small "
+                           "/data/ampel/full 2>/dev/null; rm -rf /data/ampel/archive/backups; true")
+        core.revert()
+        for clone, cfg in CHECKOUTS:
+            checkout_as_upstream(clone, cfg)

@@ -2,6 +2,9 @@
 mounts, each in one transaction, after a backup; never run twice, never half-applied."""
 from __future__ import annotations
 
+import os
+import posixpath
+import shlex
 import subprocess
 import sys
 import time
@@ -10,7 +13,7 @@ from typing import List, Optional
 
 from invoke import task
 
-from .. import archivebackup, console, migrations, run as runs, schemasql, sources, stackinputs, writers
+from .. import archivebackup, console, interrupts, migrations, run as runs, schemasql, sources, stackinputs, writers
 from ..archive import Archive
 from ..errors import DeployError
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
@@ -196,20 +199,47 @@ def _confirm(r, todo: List[Migration], state: ArchiveSchema) -> None:
 
 
 def _apply(r, site, ev: SchemaEvidence, m: Migration, done: List[Migration]) -> None:
-    """One migration in one transaction; psql's own error (file and line) if it fails."""
-    a, host = ev.archive, site.stack_host
+    """One migration in one transaction; psql's own error (file and line) if it fails.
+    The script is written on transit first (its size checked) and psql reads the whole
+    file: a connection lost while sending could otherwise end psql's input early, and
+    psql commits what it read at the end of its input."""
+    a, host, user = ev.archive, site.stack_host, r.settings.service_user
     text, _ = migrations.as_one_transaction(m)
     seed = migrations.seeded_ledger(ev.migrations, ev.state.versions) if ev.state.ledger is None else {}
-    script = schemasql.apply_script(m, text, a, seed, r.settings.operator)
+    app = schemasql.app_name(m, f"{os.getpid()}")
+    script = posixpath.join(r.settings.paths["state_dir"], f"{app}.sql")
+    host.change(f"install -d -m 0700 {shlex.quote(r.settings.paths['state_dir'])}", user=user)
+    host.write_file(script, schemasql.apply_script(m, text, a, seed, r.settings.operator), user=user, mode="0600",
+                    show=f"write {m.name}'s transaction to {script}")
     cmd = site.command("exec_instance", instance=f"instance://{a.instance}",
-                       command=schemasql.psql(a, "--single-transaction "))
-    res = host.change(cmd + " 2>&1", user=r.settings.service_user, data=script.encode(), warn=True,
-                      show=f"apply {m.name} in one transaction: psql inside instance://{a.instance}")
+                       command=schemasql.psql(a, "--single-transaction ", app=app))
+    try:
+        res = host.change(f"{cmd} < {shlex.quote(script)} 2>&1; rc=$?; rm -f {shlex.quote(script)}; exit $rc",
+                          user=user, warn=True, show=f"apply {m.name} in one transaction: psql inside instance://{a.instance}")
+    except KeyboardInterrupt:
+        _abandon(r, site, a, m, app)
     if not res.ok:
         kept = f" ({', '.join(x.name for x in done)} applied before it stay)" if done else ""
         raise DeployError(f"{schemasql.failure(m, seed, res.stdout)}: rolled back, the archive is as it was before "
                           f"{m.name}{kept}")
     console.note(f"{m.name} applied" + (f": schema {m.version}" if m.version else ""))
+
+
+def _abandon(r, site, a: Archive, m: Migration, app: str) -> None:
+    """Ctrl-C during a migration: psql on transit (which a dropped ssh does not stop, and
+    which would commit when done) is ended, and so is its session, whose transaction
+    rolls back; then the ledger says whether it had committed before."""
+    host, user = site.stack_host, r.settings.service_user
+    with interrupts.deferred():
+        host.change(f"pkill -TERM -u {shlex.quote(user)} -f {shlex.quote('[' + app[0] + ']' + app[1:])}; true",
+                    user=user, show=f"end psql applying {m.name}")
+        end = site.command("exec_instance", instance=f"instance://{a.instance}", command=schemasql.end_session(a, app))
+        host.change(f"{end} >/dev/null 2>&1; true", user=user, show=f"end the session applying {m.name}")
+        after = stackinputs.read_schema(r, site, a)
+    if after.ledger and m.name in after.ledger:
+        raise DeployError(f"interrupted after {m.name} had committed: it is applied (schema {_version(after)})", 130)
+    raise DeployError(f"interrupted during {m.name}: its session was ended and its transaction rolled back; the "
+                      f"archive is as it was before it (schema {_version(after)})", 130)
 
 
 def record_initialised(r, site, a: Archive) -> None:
