@@ -115,7 +115,8 @@ def archive_backup(c, dry=False, verbose=False):
     take(r, site, a, stackinputs.read_schema(r, site, a), [])
 
 
-@task(help={"from_": "the dump to restore: a directory under ampel.archive.backup_dir on transit",
+@task(auto_shortflags=False,  # (-f would read as invoke's own -f, the profile)
+      help={"from_": "the dump to restore: a directory under ampel.archive.backup_dir on transit",
             "into": "the new database to restore into (default: <database>_restored_<time>); never an existing one",
             "dry": DRY_HELP, "verbose": VERBOSE_HELP})
 def archive_restore(c, from_, into=None, dry=False, verbose=False):

@@ -68,5 +68,5 @@ def test_first_deploy_runs_the_whole_runbook(sandbox):
     # and then there is nothing left to do, on either host
     again = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)["steps"]
     assert {s["step"]: s["action"] for s in again} == dict.fromkeys(
-        ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"], "skip"), again
+        ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "schema", "up"], "skip"), again
     assert {h["host"] for h in next(s for s in again if s["step"] == "up")["hosts"]} == {"burst", "transit"}

@@ -188,7 +188,8 @@ def test_redeploy_skips_every_step_with_one_connection_per_host(deployed):
     p = tool("plan", "--version", "v0.3.5", "--json", check=True)
     plan = json.loads(p.stdout)
     assert plan["version"] == "v0.3.5"
-    assert [s["step"] for s in plan["steps"]] == ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "up"]
+    assert [s["step"] for s in plan["steps"]] == ["image", "test", "push", "pull", "src", "db", "tag", "secrets", "schema",
+                                                  "up"]
     assert all(s["action"] == "skip" and s["reason"] for s in plan["steps"]), plan
     mid = {h: accepted(sandbox, h) for h in ("burst", "transit")}
     assert mid == {h: before[h] + 1 for h in before}, "plan must use one SSH connection per host"

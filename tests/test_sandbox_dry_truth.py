@@ -36,7 +36,7 @@ def test_a_registry_on_another_port_is_not_taken_for_the_configured_one(deployed
 def test_a_step_called_alone_runs_the_steps_it_needs_first(deployed):
     """invoke's pre-tasks, from the one table of steps: make-style, in runbook order."""
     for task, expected in (("pull", ["image", "test", "push", "pull"]),
-                           ("up", ["image", "test", "push", "pull", "src", "db", "secrets", "up"]),
+                           ("up", ["image", "test", "push", "pull", "src", "db", "secrets", "schema", "up"]),
                            ("tag", ["image", "test", "push", "pull", "src", "tag"])):
         p = tool(task, "--version", "v0.3.5", "--dry", timeout=300)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr

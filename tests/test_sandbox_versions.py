@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import archived, postmaster, REGISTRY, sandbox_cmd, tool
+from conftest import archive_query, archived, postmaster, REGISTRY, sandbox_cmd, tool
 from test_sandbox_deploy import NEW_DEPENDENCY, SERVER, STATE, Upstream, bare, burst, daemon, live_instances
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"
 DEVEL = STATE / "operator/ampel-core/deploy/docker-images/devel"
-PLAN_LINE = re.compile(r"^  (image|test|push|pull|src|db|tag|secrets|up)\s+(run|skip|maybe)\s+(.*)$", re.M)
-STEPS = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "up")
+PLAN_LINE = re.compile(r"^  (image|test|push|pull|src|db|tag|secrets|schema|up)\s+(run|skip|maybe)\s+(.*)$", re.M)
+STEPS = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "schema", "up")
 
 
 def files_under(root: Path, pattern: str) -> dict:
@@ -105,6 +105,11 @@ def observe(sandbox) -> dict:
         "secrets": files_under(burst(sandbox, "home/ampel/dryrun/secrets"), "*"),
         "pids": live_instances(sandbox),
         "sent": sent_to_hosts(),
+        # the archive's tables and columns, and its versions (as its superuser)
+        "archive": archive_query("SELECT md5(string_agg(table_name || ' ' || column_name || ' ' || data_type, ',' "
+                                 "ORDER BY table_name, column_name)) || (SELECT string_agg(alert_version, ',') FROM "
+                                 "versions) FROM information_schema.columns WHERE table_schema = 'public'",
+                                 user="ampel", secret="archive-root-password"),
     }
 
 
@@ -120,6 +125,7 @@ def seen(sandbox, before: dict, after: dict) -> dict:
         "db": after["env"] != before["env"],
         "tag": after["tags"] != before["tags"],
         "secrets": after["secrets"] != before["secrets"],
+        "schema": after["archive"] != before["archive"],
         "up": after["pids"] != before["pids"],
     }
 
