@@ -98,5 +98,7 @@ def history(c, json=False):
         prev = f" (after {m['previous']})" if m.get("previous") else ""
         arch = m.get("archive") or {}
         schema = f" archive schema {arch['version']}, {size_text(arch.get('bytes'))}" if arch.get("version") else ""
+        backups = "".join(f"; backup before {b.get('before') or 'by hand'}: {b.get('path')}"
+                          for b in m.get("archive_backups") or [])
         console.out(f"{m.get('version', '?'):12} {m.get('result', '?'):10.40} {m.get('operator', '?'):10} "
-                    f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}{schema}")
+                    f"{m.get('started', '?')} -> {m.get('ended', '?')}{prev}{schema}{backups}")

@@ -111,6 +111,7 @@ class Upstream:
         subprocess.run(["git", "clone", "-q", f"github:AmpelProject/{repo}.git", str(self.work)], env=self.env, check=True)
         self.git = ["git", "-C", str(self.work), "-c", "user.name=t", "-c", "user.email=t@t"]
         self.made = []
+        self.tags = []
 
     def _sync(self):
         subprocess.run(self.git + ["pull", "-q", "--rebase", "origin", "master"], env=self.env, check=True,
@@ -125,7 +126,18 @@ class Upstream:
         subprocess.run(self.git + ["push", "-q", "origin", "HEAD"], env=self.env, check=True)
         self.made.append(subprocess.check_output(self.git + ["rev-parse", "HEAD"], text=True).strip())
 
+    def head(self) -> str:
+        self._sync()
+        return subprocess.check_output(self.git + ["rev-parse", "HEAD"], text=True).strip()
+
+    def tag(self, commit, name):
+        """A release tag upstream (taken away again by revert())."""
+        subprocess.run(self.git + ["push", "-q", "origin", f"{commit}:refs/tags/{name}"], env=self.env, check=True)
+        self.tags.append(name)
+
     def revert(self):
+        while self.tags:
+            subprocess.run(self.git + ["push", "-q", "origin", f":refs/tags/{self.tags.pop()}"], env=self.env, check=True)
         self._sync()
         while self.made:
             subprocess.run(self.git + ["revert", "--no-edit", self.made.pop()], check=True, capture_output=True)

@@ -97,8 +97,9 @@ def backups(sandbox) -> dict:
 def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
     sandbox = deployed
     stamp = f"s{int(time.time()) % 100000}"
-    v = {name: f"{name}-{stamp}" for name in ("v0.3.6", "v0.3.8", "v0.3.9")}
+    v = {name: f"{name}-{stamp}" for name in ("v0.3.4", "v0.3.6", "v0.3.8", "v0.3.9")}
     core = Upstream(tmp_path / "core", "Ampel-core")
+    older = core.head()
     stream = burst(sandbox, "home/ampel/Ampel-v0.3/STREAM")
     try:
         # -- alerts of schema 3.1 arrive: every writer refuses them and ends; the nannies restart them
@@ -149,6 +150,9 @@ def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
         assert refused.returncode == 1 and one_error_line(refused.stderr), refused.stderr
         assert "needs --yes" in refused.stderr and "nothing was changed" in refused.stderr
         assert schema_of() == before_schema and "==> src" not in refused.stdout
+        dry = deploy(v["v0.3.8"], "--yes", "--dry")
+        assert dry.returncode == 0 and re.search(r"^schema +transit +would run", dry.stdout, re.M), dry.stdout[-3000:]
+        assert schema_of() == before_schema and len(backups(sandbox)) == 1, "--dry backed up or migrated"
         before_rows = counts()
         p = deploy(v["v0.3.8"], "--yes")
         assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
@@ -159,6 +163,8 @@ def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
         second = [(name, b) for name, b in backups(sandbox).items() if b["before"] == "06_schema_fidelity.sql"]
         assert len(second) == 1 and second[0][1]["versions"][-1] == "3.1"
         assert p.stdout.index("==> schema transit") < p.stdout.index("==> up burst")
+        manifest = json.loads(tool("history", "--json", check=True).stdout)[0]
+        assert manifest["version"] == v["v0.3.8"] and manifest["archive_backups"] == [second[0][1]]
         assert len(writing(sandbox)) == 16, "the new writers archive timestamps"
 
         # -- a broken migration: the archive as it was, the writers untouched, one line with postgres' words
@@ -182,6 +188,12 @@ def test_schema_upgrades_in_the_order_the_site_lives_them(deployed, tmp_path):
         for t in TABLES:  # (the writers went on during the dump: the dump is one snapshot between the two counts)
             assert before_rows[t] <= restored[t] <= after_rows[t], (t, before_rows, restored, after_rows)
         assert restored["alert"] == restored["candidate"]
+
+        # -- an older release's code (its tag before the migration to 3.1) on the newer archive: refused by the plan
+        core.tag(older, v["v0.3.4"])
+        p = tool("plan", "--version", v["v0.3.4"], timeout=300)
+        assert p.returncode == 1 and one_error_line(p.stderr), p.stdout[-3000:] + p.stderr
+        assert "is at schema 3.1, which no migration in" in p.stderr and "a downgrade is refused" in p.stderr
 
         # -- back on the running version: all skip, for both operators
         core.revert()
