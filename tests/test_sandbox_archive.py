@@ -204,6 +204,9 @@ def test_status_doctor_history_and_prune_show_the_archive_and_a_stopped_one_is_s
     up = {h["host"]: h for h in next(s for s in plan if s["step"] == "up")["hosts"]}
     assert up["transit"]["action"] == "run" and "not running healthy" in up["transit"]["reason"], up
     assert up["burst"]["action"] == "skip"
-    tool("deploy", "--version", "v0.3.5", "--yes", check=True, timeout=600)
+    p = tool("deploy", "--version", "v0.3.5", "--yes", check=True, timeout=600)
+    # (the migrations are read in the running archive: after transit's stack has started, before burst's)
+    assert "==> schema transit: the archive does not run now" in p.stdout, p.stdout[-3000:]
+    assert p.stdout.index("==> up transit") < p.stdout.index("==> schema transit: skip") < p.stdout.index("==> up burst")
     assert postmaster(deployed) != server and archive_query("SELECT count(*) FROM versions") == "4"
     assert len(writers()) == 16

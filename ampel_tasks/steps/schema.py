@@ -104,7 +104,10 @@ def decide_schema(r):
     if r.settings.archive_host is None:
         return Decision("schema", "skip", "no archive host on this site")
     site = Site(r, archive=True)
-    ev = schema_evidence(r, site)
+    return _decide(site, schema_evidence(r, site))
+
+
+def _decide(site, ev: Optional[SchemaEvidence]):
     if ev is None or ev.migrations is None:
         return None
     if ev.new:
@@ -144,17 +147,28 @@ def _line(m: Migration, state: ArchiveSchema) -> str:
     return m.name + brings + (f" [{'; '.join(costs)}]" if costs else "")
 
 
-def do_schema(r):
+DEFERRED = "schema after transit's start"  # (r.cache) the archive did not run when schema's turn came
+
+
+def do_schema(r, after_start: bool = False):
+    """The pending migrations; when the archive's stack does not run now (a reboot) and
+    `up` follows, after transit's stack has started (`up` calls back, `after_start`)."""
     if r.settings.archive_host is None:
         return
     site = Site(r, archive=True)
     host = site.stack_host
-    d = decide_schema(r)
+    ev = _gather(r, site) if after_start else schema_evidence(r, site)
+    if not after_start and "up" in r.steps and not r.dry and ev is not None and ev.state is None and not ev.new:
+        console.step(f"schema {host.name}", "the archive does not run now: its migrations are read and applied once "
+                                            "transit's stack has started (up)")
+        r.cache[DEFERRED] = True
+        r.row("schema", host.name, "deferred", 0.0)
+        return
+    d = _decide(site, ev)
     if not proceed(r, "schema", d, label=f"schema {host.name}"):
         r.row("schema", host.name, "skipped", 0.0)
         return
     t0 = time.time()
-    ev = schema_evidence(r, site)
     if d is None or ev is None or ev.state is None:
         if r.dry:
             console.note("then: the pending migrations, each after a backup, in one transaction")

@@ -13,7 +13,7 @@ from ..helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
 from ..site import stack_sites
 from . import inputs
-from .schema import record_initialised
+from .schema import DEFERRED, do_schema, record_initialised
 
 
 @task(help={
@@ -139,6 +139,8 @@ def _up_on(r, site) -> None:
         stackinputs.after_start(r, site, ev)
         if ev is not None and ev.path.state != "cluster":
             record_initialised(r, site, ev.archive)
+        if r.cache.pop(DEFERRED, False):
+            do_schema(r, after_start=True)
     r.row("up", host.name, "changed", time.time() - t0)
 
 
