@@ -63,7 +63,7 @@ def _copies(r, site) -> Optional[dict]:
     """transit's copies, each with the commit the migrations are read at: where src
     brought it in this run, else where src would bring it."""
     if runs.changed_on(r, site.stack_host.name, ("src",)):
-        return {name: c for name, c in sources.read_status(site.stack_host, site).items()}
+        return sources.read_status(site.stack_host, site)
     return (src_evidence(r, site) or {}).get("copies")
 
 
