@@ -34,9 +34,14 @@ def git(repo, *args):
 
 def test_the_archive_service_gives_its_superuser_socket_image_and_initdb():
     assert (A.superuser, A.socket_dir, A.image_file) == ("ampel", "/var/tmp", "/data/ampel/singularity/postgres-10.3.simg")
-    assert _initdb_repo(A.initdb, "/home/ampel/Ampel-v0.3") == ("ampel-core", "deploy/production/initdb/archive")
-    with pytest.raises(DeployError, match="not a directory of a repo under AMPEL_SRC"):
-        _initdb_repo("/srv/initdb", "/home/ampel/Ampel-v0.3")
+    copies = {"ampel-base": None, "ampel-core": None}
+    assert _initdb_repo(A.initdb, copies) == ("ampel-core", "deploy/production/initdb/archive")
+    # a new series' deploy: dryrun.env still names the old tree until `db` edits it; the
+    # migrations are the same repo's, read in the version's own tree
+    assert _initdb_repo("/home/ampel/Ampel-v0.3/ampel-core/deploy/production/initdb/archive", copies) == \
+        ("ampel-core", "deploy/production/initdb/archive")
+    with pytest.raises(DeployError, match="is in none of the repos under AMPEL_SRC"):
+        _initdb_repo("/srv/initdb", copies)
 
 
 def test_the_migrations_at_a_commit_are_read_from_git_not_from_the_work_tree(tmp_path):
