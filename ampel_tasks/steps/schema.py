@@ -50,13 +50,15 @@ class SchemaEvidence:
     new: bool  # ARCHIVE_PATH holds no cluster yet
 
 
-def _initdb_repo(a_initdb: str, ampel_src: str) -> tuple:
-    """(repo, path inside it) of the initdb directory under AMPEL_SRC (pure)."""
-    rel = a_initdb[len(ampel_src):].strip("/") if a_initdb.startswith(ampel_src.rstrip("/") + "/") else ""
-    repo, _, path = rel.partition("/")
-    if not repo or not path:
-        raise DeployError(f"ARCHIVE_INITDB_PATH {a_initdb} is not a directory of a repo under AMPEL_SRC {ampel_src}")
-    return repo, path
+def _initdb_repo(initdb: str, copies) -> tuple:
+    """(repo, path inside it) of the archive's initdb directory: the first component of
+    its path that is one of the copies under AMPEL_SRC (pure). By name, not by prefix:
+    in a new series' deploy dryrun.env names the old tree until `db` edits it."""
+    parts = [p for p in initdb.split("/") if p]
+    for i, part in enumerate(parts[:-1]):
+        if part in copies:
+            return part, "/".join(parts[i + 1:])
+    raise DeployError(f"ARCHIVE_INITDB_PATH {initdb} is in none of the repos under AMPEL_SRC ({', '.join(sorted(copies))})")
 
 
 def _copies(r, site) -> Optional[dict]:
@@ -73,10 +75,10 @@ def _gather(r, site) -> Optional[SchemaEvidence]:
     if ins is None or copies is None:
         return None
     a, host, s = ins.archive, site.stack_host, r.settings
-    repo, path = _initdb_repo(a.initdb, site.ampel_src)
-    copy = copies.get(repo)
-    if copy is None:
+    if not copies:  # (no tree on transit yet: src makes it)
         return SchemaEvidence(a, "", None, None, ins.path.state != "cluster")
+    repo, path = _initdb_repo(a.initdb, copies)
+    copy = copies[repo]
     commit = copy.wanted or copy.head
     res = host.read(migrations.tree_listing_command(f"{site.ampel_src}/{repo}", commit, path), user=site.src_user)
     found = migrations.parse_tree_listing(res.stdout)
@@ -260,9 +262,9 @@ def record_initialised(r, site, a: Archive) -> None:
     """After a new archive's first start: every migration of the tree in the ledger
     (postgres' entrypoint applied them all, those that record no version too)."""
     copies = sources.read_status(site.stack_host, site)
-    repo, path = _initdb_repo(a.initdb, site.ampel_src)
-    if repo not in copies or r.dry:
+    if not copies or r.dry:
         return
+    repo, path = _initdb_repo(a.initdb, copies)
     res = site.stack_host.read(migrations.tree_listing_command(f"{site.ampel_src}/{repo}", copies[repo].head, path),
                                user=site.src_user)
     found = migrations.parse_tree_listing(res.stdout) or []
