@@ -104,6 +104,16 @@ def sandbox_cmd(*args, check=True):
     return p
 
 
+@pytest.fixture(autouse=True)
+def _leaves_the_working_directory_as_it_was():
+    """No test may change the directory every later test runs in (tests must not depend on their order)."""
+    before = os.getcwd()
+    yield
+    after = os.getcwd()
+    os.chdir(before)
+    assert after == before, f"the test left the working directory at {after}"
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     """A freshly reset sandbox (hosts, git server, registry engine), once per session."""
