@@ -1,6 +1,5 @@
 """Hooks: the team's executables around a deploy, given the run in AMPEL_* variables."""
 import json
-import os
 import stat
 
 import pytest
@@ -30,10 +29,10 @@ def hook(tmp_path, name, body):
     return str(path)
 
 
-def test_a_hook_gets_the_run_and_its_output_is_shown(r, tmp_path, capsys):
+def test_a_hook_gets_the_run_and_its_output_is_shown(r, tmp_path, capsys, monkeypatch):
     r.settings.hooks["post_deploy"] = hook(tmp_path, "post", 'echo "$AMPEL_EVENT $AMPEL_VERSION after $AMPEL_RUNNING '
                                                               '$AMPEL_RESULT $AMPEL_CHANGED"; echo "$AMPEL_PLAN" > plan.json\n')
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # (the hook writes plan.json where the tool runs; undone after the test)
     hooks.run(r, "post_deploy", running="v0.3.5")
     out = capsys.readouterr().out
     assert f"==> hook post_deploy: {tmp_path}/post" in out and "    | post_deploy v0.3.6 after v0.3.5 ok up" in out
