@@ -14,7 +14,7 @@ import json
 import posixpath
 import shlex
 import time
-from typing import List, Optional
+from typing import List
 
 from invoke import task
 
@@ -60,8 +60,8 @@ def exec_image(site, a: Archive, dumps: str) -> str:
     return site.command("exec_image", socket_dir=a.socket_dir, dumps=dumps, image_file=a.image_file)
 
 
-def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before: str = "") -> Optional[dict]:
-    """A backup now (refused with the numbers when it cannot fit); its record, kept for the manifest."""
+def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before: str = "") -> None:
+    """A backup now (refused with the numbers when it cannot fit); its record kept for the manifest."""
     s, host = r.settings, site.stack_host
     folder = s.archive["backup_dir"]
     tables, need = scope(schema, touched, int(s.archive["whole_below_gib"]) << 30)
@@ -79,13 +79,12 @@ def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before:
         raise DeployError(f"the backup in {folder} on {host.name} failed: {schemasql.first_error(res.stdout)}; "
                           "nothing was migrated")
     if r.dry:
-        return None
+        return
     digest = host.read(schemasql.schema_digest_command(a, box, a.database), user=s.service_user).stdout.strip()
     b = schemasql.Backup(path, a.database, tables, need, digest, list(schema.versions), state.now(), before)
     host.write_file(path + ".json", json.dumps(b.as_json(), indent=1) + "\n", user=s.service_user, mode="0600")
     r.cache.setdefault("archive backups", []).append(b.as_json())
     console.note(f"backup {path}: {what}, schema {schema.versions[-1] if schema.versions else '?'}")
-    return b.as_json()
 
 
 def _archive(r) -> tuple:
@@ -138,8 +137,8 @@ def archive_restore(c, from_, into=None, dry=False, verbose=False):
     res = host.change(schemasql.restore_command(a, box, dump, into, int(s.archive["backup_jobs"])) + " 2>&1",
                       user=s.service_user, warn=True)
     if not res.ok:
-        host.change(f"{box} dropdb -h /run/postgresql -p {a.port} -U {shlex.quote(a.superuser)} --if-exists "
-                    f"{shlex.quote(into)}", user=s.service_user, warn=True, show=f"drop the half-restored {into}")
+        host.change(schemasql.drop_command(a, box, into), user=s.service_user, warn=True,
+                    show=f"drop the half-restored {into}")
         raise DeployError(f"the restore of {dump} into {into} failed (the new database was dropped again): "
                           f"{schemasql.first_error(res.stdout)}")
     if r.dry:
@@ -148,12 +147,12 @@ def archive_restore(c, from_, into=None, dry=False, verbose=False):
 
 
 def _check(r, site, a: Archive, box: str, record, into: str) -> None:
-    digest = site.stack_host.read(schemasql.schema_digest_command(a, box, into), user=r.settings.service_user)
     if record is None:
         console.note(f"restored into {into}; the dump has no record, so its schema was not compared")
     elif record.tables:
         console.note(f"restored the tables {', '.join(record.tables)} into {into}")
-    elif digest.stdout.strip() != record.schema:
+    elif site.stack_host.read(schemasql.schema_digest_command(a, box, into),
+                              user=r.settings.service_user).stdout.strip() != record.schema:
         raise DeployError(f"restored into {into}, but its schema differs from the one the backup recorded")
     else:
         console.note(f"restored into {into}: its schema equals the backup's (schema {record.versions[-1] if record.versions else '?'})")

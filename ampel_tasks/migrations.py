@@ -36,15 +36,9 @@ class Migration:
         return found[-1] if found else None
 
 
-def listing_command(initdb_dir: str) -> str:
-    """Each numbered SQL file of the initdb directory: name, checksum, then its text."""
-    return (f"cd {shlex.quote(initdb_dir)} && for f in [0-9]*.sql; do [ -f \"$f\" ] || continue; "
-            "echo \"@@file $f $(sha256sum < \"$f\" | cut -d' ' -f1)\"; cat \"$f\"; echo; done")
-
-
 def tree_listing_command(repo_dir: str, commit: str, initdb_dir: str) -> str:
-    """The numbered SQL files of `initdb_dir` (relative to the repo) at `commit`, in
-    listing_command's format; `@@unknown-commit` when the copy lacks the commit."""
+    """The numbered SQL files of `initdb_dir` (relative to the repo) at `commit`: per
+    file `@@file NAME SHA256`, then its text; `@@unknown-commit` when the copy lacks the commit."""
     r, c, d = shlex.quote(repo_dir), shlex.quote(commit), shlex.quote(initdb_dir.strip("/") + "/")
     return (f"cd {r} && {{ git cat-file -e {c}^{{commit}} 2>/dev/null || {{ echo @@unknown-commit; exit 0; }}; }} && "
             f"for f in $(git ls-tree --name-only {c} -- {d}); do b=${{f##*/}}; case \"$b\" in [0-9]*.sql) ;; "

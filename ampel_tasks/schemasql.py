@@ -24,13 +24,22 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _login(a: Archive) -> str:
+    """The archive's superuser on its port (over the socket: trusted there)."""
+    return f"-p {a.port} -U {shlex.quote(a.superuser)}"
+
+
+def _on_socket(a: Archive) -> str:
+    """_login through the socket directory a second container binds at /run/postgresql."""
+    return f"-h /run/postgresql {_login(a)}"
+
+
 def psql(a: Archive, extra: str = "", app: str = "") -> str:
     """psql as the archive's superuser over its socket, the script on stdin, stopping at
     the first error; `app`: the session's application_name (to find it again)."""
     # (the name in psql's own arguments too: pkill -f finds psql itself by it)
     named, marked = (f"PGAPPNAME={shlex.quote(app)} ", f"-v ampel_session={shlex.quote(app)} ") if app else ("", "")
-    return (f"{named}psql -X -q -p {a.port} -U {shlex.quote(a.superuser)} -d {shlex.quote(a.database)} "
-            f"-v ON_ERROR_STOP=1 {marked}{extra}-f -")
+    return f"{named}psql -X -q {_login(a)} -d {shlex.quote(a.database)} -v ON_ERROR_STOP=1 {marked}{extra}-f -"
 
 
 def app_name(m: Migration, run: str) -> str:
@@ -41,8 +50,7 @@ def app_name(m: Migration, run: str) -> str:
 def end_session(a: Archive, app: str) -> str:
     """psql ending the session named `app`: its transaction rolls back at once."""
     sql = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = {literal(app)}"
-    return (f"psql -X -q -At -p {a.port} -U {shlex.quote(a.superuser)} -d {shlex.quote(a.database)} "
-            f"-c {shlex.quote(sql)}")
+    return f"psql -X -q -At {_login(a)} -d {shlex.quote(a.database)} -c {shlex.quote(sql)}"
 
 
 BEFORE = "ampel_relations_before"
@@ -107,8 +115,7 @@ def dump_command(a: Archive, exec_image: str, backup_dir: str, name: str, jobs: 
     database or of `tables`, from a second container of the archive's image file."""
     only = "".join(f" -t {shlex.quote('public.' + t)}" for t in tables or [])
     target = shlex.quote(f"{backup_dir.rstrip('/')}/{name}")
-    return (f"{exec_image} pg_dump -h /run/postgresql -p {a.port} -U {shlex.quote(a.superuser)} "
-            f"-d {shlex.quote(a.database)} -Fd -j {jobs}{only} -f {target}")
+    return f"{exec_image} pg_dump {_on_socket(a)} -d {shlex.quote(a.database)} -Fd -j {jobs}{only} -f {target}"
 
 
 # pg_restore empties search_path (PostgreSQL 10.3 on); an extension's SQL function that
@@ -126,12 +133,17 @@ END LOOP; END $$;"""
 def restore_command(a: Archive, exec_image: str, dump: str, into: str, jobs: int) -> str:
     """A new database `into`, the dump restored into it (the live database is not
     touched): its definitions, the extensions' paths, then data and indexes in parallel."""
-    at = f"-h /run/postgresql -p {a.port} -U {shlex.quote(a.superuser)}"
+    at = _on_socket(a)
     db, src = shlex.quote(into), shlex.quote(dump)
     return (f"{exec_image} createdb {at} -T template0 {db} && "
             f"{exec_image} pg_restore {at} -d {db} --exit-on-error --section=pre-data {src} && "
             f"{exec_image} psql -X -q {at} -d {db} -v ON_ERROR_STOP=1 -c {shlex.quote(EXTENSION_PATHS)} && "
             f"{exec_image} pg_restore {at} -d {db} --exit-on-error --section=data --section=post-data -j {jobs} {src}")
+
+
+def drop_command(a: Archive, exec_image: str, database: str) -> str:
+    """Drop `database` (a restore's own new one, after it failed)."""
+    return f"{exec_image} dropdb {_on_socket(a)} --if-exists {shlex.quote(database)}"
 
 
 def first_error(output: str) -> str:
@@ -141,14 +153,14 @@ def first_error(output: str) -> str:
     return (errors or said or ["no output"])[0 if errors else -1]
 
 
-SCHEMA_DIGEST = ("pg_dump -h /run/postgresql -p {port} -U {user} -d {db} --schema-only --no-owner "
+SCHEMA_DIGEST = ("pg_dump {login} -d {db} --schema-only --no-owner "
                  "| grep -v -e '^--' -e '^$' -e '^SET ' -e '^SELECT pg_catalog.set_config' -e '^\\\\' "
                  "| sha256sum | cut -d' ' -f1")  # (psql's lines, e.g. recent pg_dump's \\restrict KEY, left out)
 
 
 def schema_digest_command(a: Archive, exec_image: str, database: str) -> str:
     """The checksum of a database's schema (what pg_dump --schema-only writes, comments dropped)."""
-    inner = SCHEMA_DIGEST.format(port=a.port, user=shlex.quote(a.superuser), db=shlex.quote(database))
+    inner = SCHEMA_DIGEST.format(login=_on_socket(a), db=shlex.quote(database))
     return f"{exec_image} sh -c {shlex.quote(inner)}"
 
 

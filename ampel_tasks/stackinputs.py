@@ -166,7 +166,7 @@ def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:
     may still be starting (within ampel.health.timeout); a refusal is one line."""
     a, host = ev.archive, site.stack_host
     secret = ev.secret_files.get(a.read_secret, f"secrets/{a.read_secret}.txt")
-    inner = site.command("exec_instance", instance=f"instance://{a.instance}", command=archive.probe_psql(a))
+    inner = in_archive(site, a, archive.probe_psql(a))
     cmd = f"cd {shlex.quote(site.dryrun_dir)} && " + archive.with_password(secret, inner)
     deadline = time.time() + (r.settings.health["timeout"] if wait is None else wait)
     while True:
@@ -180,9 +180,14 @@ def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:
         time.sleep(1)
 
 
+def in_archive(site, a: archive.Archive, command: str) -> str:
+    """`command` inside the archive's running instance (ampel.commands.exec_instance)."""
+    return site.command("exec_instance", instance=f"instance://{a.instance}", command=command)
+
+
 def read_schema(r, site, a: archive.Archive) -> migrations.ArchiveSchema:
     """The archive's versions, server, size, tables and the tool's ledger: psql inside its instance."""
-    cmd = site.command("exec_instance", instance=f"instance://{a.instance}", command=schemasql.psql(a, "-At "))
+    cmd = in_archive(site, a, schemasql.psql(a, "-At "))
     res = site.stack_host.read(cmd + " 2>&1", user=r.settings.service_user, data=migrations.STATE_SCRIPT.encode(),
                                warn=True)
     return migrations.parse_state(res.stdout)

@@ -15,10 +15,7 @@ from typing import Dict, List
 from . import console, envfile, health, replicas
 from .errors import DeployError
 
-ARCHIVE_SECRETS = ("archive-read-password", "archive-write-password")
-
-
-def clients(doc: dict, secrets=ARCHIVE_SECRETS) -> List[str]:
+def clients(doc: dict, secrets) -> List[str]:
     """The services of a stack file given one of the archive's secrets (pure)."""
     out = []
     for name, svc in sorted((doc.get("services") or {}).items()):
@@ -42,11 +39,13 @@ def end_command(pids: List[int]) -> str:
     return f"for p in {listed}; do pkill -TERM -P $p; kill -TERM $p; done 2>/dev/null; true"
 
 
-def restart(r, site) -> None:
-    """End the archive's clients' processes on burst; wait for their nannies' new ones; the gate."""
+def restart(r, site, secrets) -> None:
+    """End the processes of the archive's clients on burst (the services given one of
+    `secrets`, the archive's passwords as transit.yml names them); wait for their
+    nannies' new ones; the gate."""
     s, host = r.settings, site.stack_host
     doc = site.stack_doc() or {}
-    names = clients(doc)
+    names = clients(doc, secrets)
     if not names:
         return
     env = envfile.read(host.read_file(site.env_file, user=site.src_user) or "")

@@ -14,7 +14,7 @@ import fixtures  # noqa: E402
 
 
 def listing(files: dict) -> str:
-    """What migrations.listing_command prints for these files (its [0-9]*.sql glob, sorted)."""
+    """What migrations.tree_listing_command prints for these files (the numbered .sql ones, sorted)."""
     out = ""
     for name in sorted(n for n in files if n[0].isdigit() and n.endswith(".sql")):
         out += f"@@file {name} {hashlib.sha256(files[name].encode()).hexdigest()}\n{files[name]}\n"

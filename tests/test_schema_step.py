@@ -157,7 +157,7 @@ def test_a_backup_that_cannot_fit_is_refused_with_the_numbers_before_anything():
 
 def test_the_archives_clients_on_burst_are_the_services_given_its_passwords():
     doc = yaml.safe_load(fixtures.burst_yml())
-    assert writers.clients(doc) == ["alertprocessor", "stats"]
+    assert writers.clients(doc, (A.read_secret, A.write_secret)) == ["alertprocessor", "stats"]
     instances = {"a1": ("alertprocessor", 0), "a2": ("alertprocessor", 1), "s": ("stats", 0), "m": ("mongo", 0)}
     now = {"a1": Replica(10, 40, 11, 39), "a2": Replica(20, 40, None), "s": Replica(30, 40, 31, 39),
            "m": Replica(40, 40, 41, 40)}

@@ -186,7 +186,7 @@ def do_schema(r, after_start: bool = False):
     after = stackinputs.read_schema(r, site, ev.archive) if not r.dry else ev.state
     console.note(f"the archive on {host.name} is at schema {_version(after)} (was {_version(ev.state)})")
     if "up" not in r.steps:
-        writers.restart(r, Site(r))
+        writers.restart(r, Site(r), (ev.archive.read_secret, ev.archive.write_secret))
     r.row("schema", host.name, "changed", time.time() - t0)
 
 
@@ -227,8 +227,7 @@ def _apply(r, site, ev: SchemaEvidence, m: Migration, done: List[Migration]) -> 
     host.change(f"install -d -m 0700 {shlex.quote(r.settings.paths['state_dir'])}", user=user)
     host.write_file(script, schemasql.apply_script(m, text, a, seed, r.settings.operator), user=user, mode="0600",
                     show=f"write {m.name}'s transaction to {script}")
-    cmd = site.command("exec_instance", instance=f"instance://{a.instance}",
-                       command=schemasql.psql(a, "--single-transaction ", app=app))
+    cmd = stackinputs.in_archive(site, a, schemasql.psql(a, "--single-transaction ", app=app))
     try:
         res = host.change(f"{cmd} < {shlex.quote(script)} 2>&1; rc=$?; rm -f {shlex.quote(script)}; exit $rc",
                           user=user, warn=True, show=f"apply {m.name} in one transaction: psql inside instance://{a.instance}")
@@ -249,7 +248,7 @@ def _abandon(r, site, a: Archive, m: Migration, app: str) -> None:
     with interrupts.deferred():
         host.change(f"pkill -TERM -u {shlex.quote(user)} -f {shlex.quote('[' + app[0] + ']' + app[1:])}; true",
                     user=user, show=f"end psql applying {m.name}")
-        end = site.command("exec_instance", instance=f"instance://{a.instance}", command=schemasql.end_session(a, app))
+        end = stackinputs.in_archive(site, a, schemasql.end_session(a, app))
         host.change(f"{end} >/dev/null 2>&1; true", user=user, show=f"end the session applying {m.name}")
         after = stackinputs.read_schema(r, site, a)
     if after.ledger and m.name in after.ledger:
@@ -269,7 +268,6 @@ def record_initialised(r, site, a: Archive) -> None:
                                user=site.src_user)
     found = migrations.parse_tree_listing(res.stdout) or []
     script = schemasql.preamble({m.name: m.sha256 for m in found}, "applied by postgres' entrypoint at the first start")
-    cmd = site.command("exec_instance", instance=f"instance://{a.instance}",
-                       command=schemasql.psql(a, "--single-transaction "))
+    cmd = stackinputs.in_archive(site, a, schemasql.psql(a, "--single-transaction "))
     site.stack_host.change(cmd, user=r.settings.service_user, data=script.encode(),
                            show=f"record the {len(found)} migrations of the new archive in its ledger {migrations.LEDGER}")
