@@ -79,7 +79,7 @@ def interrupted(args, when, act, timeout=600, env=None):
             out.seek(0)
             if not acted and when(out.read()):
                 act(p)
-                acted = True
+                acted = time.strftime("%H:%M:%S")  # (the run log's clock: a late fault shows there)
             time.sleep(0.05)
         _, err = p.communicate(timeout=max(1, deadline - time.time()))
     finally:  # a failing check must not leave a deploy running into the next test
@@ -91,7 +91,14 @@ def interrupted(args, when, act, timeout=600, env=None):
                 os.killpg(p.pid, signal.SIGKILL)
     out.seek(0)
     assert acted, f"the fault was never injected:\n{out.read()[-3000:]}\n{err}"
+    print(f"fault injected at {acted}, exit {p.returncode}")
     return p.returncode, out.read(), err
+
+
+def logged_runs(version) -> str:
+    """The run logs of `version`'s runs (each line timed), to show when a fault landed."""
+    logs = sorted(Path.home().glob(f".local/state/ampel-tasks/runs/{version}.*.log"))
+    return "\n".join(f"--- {f.name}\n{f.read_text()[-2500:]}" for f in logs)
 
 
 def one_error(rc, err, *words):
@@ -270,6 +277,7 @@ def test_ctrl_c_at_each_step_of_a_new_deployment_then_a_plain_rerun(running, tmp
         for step in ("src", "db", "tag"):
             rc, out, err = interrupted(["deploy", "--version", version, "--new-db", "--yes"],
                                        lambda out, step=step: re.search(rf"==> {step}( \w+)?:", out), ctrl_c)
+            assert rc != 0, f"Ctrl-C in {step} did not stop the run:\n{out[-3000:]}\n{err}\n{logged_runs(version)}"
             one_error(rc, err, "interrupted")
             assert "==> up burst:" not in out, f"interrupted in {step}, the run went on"
             intact(sandbox, since)
