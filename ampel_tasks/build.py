@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 from . import dockerfile
 from .errors import DeployError
+from .sources import parse_ls_remote
 
 # Files whose change means new dependencies or console_scripts entry points.
 DEPENDENCY_FILES = ("setup.py", "setup.cfg", "pyproject.toml", "environment.yml", "requirements.txt")
@@ -101,9 +102,12 @@ def remote_commits(found: List[Repo], image_dir: Path, settings) -> List[Repo]:
         os.unlink(cfg)
 
 
-def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False) -> Path:
+def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False,
+           upstream: Optional[Dict[str, str]] = None, needs: tuple = ()) -> Path:
     """A bare local mirror of `repo`, fetched with its deploy key (GitPython):
-    its HEAD, or with `everything` all its branches and tags."""
+    its HEAD, or with `everything` all its branches and tags. Not fetched when it
+    already holds what is asked: `upstream`'s refs as a host's `git ls-remote` just
+    listed them (with `everything`), or the commits `needs` names."""
     import git
 
     # one mirror per URL: two sites (or the sandbox and production) never share one
@@ -111,6 +115,8 @@ def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False) -> P
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         git.Repo.init(path, bare=True)
+    elif _holds(path, upstream if everything else None, needs):
+        return path
     cfg = local_ssh_config(image_dir, settings)
     try:
         g = git.Repo(path)
@@ -124,6 +130,30 @@ def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False) -> P
     finally:
         os.unlink(cfg)
     return path
+
+
+def mirror_refs(path: Path) -> Dict[str, str]:
+    """{ref: commit} of a local mirror, tags peeled (as `git ls-remote` lists them)."""
+    p = subprocess.run(["git", "--git-dir", str(path), "show-ref", "-d"], capture_output=True, text=True)
+    return parse_ls_remote(p.stdout)
+
+
+def same_refs(local: Dict[str, str], upstream: Dict[str, str]) -> bool:
+    """Whether a mirror's branches and tags are upstream's, and its HEAD upstream's HEAD (pure)."""
+    def kept(refs):
+        return {k: v for k, v in refs.items() if k.startswith(("refs/heads/", "refs/tags/"))}
+    return (bool(upstream) and kept(local) == kept(upstream)
+            and local.get("refs/remotes/origin/HEAD") == upstream.get("HEAD"))
+
+
+def _holds(path: Path, upstream: Optional[Dict[str, str]], needs: tuple) -> bool:
+    if upstream is not None:
+        return same_refs(mirror_refs(path), upstream)
+    if not needs:
+        return False
+    p = subprocess.run(["git", "--git-dir", str(path), "cat-file", "--batch-check"], capture_output=True, text=True,
+                       input="".join(f"{c}^{{commit}}\n" for c in needs))
+    return p.returncode == 0 and "missing" not in p.stdout
 
 
 def changed_dependency_files(path: Path, old: str, new: str) -> Optional[List[str]]:

@@ -7,7 +7,7 @@ import time
 
 from invoke import task
 
-from . import console, plan as planning, run as runs
+from . import console, plan as planning, readahead, run as runs
 from .errors import DeployError
 from .helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from .steps import ORDER, db, image, pull, push, schema, secrets, src, tag, test, up
@@ -35,7 +35,8 @@ def plan(c, version=None, json=False, new_archive=False, dry=False):
     v = r.require_version()
     in_deploy = "deploy" in r.steps
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
-    decisions = planning.combine({s: DECIDERS[s](r) for s in steps}, forced=r.force)
+    with readahead.reading(r):
+        decisions = planning.combine({s: DECIDERS[s](r) for s in steps}, forced=r.force)
     r.cache["plan"] = [d.as_json() for d in decisions]  # for the hooks (AMPEL_PLAN)
     site = planning.site_summary(r.settings)
     if json and not in_deploy:

@@ -204,14 +204,16 @@ class HostPool:
         self.settings = settings
         self.dry = dry
         self._hosts = {}
+        self._lock = threading.Lock()
 
     def get(self, name: str) -> Host:
-        if name not in self._hosts:
-            if name not in self.settings.hosts:
-                known = ", ".join(sorted(self.settings.hosts))
-                raise DeployError(f"unknown host {name!r}; configured hosts: {known}")
-            self._hosts[name] = Host(self.settings.hosts[name], self.settings, self.dry)
-        return self._hosts[name]
+        with self._lock:  # (two threads asking at once still share one host, one connection)
+            if name not in self._hosts:
+                if name not in self.settings.hosts:
+                    known = ", ".join(sorted(self.settings.hosts))
+                    raise DeployError(f"unknown host {name!r}; configured hosts: {known}")
+                self._hosts[name] = Host(self.settings.hosts[name], self.settings, self.dry)
+            return self._hosts[name]
 
     def close(self) -> None:
         for h in self._hosts.values():

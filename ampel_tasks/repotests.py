@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from . import console, interrupts
 from .errors import DeployError
-from .sources import Copy, parse_ls_remote, want
+from .sources import Copy, want
 
 # pytest's exit codes: 0 passed, 1 failed, 5 no tests collected
 NO_TESTS = 5
@@ -100,12 +100,6 @@ def _short(commits: Dict[str, str]) -> str:
 
 
 # -- the commits -----------------------------------------------------------
-def local_refs(mirror: Path) -> Dict[str, str]:
-    """{ref: commit} of a local mirror, tags peeled (as `git ls-remote` lists them)."""
-    p = subprocess.run(["git", "--git-dir", str(mirror), "show-ref", "-d"], capture_output=True, text=True)
-    return parse_ls_remote(p.stdout)
-
-
 def only_changes(mirror: Path, a: str, b: str, allowed: str) -> bool:
     """True when commit b differs from a in no file but `allowed` (the tool's own
     dryrun.env commit on top of tested code)."""

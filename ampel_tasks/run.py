@@ -10,6 +10,7 @@ every task of the chain then shares its settings and its SSH connections.
 """
 from __future__ import annotations
 
+import threading
 from typing import Dict, List, Optional, Set
 
 from .errors import DeployError
@@ -46,6 +47,8 @@ class Run:
         # the summary table: (step, host, skipped|changed|failed|not run, seconds)
         self.rows: List[tuple] = []
         self.log_path: Optional[str] = None
+        self._locks: Dict[str, threading.RLock] = {}  # one gathering per fact, whichever thread asks
+        self._guard = threading.Lock()
 
     def invocation(self, *args: str) -> str:
         """The command line an operator types for `args`, with this run's profile."""
@@ -62,9 +65,10 @@ class Run:
 
     @property
     def hosts(self):
-        if self._hosts is None:
-            self._hosts = HostPool(self.settings, self.dry)
-        return self._hosts
+        with self._guard:
+            if self._hosts is None:
+                self._hosts = HostPool(self.settings, self.dry)
+            return self._hosts
 
     def host(self, name: str):
         return self.hosts.get(name)
@@ -103,6 +107,12 @@ class Run:
         would have changed (a dry run changed nothing: what is there to read is
         the state before, e.g. the registry's digest of an image a real run rebuilds),
         unless `foresees`: the gathering itself accounts for what those steps will do."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:  # (the plan reads ahead on threads: a second asker waits for the first)
+            return self._evidence(key, gather, after, foresees)
+
+    def _evidence(self, key: str, gather, after, foresees):
         seen = frozenset(self.changed & set(after))
         if key in self.cache and self.cache.get(("seen", key), frozenset()) == seen:
             return self.cache[key]

@@ -6,10 +6,11 @@ import subprocess
 
 import pytest
 
+from ampel_tasks.build import mirror_refs, same_refs
 from ampel_tasks.errors import DeployError
 from ampel_tasks.sources import Copy
 from ampel_tasks.repotests import (
-    Outcome, decide, failure_text, local_refs, parse_pytest, planned_commits, recorded_pass, script,
+    Outcome, decide, failure_text, parse_pytest, planned_commits, recorded_pass, script,
 )
 
 FAILED_OUTPUT = """\
@@ -94,8 +95,19 @@ def test_local_refs_peel_annotated_tags(tmp_path):
                 ["-C", str(repo), "tag", "-a", "v0.3.6", "-m", "release"]):
         subprocess.run(["git", *cmd], check=True, env=env)
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    refs = local_refs(repo / ".git")
+    refs = mirror_refs(repo / ".git")
     assert refs["refs/heads/master"] == head and refs["refs/tags/v0.3.6"] == head
+
+
+def test_a_mirror_is_current_only_with_upstreams_branches_tags_and_head():
+    head, old = "a" * 40, "b" * 40
+    upstream = {"HEAD": head, "refs/heads/master": head, "refs/tags/v0.3.6": old}
+    mirror = {"refs/remotes/origin/HEAD": head, "refs/heads/master": head, "refs/tags/v0.3.6": old}
+    assert same_refs(mirror, upstream)
+    assert not same_refs(mirror, {**upstream, "refs/tags/v0.3.7": head}), "a new tag upstream"
+    assert not same_refs({**mirror, "refs/heads/gone": old}, upstream), "a branch upstream removed (fetch prunes it)"
+    assert not same_refs(mirror, {**upstream, "HEAD": old, "refs/heads/master": old}), "master moved"
+    assert not same_refs({}, {}), "nothing listed is no evidence"
 
 
 def test_the_failure_line_names_each_failing_repo_and_its_first_failures():

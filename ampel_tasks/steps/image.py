@@ -60,7 +60,8 @@ def decide_image(r):
     ref = f"{r.settings.image['name']}:{site.version}"
 
     def diff_for(repo, old):
-        return build.changed_dependency_files(build.mirror(repo, r.settings.image_dir, r.settings), old, repo.commit)
+        path = build.mirror(repo, r.settings.image_dir, r.settings, needs=(old, repo.commit))
+        return build.changed_dependency_files(path, old, repo.commit)
 
     if running is not None:
         necessary, reason = build.decide(running["labels"], recipe, found, prefix, diff_for)

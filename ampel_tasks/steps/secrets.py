@@ -103,7 +103,7 @@ def _secrets_evidence(r, site):
     return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted, "wrong": wrong, "remote": remote}
 
 
-def _evidence(r, site):
+def secrets_evidence(r, site):
     key = "secrets evidence" + (f" {site.stack_host.name}" if site.archive else "")
     return r.evidence(key, lambda: _secrets_evidence(r, site), after=inputs("secrets"))
 
@@ -131,7 +131,7 @@ def decide_secrets(r):
     """Decision for `secrets`, per stack host: those its stack file names, missing or
     different there; refused when a secret both hosts use would differ."""
     sites = stack_sites(r)
-    evs = {site.stack_host.name: _evidence(r, site) for site in sites}
+    evs = {site.stack_host.name: secrets_evidence(r, site) for site in sites}
     known = {h: ev for h, ev in evs.items() if ev is not None}
     bad = differing(known) if len(known) > 1 else []
     if bad:
@@ -162,7 +162,7 @@ def _secrets_on(r, site):
     host = site.stack_host
     user = s.service_user
     dryrun = site.dryrun_dir
-    ev = _evidence(r, site)
+    ev = secrets_evidence(r, site)
     d = _decide_on(site, ev)
     label = f"secrets {host.name}" if s.archive_host else "secrets"
     if d is None or ev is None:

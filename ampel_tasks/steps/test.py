@@ -23,7 +23,7 @@ from ..errors import DeployError
 from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
 from ..repotests import (
-    decide, failure_text, local_refs, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
+    decide, failure_text, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
 )
 from ..site import Site
 from ..sources import release_tag
@@ -41,9 +41,12 @@ def _evidence(r):
     if src_ev is None:
         return None
     repos = build.repos(s.image_dir, s)
-    # every commit the copies want must be in the local mirrors: all branches and tags
-    mirrors = {x.name: build.mirror(x, s.image_dir, s, everything=True) for x in repos}
-    commits = planned_commits([x.name for x in repos], src_ev["copies"], lambda name: local_refs(mirrors[name]),
+    # every commit the copies want must be in the local mirrors: all branches and tags,
+    # fetched unless the mirror has the refs burst's `git ls-remote` just listed
+    copies = src_ev["copies"]
+    mirrors = {x.name: build.mirror(x, s.image_dir, s, everything=True,
+                                    upstream=copies[x.name].refs if x.name in copies else None) for x in repos}
+    commits = planned_commits([x.name for x in repos], copies, lambda name: build.mirror_refs(mirrors[name]),
                               release_tag(s, site.version))
     image_id = None
     if not will_build:

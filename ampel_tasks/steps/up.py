@@ -57,7 +57,7 @@ def _decide_service(r, site):
     current = state.running_version(r)
     if current != site.version:
         return Decision("up", "run", f"running version is {current or 'unknown'}, wanted {site.version}")
-    problems = r.evidence("stack health", lambda: health.quick(r, site))
+    problems = service_health(r, site)
     if problems is None:
         return None
     if problems:
@@ -65,11 +65,16 @@ def _decide_service(r, site):
     return Decision("up", "skip", f"{site.version} already runs with every service and replica")
 
 
+def service_health(r, site):
+    """burst's stack as it runs: what is wrong with it ([] when nothing), read once per run."""
+    return r.evidence("stack health", lambda: health.quick(r, site))
+
+
 def _decide_archive(r, site):
     """transit: run when its stack is not running healthy or what it runs from changed
     since it was started; an archive directory that is new or empty is refused
     unless --new-archive."""
-    ev = _archive_evidence(r, site)
+    ev = archive_evidence(r, site)
     if ev is None:
         return None
     stackinputs.refuse_new_archive(ev, site.stack_host.name, bool(r.options.get("new_archive")))
@@ -85,7 +90,7 @@ def _decide_archive(r, site):
                                   f"({', '.join(ev.services)} keep running)", {"inputs": ev})
 
 
-def _archive_evidence(r, site):
+def archive_evidence(r, site):
     """transit's inputs, record, stack and ARCHIVE_PATH: read once per run, again after
     an earlier step changed what they are about."""
     return r.evidence(f"up evidence {site.stack_host.name}", lambda: stackinputs.gather(r, site), after=inputs("up"))
@@ -98,7 +103,7 @@ def do_up(r):
         _up_on(r, site)
     if "up" in r.changed and not r.dry and "archive" not in r.cache:
         for site in stack_sites(r)[:-1]:  # (transit's, not restarted: what the decision read)
-            ev = _archive_evidence(r, site)
+            ev = archive_evidence(r, site)
             if ev is None:
                 continue
             try:
@@ -135,7 +140,7 @@ def _up_on(r, site) -> None:
         return
     health.gate(r, site)
     if site.archive:
-        ev = _archive_evidence(r, site)
+        ev = archive_evidence(r, site)
         stackinputs.after_start(r, site, ev)
         if ev is not None and ev.path.state != "cluster":
             record_initialised(r, site, ev.archive)
