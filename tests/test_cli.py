@@ -1,12 +1,15 @@
 """Bad input: one `error:` line on stderr, exit 1, no traceback, nothing run."""
+import os
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
 
 import pytest
 
-from conftest import tool
+from conftest import REPO, tool
 
 ALL_TASKS = ["keys", "image", "test", "push", "pull", "src", "db", "tag", "secrets", "schema", "up", "logs",
              "plan", "deploy", "status", "history", "rollback", "prune", "archive-backup", "archive-restore"]
@@ -108,11 +111,29 @@ def test_force_of_an_unknown_step():
     assert "imgae" in line and "image" in line
 
 
-def test_unexpected_exception_is_one_line(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("ampel:\n  source:\n    key_pattern: 'id_rsa.{nope}'\n    dir: /nonexistent\n")
-    p = tool("keys", "--repo", "ampel-contrib-foo", profile=str(bad))
-    one_error_line(p)
+UNEXPECTED = """
+import sys
+from ampel_tasks import dockerfile
+def broken(*args, **kwargs):
+    raise ZeroDivisionError("division by zero\\nsecond line")
+dockerfile.files = broken  # what `keys` calls first, after the checks of its input
+from ampel_tasks.cli import main
+main(["ampel-deploy", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_exception_no_check_expected_is_one_line_unless_debug(debug):
+    """A defect of the tool itself (not bad input): one line naming it, exit 1; --debug
+    gives the traceback."""
+    p = subprocess.run([sys.executable, "-c", UNEXPECTED, *(["--debug"] if debug else []), "keys", "--repo",
+                        "ampel-contrib-foo", "--dry"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in os.environ.items() if k != "INVOKE_DEBUG"})
+    if debug:
+        assert p.returncode == 1 and "Traceback" in p.stderr and "ZeroDivisionError" in p.stderr, p.stderr
+        return
+    line = one_error_line(p)
+    assert line == "error: unexpected ZeroDivisionError: division by zero (re-run with --debug for the traceback)"
 
 
 def test_banner_timeout_is_bounded_and_clear(tmp_path):

@@ -55,6 +55,8 @@ def site(monkeypatch):
         return pool._hosts[name]
 
     monkeypatch.setattr(hosts.HostPool, "get", get)
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # the operator, whoever runs the tests
+        monkeypatch.setenv(name, "ampelop")
     config = Config(overrides={})
     config.load_collection(DEFAULTS)
     config.set_runtime_path(None)
@@ -208,9 +210,22 @@ def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
 
 
 def test_version_is_quoted_where_it_meets_a_shell(site):
-    from ampel_tasks.site import fill
+    """The version reaches the hosts inside paths (the image file, the live database's
+    directory): each path is one shell word whatever else it holds."""
+    from ampel_tasks.steps import db, src
 
-    assert fill("singularity pull {file}", "t", file="a b;c") == "singularity pull 'a b;c'"
+    r, answers, log = site
+    r.settings.paths["singularity_dir"] = "/data/ampel/sing images"
+    r.settings.env["mongo_path"] = "/data/ampel/mongo/live $(id)/{version}"
+    answers.append((r"^stat -c %U '/scratch/ampel/Ampel-v0.3'$|^stat -c %U /scratch/ampel/Ampel-v0.3$",
+                    Result("", "stat: cannot statx: No such file", 1)))
+    src.do_src(r)
+    sent = [c for _, _, c in commands(log)]
+    assert ("singularity-stack volume init '/data/ampel/sing images/ampel-v0.3.5.simg' /Ampel /scratch/ampel/Ampel-v0.3"
+            in sent), sent
+    answers.append((r"^cat .*dryrun\.env$", Result(ENV, "", 0)))
+    db.do_db(r, new_db=True)
+    assert "mkdir -p '/data/ampel/mongo/live $(id)/v0.3.5'" in [c for _, _, c in commands(log)]
 
 
 def test_secrets_never_reach_a_command_line(site, tmp_path):
