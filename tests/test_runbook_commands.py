@@ -95,7 +95,7 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
 
     r, answers, log = site
     head, new = "1" * 40, "2" * 40
-    answers.append((r"^stat -c %U", Result("root\n", "", 0)))
+    answers.append((r"^stat -c %U", Result("ampelop\n", "", 0)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
     answers.append((r"^echo @@ls ampel-core", Result(
@@ -115,7 +115,7 @@ def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
     r, answers, log = site
     answers.append((r"^stat -c %U", Result("jvs\n", "", 0)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
-    with pytest.raises(DeployError, match=r"/scratch/ampel/Ampel-v0.3 is owned by jvs, not root "
+    with pytest.raises(DeployError, match=r"/scratch/ampel/Ampel-v0.3 is owned by jvs, not ampelop "
                                           r"\(ampel.paths.ampel_src_owner\)"):
         src.do_src(r)
     assert not any(c.startswith("git -C") or "volume" in c for _, _, c in commands(log))
