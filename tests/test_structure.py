@@ -87,3 +87,16 @@ def test_the_package_imports_its_own_modules_at_the_top():
         inside += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
                    if isinstance(node, ast.ImportFrom) and node.level and id(node) not in top]
     assert inside == []
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared helpers live in modules of their own (conftest.py, sandboxsite.py): a test
+    module imported by another would run its tests' module code twice and tie them."""
+    tests = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not found, found
