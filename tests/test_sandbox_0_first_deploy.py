@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import archive, archived, sandbox_cmd, tool
-from test_sandbox_deploy import burst, no_secret_in
+from sandboxsite import burst, no_secret_in
 
 pytestmark = pytest.mark.sandbox
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tool
-from test_sandbox_deploy import burst, live_instances, tree_digest
+from sandboxsite import burst, live_instances, tree_digest
 
 pytestmark = pytest.mark.sandbox
 ENV = "home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import REGISTRY, REPO, sandbox_cmd, tool
-from test_sandbox_deploy import STATE, Upstream, burst, live_instances
+from sandboxsite import STATE, Upstream, burst, live_instances
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, tool
-from test_sandbox_deploy import burst
+from sandboxsite import burst
 
 pytestmark = pytest.mark.sandbox
 SECONDS = 30

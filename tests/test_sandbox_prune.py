@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from conftest import tool
-from test_sandbox_deploy import burst, transit
+from sandboxsite import burst, transit
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"

@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SECRETS_DIR, TRANSIT_ADDRESS, archive_query, archived, postmaster, tool
-from test_sandbox_deploy import Upstream, burst, transit
-from test_sandbox_versions import CHECKOUTS, STEPS, checkout_as_upstream, second_operator
+from sandboxsite import CHECKOUTS, STEPS, Upstream, burst, checkout_as_upstream, second_operator, transit
 
 pytestmark = pytest.mark.sandbox
 INITDB = "deploy/production/initdb/archive"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tool
-from test_sandbox_deploy import burst, transit
+from sandboxsite import burst, transit
 
 pytestmark = pytest.mark.sandbox
 SMALL = "data/ampel/small"

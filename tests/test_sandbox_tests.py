@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REGISTRY, tool
-from test_sandbox_deploy import Upstream, burst, transit
+from sandboxsite import Upstream, burst, transit
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"

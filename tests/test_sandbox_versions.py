@@ -23,13 +23,15 @@ from pathlib import Path
 import pytest
 
 from conftest import archive_query, archived, postmaster, REGISTRY, sandbox_cmd, tool
-from test_sandbox_deploy import NEW_DEPENDENCY, SERVER, STATE, Upstream, bare, burst, daemon, live_instances
+from sandboxsite import (
+    CHECKOUTS, NEW_DEPENDENCY, SERVER, STATE, STEPS, Upstream, bare, burst, checkout_as_upstream, daemon,
+    live_instances, second_operator,
+)
 
 pytestmark = pytest.mark.sandbox
 DOCKER = "/usr/bin/docker"
 DEVEL = STATE / "operator/ampel-core/deploy/docker-images/devel"
 PLAN_LINE = re.compile(r"^  (image|test|push|pull|src|db|tag|secrets|schema|up)\s+(run|skip|maybe)\s+(.*)$", re.M)
-STEPS = ("image", "test", "push", "pull", "src", "db", "tag", "secrets", "schema", "up")
 
 
 def files_under(root: Path, pattern: str) -> dict:
@@ -149,13 +151,6 @@ def status(**as_operator):
     return json.loads(tool("status", "--json", check=True, **as_operator).stdout)
 
 
-def second_operator(sandbox) -> dict:
-    """tool()'s arguments that make a run the second operator's: their profile, ticket
-    cache and Docker engine (none of the first operator's images or registry)."""
-    op2 = sandbox["operator2"]
-    return {"profile": op2["profile"], "env": op2["env"]}
-
-
 def running_images(sandbox) -> set:
     return {daemon(sandbox, n)["DAEMON_IMAGE"].strip('"').rsplit("/", 1)[1] for n in live_instances(sandbox)}
 
@@ -163,17 +158,6 @@ def running_images(sandbox) -> set:
 def alerts(sandbox, mongo_path: str) -> list:
     f = burst(sandbox, mongo_path.lstrip("/"), "alerts.jsonl")
     return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
-
-
-OP2 = STATE / "operator2"
-CHECKOUTS = ((STATE / "operator/ampel-core", STATE / "ssh_config"), (OP2 / "ampel-core", OP2 / "ssh_config"))
-
-
-def checkout_as_upstream(clone: Path, ssh_config: Path):
-    """An operator's `git pull` (here: exactly upstream's master, nothing local)."""
-    env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {ssh_config}")
-    subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin"], env=env, check=True)
-    subprocess.run(["git", "-C", str(clone), "reset", "-q", "--hard", "origin/master"], check=True)
 
 
 def recipe_without_new_repos(sandbox):
