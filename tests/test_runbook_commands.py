@@ -245,3 +245,23 @@ def test_secrets_never_reach_a_command_line(site, tmp_path):
     assert writes and writes[0][1] == "ampel" and writes[0][3] == "hunter2-very-secret\n"
     assert "0600" in writes[0][2]
     assert not any("hunter2" in c for _, _, c in commands(log))
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_a_refusal_read_in_the_facts_stops_the_run_with_or_without_dry(site, dry):
+    """--dry cannot read what a host does not answer; what it read and refuses (an env
+    file deploy/up would trip over, a secret held nowhere) it refuses as a real run does,
+    as src and tag do."""
+    from ampel_tasks.steps import db, secrets
+
+    r, answers, log = site
+    r.dry = dry
+    answers.append((r"^cat .*dryrun\.env$", Result(ENV + "export NUM_STREAMS=8\n", "", 0)))
+    with pytest.raises(DeployError, match=r"line 7: `export` is not NAME=VALUE"):
+        db.decide_db(r)
+    stack = "services: {}\nsecrets:\n  mongo-writer:\n    file: secrets/mongo-writer.txt\n"
+    answers.insert(0, (r"^cat .*burst\.yml$", Result(stack, "", 0)))
+    r.settings.secrets["local_dir"] = "/nonexistent/secrets"
+    with pytest.raises(DeployError, match=r"secret mongo-writer \(secrets/mongo-writer.txt\) is neither in"):
+        secrets.decide_secrets(r)
+    assert r.unknown_facts == []
