@@ -26,6 +26,12 @@ class DeployError(Exit):
         return self.text
 
 
+class Refusal(DeployError):
+    """What the tool could read and refuses (an env file deploy/up would trip over, a
+    secret held nowhere). Unlike a fact it could not read (a host --dry cannot reach),
+    it stops a --dry run as it stops a real one."""
+
+
 def debug_enabled() -> bool:
     """True when the operator asked for tracebacks (`--debug` or INVOKE_DEBUG)."""
     if os.environ.get("INVOKE_DEBUG"):

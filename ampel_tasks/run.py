@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Dict, List, Optional, Set
 
-from .errors import DeployError
+from .errors import DeployError, Refusal
 from .hosts import HostPool
 from .settings import Settings, build_settings
 from .site import check_instance_name_length, fill_path
@@ -123,7 +123,7 @@ class Run:
         try:
             value = gather()
         except DeployError as exc:
-            if not self.dry:
+            if not self.dry or isinstance(exc, Refusal):
                 raise
             self.cant_read(f"{key} ({exc.text})")
             value = None

@@ -8,7 +8,7 @@ import shlex
 from invoke import task
 
 from .. import console, envfile, preflight, run as runs, state
-from ..errors import DeployError
+from ..errors import DeployError, Refusal
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
 from ..site import Site
@@ -71,7 +71,7 @@ def _require_defined(r, site, values: dict) -> None:
 def _refuse_env(where: str, problems: list) -> None:
     """One line for what is wrong with the env file, found by the plan."""
     if problems:
-        raise DeployError(f"{where}{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        raise Refusal(f"{where}{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                           + "; fix the file: a deploy would stop the stack and fail to start it")
 
 

@@ -10,7 +10,7 @@ import shlex
 from invoke import task
 
 from .. import console, run as runs
-from ..errors import DeployError
+from ..errors import DeployError, Refusal
 from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
 from ..site import stack_sites
@@ -96,7 +96,7 @@ def _secrets_evidence(r, site):
     remote, wrong = parse_remote(res.stdout, s.service_user)
 
     def missing(name, rel):
-        return DeployError(f"secret {name} ({rel}) is neither in {local_dir} nor on {host.name}; put it in "
+        return Refusal(f"secret {name} ({rel}) is neither in {local_dir} nor on {host.name}; put it in "
                            f"{local_dir / posixpath.basename(rel)}")
 
     todo = to_copy(wanted, local, remote, wrong, missing)
