@@ -16,12 +16,10 @@ import shlex
 import time
 from typing import List
 
-from invoke import task
 
 from . import console, run as runs, schemasql, stackinputs, state
 from .archive import Archive
 from .errors import DeployError
-from .helptext import DRY_HELP, VERBOSE_HELP
 from .migrations import ArchiveSchema
 from .site import Site
 from .registry import mib
@@ -100,31 +98,16 @@ def _archive(r) -> tuple:
     return site, ins.archive
 
 
-@task(help={"dry": DRY_HELP, "verbose": VERBOSE_HELP})
 def archive_backup(c, dry=False, verbose=False):
-    """Back up the archive on transit: schema and data, pg_dump's directory format.
-
-    Into ampel.archive.backup_dir on transit (ampel.archive.backup_jobs parallel
-    jobs), after checking it fits in the free space there; a record beside it holds
-    the schema's checksum and versions, for archive-restore's check.
-    """
+    """`invoke archive-backup` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     site, a = _archive(r)
     state.State(r).acquire()
     take(r, site, a, stackinputs.read_schema(r, site, a), [])
 
 
-@task(auto_shortflags=False,  # (-f would read as invoke's own -f, the profile)
-      help={"from_": "the dump to restore: a directory under ampel.archive.backup_dir on transit",
-            "into": "the new database to restore into (default: <database>_restored_<time>); never an existing one",
-            "dry": DRY_HELP, "verbose": VERBOSE_HELP})
 def archive_restore(c, from_, into=None, dry=False, verbose=False):
-    """Restore a backup of the archive into a new database on transit, and check it.
-
-    The live database is not touched: the dump is restored into a new database
-    (pg_restore, parallel jobs), whose schema is then compared with the one the
-    backup recorded. Switching the writers to it is the operator's decision.
-    """
+    """`invoke archive-restore` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     site, a = _archive(r)
     host, s = site.stack_host, r.settings

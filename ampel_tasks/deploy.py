@@ -5,11 +5,9 @@ import json as jsonlib
 import sys
 import time
 
-from invoke import task
 
 from . import console, plan as planning, readahead, run as runs
 from .errors import DeployError
-from .helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from .steps import ORDER, db, image, pull, push, schema, secrets, src, tag, test, up
 
 # each step's own decision, from its evidence (read-only)
@@ -20,17 +18,8 @@ DECIDERS = {
 }
 
 
-@task(help={"version": VERSION_HELP, "json": "print the plan as JSON", "new_archive": NEW_ARCHIVE_HELP,
-            "dry": DRY_HELP})
 def plan(c, version=None, json=False, new_archive=False, dry=False):
-    """Show which runbook steps are necessary for a version, and why.
-
-    Every step is `run`, `skip` or `maybe`, with the evidence behind it: image
-    labels vs the repos' commits, the registry digest, image files on the hosts,
-    AMPEL_SRC, dryrun.env values, secrets, host copies, the running version. A
-    fact that only an earlier step can produce is `maybe`, never a confident skip.
-    Inside `deploy` the plan is printed first and confirmed on a terminal.
-    """
+    """`invoke plan` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     v = r.require_version()
     in_deploy = "deploy" in r.steps
@@ -64,32 +53,9 @@ def _confirm(r, decisions) -> None:
     r.yes = True  # (the plan showed what the steps would ask)
 
 
-@task(  # its pre-tasks (the plan, then every step) come from steps.STEPS
-    iterable=["force"],
-    help={
-        "verbose": VERBOSE_HELP,
-        "version": VERSION_HELP,
-        "yes": "do not ask for confirmation of the plan",
-        "force": "run this step even if the plan skips it (repeatable): " + ", ".join(ORDER),
-        "new_db": "start a new live database for this version",
-        "new_archive": NEW_ARCHIVE_HELP,
-        "skip_tests": SKIP_TESTS_HELP,
-        "message": "commit message for outstanding changes in the host copies (tag step)",
-        "dry": DRY_HELP,
-        **LOCK_HELP,
-    },
-)
 def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=False, message=None, skip_tests=False,
            lock_wait=0, break_lock=False, dry=False, verbose=False):
-    """Deploy a version: the whole runbook, skipping what is up to date.
-
-    Prints the plan, asks on a terminal unless --yes, then runs image, test, push,
-    pull (transit, burst), src (transit, burst), db, tag, secrets (transit, burst),
-    schema (the archive's migrations on transit, after a backup) and up with its health gate (transit's archive first, only when something it
-    runs from changed; then burst), each step only where necessary. The deploy lock on burst is held from the
-    first change until the health gate has passed; the result is kept as a
-    manifest, `current` and a history line.
-    """
+    """`invoke deploy` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     elapsed = time.time() - r.cache.get("t0", time.time())
     changed = [s for s in ORDER if s in r.changed]

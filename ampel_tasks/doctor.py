@@ -11,7 +11,6 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional
 
-from invoke import task
 
 from . import build, console, dockerengine, localports, registry, run as runs, ssh, stackinputs, state
 from .errors import DeployError
@@ -164,18 +163,8 @@ def local_checks(r) -> List[Check]:
     return out
 
 
-@task
 def doctor(c):
-    """Check that a deploy could start: ticket, hosts, sudo, runtime, space, keys, engine.
-
-    One line per check with its fix: the Kerberos ticket and its lifetime (where
-    the site uses one), ssh reach and host keys of each host, `sudo -n` to the
-    service user, the runtime on each host against the profile's command forms,
-    free space where singularity pulls, the archive on transit (answers, schema,
-    size, free space), the local Docker engine, the registry's port and each
-    deploy key reaching its repo. Changes nothing; exit 1 when a
-    check fails.
-    """
+    """`invoke doctor` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c)
     checks = [x for x in [ticket_check(r)] if x]
     for name in r.settings.hosts:

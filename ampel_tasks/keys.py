@@ -6,31 +6,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from invoke import task
 
 from . import console, dockerfile, run as runs
 from .errors import DeployError
-from .helptext import DRY_HELP
 
 
-@task(help={
-    "repo": "the GitHub repository, ORG/NAME or NAME (ORG = ampel.source.org), e.g. AmpelProject/ampel-contrib-foo",
-    "alias": "the deploy key's name: deploy-keys/id_rsa.ALIAS, cloned through github-ALIAS (default: NAME, lower case)",
-    "dir": "its directory in the image, /Ampel/DIR (default: NAME, lower case)",
-    "kind": "key type: rsa (4096 bits, the default) or ed25519",
-    "dry": DRY_HELP,
-})
 def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
-    """Make a repo's deploy key and add the repo to the Dockerfile and environment.yml.
-
-    Follows the recipe's convention: generates deploy-keys/id_rsa.<alias>
-    (unencrypted, as the runbook says; the recipe's RUN makes the `Host
-    github-<alias>` entry from the key's name), adds `git clone
-    git@github-<alias>:<org>/<repo>.git /Ampel/<dir>` after the last clone line and
-    the `- -e` / `- /Ampel/<dir>` pair to environment.yml's pip section, keeping
-    every other byte. Prints the public key and the page to paste it into.
-    Re-running changes nothing.
-    """
+    """`invoke keys` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     s = r.settings
     org, name, alias, dir = _names(repo, alias, dir, kind, s.source["org"])

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Dict, List, Optional
 
-from invoke import task
 
 from . import console, dockerengine, registry, run as runs, stackinputs, state
 from .errors import DeployError
-from .helptext import DRY_HELP
 from .site import Site
 from .sources import gather
 from .state import State
@@ -238,20 +236,8 @@ def show(inv: dict, apply: bool) -> None:
                     "(run with --apply to remove them)")
 
 
-@task(help={
-    "keep": "keep what the running deployment and the last N successful deployments use (default 3)",
-    "apply": "remove what the listing marks `remove` (without it, prune only lists)",
-    "json": "print the listing as JSON (and change nothing)",
-    "dry": DRY_HELP,
-})
 def prune(c, keep=3, apply=False, json=False, dry=False):
-    """List image files, source trees, local images and registry tags that no kept
-    deployment uses, with sizes; remove them with --apply.
-
-    Kept: the running deployment's and the last N successful deployments' files,
-    trees and images, `latest`, and every tree holding uncommitted or unpushed work.
-    Database directories are only listed with their sizes, never removed.
-    """
+    """`invoke prune` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     if keep < 1:
         raise DeployError("--keep must be at least 1: the running deployment's rollback target is kept")

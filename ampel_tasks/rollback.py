@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from invoke import task
 
 from . import console, envfile, run as runs, state
 from .errors import DeployError
-from .helptext import DRY_HELP, LOCK_HELP, VERBOSE_HELP
 from .site import Site
 from .steps.src import restore_sources
 from .steps.up import do_up
@@ -67,23 +65,8 @@ def _confirm(r, current, target: dict, crossing: list, yes: bool) -> None:
                           "confirm on a terminal or pass --yes")
 
 
-@task(help={
-    "verbose": VERBOSE_HELP,
-    "to": "version to go back to (default: the last successful one before the running version)",
-    "yes": "do not ask for confirmation (needed off a terminal to roll back across a new database)",
-    "list": "list the deployments one can roll back to, with their results and databases, and stop",
-    "dry": DRY_HELP,
-    **LOCK_HELP,
-})
 def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, dry=False, verbose=False):
-    """Redeploy an earlier version's image file, sources and dryrun.env values.
-
-    Without --to, goes back to the last successful deployment before the
-    running one and says which. The newer version's database directory,
-    sources, image file, manifest and logs are all kept. Going back across a
-    deployment that started a new live database says what that means and asks
-    (or needs --yes).
-    """
+    """`invoke rollback` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     st, current = state.State(r), state.running_version(r)
     manifests = st.manifests()

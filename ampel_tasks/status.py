@@ -3,18 +3,14 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from invoke import task
 
 from . import console, drift, health, run as runs, stackinputs, stacklist, state
 from .prune import size_text
 from .site import Site
 
 
-@task(help={"json": "print the status as JSON"})
 def status(c, json=False):
-    """Show what runs now on burst, compared with the last deployment's manifest,
-    and the archive on transit: whether it answers, its schema version, its size
-    and the free space under ARCHIVE_PATH."""
+    """`invoke status` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c)
     data = status_data(r)
     if json:
@@ -84,9 +80,8 @@ def archive_line(a: dict) -> str:
             f"{size_text(a['free'])} free")
 
 
-@task(help={"json": "print the history as JSON"})
 def history(c, json=False):
-    """List deployments recorded on burst, newest first."""
+    """`invoke history` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c)
     manifests = state.State(r).manifests()
     if json:

@@ -3,7 +3,7 @@ that invoke's pre-task chains, the plan's run/skip/maybe propagation, the re-rea
 of evidence after a change, the executor and `up`'s redeploy rule are derived from.
 
 One module per step, each with its facts, `decide_<step>` and `do_<step>` (and the
-logs task beside them).
+logs task beside them); the tasks' options and help are in `ampel_tasks/tasks/`.
 """
 from __future__ import annotations
 
@@ -33,8 +33,6 @@ STEPS = {  # in the runbook's order
     # the archive's migrations, read in transit's tree at the wanted commit (src brings it)
     "schema": Step(pre=("src",), inputs=("src",), needs="src"),
     # what the running stack is made from: the hosts' image files, sources, dryrun.env,
-    # secrets (an image built and pushed again changes nothing there while the files
-    # keep their digest)
     # secrets (an image built and pushed again changes nothing there while the files
     # keep their digest); a migration (the archive's clients read its schema at their start)
     "up": Step(pre=("src", "db", "secrets", "schema"), inputs=("pull", "src", "db", "tag", "secrets", "schema"),

@@ -5,33 +5,16 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-from invoke import task
 
 from .. import console, envfile, preflight, run as runs, state
 from ..errors import DeployError, Refusal
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
 from ..site import Site
 from . import evidence
 
 
-@task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
-    "new_db": "start a new live database for this version even if no schema change asks for one",
-    "dry": DRY_HELP,
-})
 def db(c, version=None, new_db=False, dry=False, verbose=False):
-    """Point dryrun.env at this version; start a new live database when necessary.
-
-    Always sets AMPEL_TAG and AMPEL_SRC. A new live database is necessary with
-    --new-db, when the schema marker (ampel.source.schema_marker) differs from the
-    running sources', or when MONGO_PATH names no existing directory; then, as
-    ampel, creates <mongo live dir>/<version> and sets MONGO_PATH and GROUP_NAME
-    (ampel-<version>). The edit keeps every other line byte for byte, writes a
-    temporary file, keeps dryrun.env.bak-<timestamp> and renames. A database
-    directory is never deleted.
-    """
+    """`invoke db` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_db(r, new_db=new_db)
 

@@ -4,31 +4,15 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from invoke import task
 
 from .. import build, console, dockerengine, dockerfile, run as runs, state
 from ..errors import DeployError
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
 from ..site import Site
 
 
-@task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
-    "force": "build even when no runbook condition makes a new image necessary",
-    "dry": DRY_HELP,
-})
 def image(c, version=None, force=False, dry=False, verbose=False):
-    """Build and label the Ampel image, only when the runbook says it is necessary.
-
-    Necessary if a repo was added to the Dockerfile, or dependencies or
-    console_scripts entry points changed in any repo (setup.py, setup.cfg,
-    pyproject.toml, environment.yml) since the commits recorded in the previous
-    image's labels. Otherwise the previous image is reused under the new tag.
-    The deploy keys live only in the Dockerfile's clone stage, which is never
-    tagged or pushed.
-    """
+    """`invoke image` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_image(r, force=force or "image" in r.force)
 

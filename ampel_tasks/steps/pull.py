@@ -9,11 +9,9 @@ import shlex
 import time
 from typing import Optional
 
-from invoke import task
 
 from .. import console, dockerengine, registry, run as runs, space, state, tunnel
 from ..errors import DeployError
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
 from ..site import Site
 from . import evidence, inputs
@@ -31,17 +29,8 @@ def registry_digest(r, site):
     return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def pull(c, version=None, dry=False, verbose=False):
-    """Pull the image onto transit and burst through an ssh -R tunnel.
-
-    For each host with the `pull` role: opens the runbook's reverse tunnel
-    (OpenSSH `ssh -R 5000:localhost:5000`, ExitOnForwardFailure, started only once
-    it is up), becomes the service user and, in the singularity directory, runs
-    `SINGULARITY_NOHTTPS=1 singularity pull` into a temporary name, renamed when
-    complete, with the registry digest recorded beside it. A host whose image
-    file already has that digest is skipped.
-    """
+    """`invoke pull` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_pull(r)
 

@@ -1,31 +1,16 @@
 """Task push: the runbook's "... and push a new Ampel image" to the private registry."""
 from __future__ import annotations
 
-from invoke import task
 
 from .. import console, dockerengine, registry, run as runs
 from ..errors import DeployError
-from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
 from ..site import Site
 from . import evidence
 
 
-@task(help={
-    "version": VERSION_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP, "skip_tests": SKIP_TESTS_HELP,
-})
 def push(c, version=None, dry=False, verbose=False, skip_tests=False):
-    """Publish the image to the private registry on 127.0.0.1, digest verified.
-
-    Starts the registry as the runbook does but listening on loopback by itself
-    (`docker run -d --network host -e REGISTRY_HTTP_ADDR=127.0.0.1:5000 -e
-    REGISTRY_STORAGE_DELETE_ENABLED=true --restart=always --name registry
-    registry:2`: no Docker port mapping, see moby/moby#45610; deletes enabled for
-    prune): running is fine, stopped is restarted, a port held by anything
-    else is an error naming it. Tags localhost:5000/ampel:VERSION, pushes with
-    progress, and checks the digest the registry serves. Skips when the registry
-    already has the image's digest.
-    """
+    """`invoke push` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_push(r)
 

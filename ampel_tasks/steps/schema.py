@@ -11,12 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-from invoke import task
 
 from .. import archivebackup, console, interrupts, migrations, run as runs, schemasql, sources, stackinputs, writers
 from ..archive import Archive
 from ..errors import DeployError
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..migrations import ArchiveSchema, Migration
 from ..plan import Decision, proceed
 from ..site import Site
@@ -24,19 +22,8 @@ from . import evidence
 from .src import src_evidence
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP,
-            "yes": "apply a migration that rewrites a table without asking (the plan shows its cost)"})
 def schema(c, version=None, yes=False, dry=False, verbose=False):
-    """Apply the archive's pending schema migrations on transit.
-
-    Reads the numbered SQL files of the archive's initdb directory at the version's
-    commit in transit's tree, the archive's recorded versions and the tool's ledger of
-    applied migrations (inside the running archive's instance). Each pending one is
-    applied after a backup, in one transaction with psql inside the instance, with
-    grants on the tables it creates; a failure leaves the archive as it was. Then the
-    writers on burst start again to see the new schema (a burst `up` in a deploy).
-    A migration that rewrites a table asks first (or --yes); a downgrade is refused.
-    """
+    """`invoke schema` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_schema(r)
 

@@ -7,27 +7,16 @@ import hashlib
 import posixpath
 import shlex
 
-from invoke import task
 
 from .. import console, run as runs
 from ..errors import DeployError, Refusal
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
 from ..site import stack_sites
 from . import inputs
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def secrets(c, version=None, dry=False, verbose=False):
-    """Copy the secrets each stack file names into <dryrun dir>/secrets on its host.
-
-    burst gets what burst.yml names, transit what transit.yml names. Only secrets
-    that are missing or differ (compared by hash) are copied, from the operator's
-    ampel.secrets.local_dir; files are created 0600 and owned by ampel, the
-    directory 0700, both checked afterwards. A secret both hosts use must hold the
-    same value on both (the archive's passwords). Values are never printed nor put
-    on a command line.
-    """
+    """`invoke secrets` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_secrets(r)
 

@@ -7,24 +7,15 @@ import json
 import shlex
 import time
 
-from invoke import task
 
 from .. import console, run as runs, sources, state
 from ..errors import DeployError
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
 from ..site import Site, stack_sites
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
 def src(c, version=None, dry=False, verbose=False):
-    """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst and transit.
-
-    Runs `singularity-stack volume init <image file> /Ampel $AMPEL_SRC` as the
-    owner of AMPEL_SRC, only where AMPEL_SRC does not exist yet; then brings each
-    repo to the commit wanted for the version. An existing source tree is never
-    overwritten, and work in a copy is never moved away.
-    """
+    """`invoke src` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_src(r)
 

@@ -19,11 +19,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-from invoke import task
 
 from .. import console, run as runs, sources, state
 from ..errors import DeployError
-from ..helptext import DRY_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, proceed
 from ..site import Site
 from . import evidence, inputs
@@ -122,20 +120,8 @@ def decide_tag(r):
     return Decision("tag", "run", describe(actions), {"actions": actions})
 
 
-@task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
-    "message": "commit message for the operator's own changes in the host copies (required when there are any)",
-    "dry": DRY_HELP,
-})
 def tag(c, version=None, message=None, dry=False, verbose=False):
-    """Commit, tag and push the host copies of the Ampel repos under AMPEL_SRC.
-
-    Every repo gets this deployment's tag (ampel.source.tag_pattern); the tool's
-    own dryrun.env edit is committed with a message of its own, anything else
-    needs --message. The branch is pushed only as a fast-forward; pushes go to
-    ampel.source.push_url. Copies that are clean and tagged are skipped.
-    """
+    """`invoke tag` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     if message:
         r.options["message"] = message

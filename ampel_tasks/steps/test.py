@@ -16,11 +16,9 @@ from __future__ import annotations
 import shlex
 import time
 
-from invoke import task
 
 from .. import build, console, dockerengine, registry, run as runs, state
 from ..errors import DeployError
-from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision
 from ..repotests import (
     decide, failure_text, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
@@ -129,18 +127,7 @@ def do_test(r) -> None:
     r.cache["image_id"] = image.id
 
 
-@task(help={
-    "version": VERSION_HELP, "skip_tests": SKIP_TESTS_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP,
-})
 def test(c, version=None, skip_tests=False, dry=False, verbose=False):
-    """Run each Ampel repo's unit tests in the image and at the commits that will run.
-
-    The runbook's first step, on this machine, before anything is pushed or
-    changed on a host: `docker run` of the image (built here, or pulled from
-    the registry by its recorded digest), each repo's tree replaced by the
-    commit `src` will bring its host copy to, then pytest in /Ampel/<repo>
-    (ampel.tests.command). Skipped when these tests already passed for this
-    image and these commits (recorded in the manifests on the service host).
-    """
+    """`invoke test` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_test(r)

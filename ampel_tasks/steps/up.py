@@ -5,38 +5,17 @@ from __future__ import annotations
 import shlex
 import time
 
-from invoke import task
 
 from .. import console, health, preflight, run as runs, stackinputs, state
 from ..errors import DeployError
-from ..helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
 from ..plan import Decision, per_host, proceed
 from ..site import stack_sites
 from . import inputs
 from .schema import DEFERRED, do_schema, record_initialised
 
 
-@task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
-    "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
-    "new_archive": NEW_ARCHIVE_HELP,
-    "dry": DRY_HELP,
-})
 def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False):
-    """Redeploy the stacks with deploy/up, then wait until each is healthy.
-
-    On transit first, only when something its stack runs from changed (its stack
-    file, the env values it uses, its image files, its secrets), since that
-    restarts postgres and graphite; then on burst. On each, in the directory
-    holding `secrets`, as ampel: `$AMPEL_SRC/ampel-core/deploy/up dryrun`, output
-    streamed live. Then the health gate: every service of the stack file listed,
-    replicas as configured, ports answering, no ERROR or Traceback lines
-    (ampel.health.error_patterns), no restarts during a stable window; on transit
-    also a query as the archive's read user. Unhealthy: exit 1 with the offending
-    lines; nothing is stopped, so the evidence stays for inspection. --force up
-    redeploys burst; transit's stack restarts only for a change of its own.
-    """
+    """`invoke up` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     if new_archive:
         r.options["new_archive"] = True
