@@ -22,6 +22,20 @@ NUM_STREAMS=16
 """
 
 
+# what every test's site is, unless the test answers otherwise: nothing deployed yet (no
+# `current`, no manifest), a stack file with nothing in it; a read nobody answers fails
+GROUND = [
+    (r"^true$", Result("", "", 0)),  # the preflight of a stack file with nothing to check
+    (r"^cat /home/ampel/dryrun/\.ampel-tasks/current 2>/dev/null$", Result("", "", 1)),
+    (r"^cd /home/ampel/dryrun/\.ampel-tasks/deployments 2>/dev/null && for f in", Result("", "", 0)),
+    (r"^cat /scratch/ampel/Ampel-v0.3/ampel-core/deploy/production/burst\.yml$", Result("services: {}\n", "", 0)),
+    # room everywhere: `df -PB1` of the image files' and the pull's temporary directories
+    (r"echo '@@df ", Result("@@df /data/ampel/singularity\n/dev/sda1 1099511627776 1 1099511627775 1% /\n"
+                          "@@df ${SINGULARITY_TMPDIR:-/tmp}\n/dev/sda1 1099511627776 1 1099511627775 1% /\n"
+                          "@@cached\n", "", 0)),
+]
+
+
 class RecordingHost(hosts.Host):
     """A host whose commands are recorded; facts answered by (regex, Result) pairs."""
 
@@ -38,10 +52,12 @@ class RecordingHost(hosts.Host):
             self.log.append((self.name, user, show or cmd, data.decode()))
             return Result("", "", 0)
         self.log.append((self.name, user, cmd))
-        for pattern, result in self.answers:
+        for pattern, result in self.answers + GROUND:  # (the test's own answers first)
             if re.search(pattern, cmd):
                 return result
-        return Result("", "", 0)
+        if mutating:  # (a change is what a test looks at in the log; it succeeds)
+            return Result("", "", 0)
+        raise AssertionError(f"{self.name}: a read the test did not answer: {cmd}")
 
 
 @pytest.fixture
@@ -78,6 +94,7 @@ def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
 
     r, answers, log = site
     answers.append((r"^stat -c %U /scratch/ampel/Ampel-v0.3$", Result("", "stat: cannot statx: No such file", 1)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))  # (the copies, once out)
     src.do_src(r)
     assert (
         "burst", None,
@@ -145,7 +162,7 @@ def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):
 
     r, answers, log = site
     answers.append((r"^cat /scratch/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env$", Result(ENV, "", 0)))
-    answers.append((r"^test -e /data/ampel/mongo/live/v0.3.0", Result("", "", 1)))
+    answers.append((r"^test -e /data/ampel/mongo/live/v0.3.[05]$", Result("", "", 1)))
     answers.append((r"^ls -A", Result("", "", 0)))
     db.do_db(r)
     assert ("burst", "ampel", "mkdir -p /data/ampel/mongo/live/v0.3.5") in commands(log)
@@ -179,7 +196,8 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
     monkeypatch.setattr(dockerengine, "engine", lambda r: "engine")
     monkeypatch.setattr(dockerengine, "image_or_none", lambda client, ref: None)
     r.done["push"] = "sha256:" + "a" * 64
-    answers.append((r"^cat .*\.digest", Result("", "", 1)))
+    # neither host has the image file (nor a part of one)
+    answers.append((r"^cd /data/ampel/singularity 2>/dev/null && for f in \.\*\.simg\.part-\*", Result("", "", 0)))
     pull.do_pull(r)
     assert started == [("engine", False)]
     assert sorted(opened) == [("burst", 5000, "127.0.0.1", 5000), ("transit", 5000, "127.0.0.1", 5000)]
@@ -202,6 +220,7 @@ def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
 
     r, answers, log = site
     monkeypatch.setattr(health, "gate", lambda *a, **k: None)
+    answers.append((r"^cat .*dryrun\.env$", Result(ENV, "", 0)))
     r.changed.add("db")
     up.do_up(r)
     # v0.3.5's deploy/up takes the config only; the machine comes from the hostname
@@ -219,11 +238,14 @@ def test_version_is_quoted_where_it_meets_a_shell(site):
     r.settings.env["mongo_path"] = "/data/ampel/mongo/live $(id)/{version}"
     answers.append((r"^stat -c %U '/scratch/ampel/Ampel-v0.3'$|^stat -c %U /scratch/ampel/Ampel-v0.3$",
                     Result("", "stat: cannot statx: No such file", 1)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
     src.do_src(r)
     sent = [c for _, _, c in commands(log)]
     assert ("singularity-stack volume init '/data/ampel/sing images/ampel-v0.3.5.simg' /Ampel /scratch/ampel/Ampel-v0.3"
             in sent), sent
     answers.append((r"^cat .*dryrun\.env$", Result(ENV, "", 0)))
+    answers.append((r"^test -e '/data/ampel/mongo/live \$\(id\)/v0.3.5'$", Result("", "", 1)))
+    answers.append((r"^ls -A '/data/ampel/mongo/live \$\(id\)/v0.3.5'", Result("", "", 0)))
     db.do_db(r, new_db=True)
     assert "mkdir -p '/data/ampel/mongo/live $(id)/v0.3.5'" in [c for _, _, c in commands(log)]
 
@@ -260,7 +282,8 @@ def test_a_refusal_read_in_the_facts_stops_the_run_with_or_without_dry(site, dry
     with pytest.raises(DeployError, match=r"line 7: `export` is not NAME=VALUE"):
         db.decide_db(r)
     stack = "services: {}\nsecrets:\n  mongo-writer:\n    file: secrets/mongo-writer.txt\n"
-    answers.insert(0, (r"^cat .*burst\.yml$", Result(stack, "", 0)))
+    answers.append((r"^cat .*burst\.yml$", Result(stack, "", 0)))
+    answers.append((r"^cd /home/ampel/dryrun 2>/dev/null && for f in", Result("", "", 0)))  # on burst: none
     r.settings.secrets["local_dir"] = "/nonexistent/secrets"
     with pytest.raises(DeployError, match=r"secret mongo-writer \(secrets/mongo-writer.txt\) is neither in"):
         secrets.decide_secrets(r)
