@@ -135,19 +135,16 @@ class Site:
         check_instance_name_length(name, self.s.runtime)
         return name
 
-    def on(self, key: str, host=None) -> str:
-        """ampel.paths.<key> on `host` (default: the service host)."""
+    def on(self, key: str) -> str:
+        """ampel.paths.<key> (the same on every host)."""
         return self.s.paths[key]
 
-    def singularity_dir(self, host=None) -> str:
-        return self.on("singularity_dir", host)
-
-    def image_path_on(self, host=None) -> str:
-        return posixpath.join(self.singularity_dir(host), self.image_file)
+    def singularity_dir(self) -> str:
+        return self.on("singularity_dir")
 
     @property
     def image_path(self) -> str:
-        return self.image_path_on()
+        return posixpath.join(self.singularity_dir(), self.image_file)
 
     @property
     def dryrun_dir(self) -> str:

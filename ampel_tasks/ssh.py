@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -157,7 +156,3 @@ def kerberos_ticket() -> bool:
 def remote_argv(master: Master, command: str) -> List[str]:
     """One command over the master; OpenSSH hands it to the login shell as one string."""
     return master.argv("-T", master.spec.hostname, "--", command)
-
-
-def shown(argv: List[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -139,13 +139,13 @@ def new_db_needed(r, site, host, values, new_db):
         return False, f"MONGO_PATH is already {current}"
     if not current or not host.exists(current, user=r.settings.service_user):
         return True, f"MONGO_PATH {current or '(unset)'} does not exist on {host.name}"
-    changed = schema_changed(r, site, host)
+    changed = schema_changed(r, site)
     if changed:
         return True, changed
     return False, f"keeping the live database {current} (no schema change; pass --new-db for a fresh one)"
 
 
-def schema_changed(r, site, host):
+def schema_changed(r, site):
     """The runbook's "changed the structure of the database": the schema marker file
     (ampel.source.schema_marker) differs from the running deployment's (its manifest
     records the file's digest; older manifests: the file in their own tree)."""

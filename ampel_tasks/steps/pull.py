@@ -39,8 +39,8 @@ def _pull_evidence(r, site):
     digest = registry_digest(r, site)
     hosts, left = {}, {}
     for host in site.pull_hosts:
-        image = site.image_path_on(host)
-        have = host.fact(f"cd {shlex.quote(site.singularity_dir(host))} 2>/dev/null && for f in {PARTS}; do "
+        image = site.image_path
+        have = host.fact(f"cd {shlex.quote(site.singularity_dir())} 2>/dev/null && for f in {PARTS}; do "
                          f"test -e \"$f\" && echo \"left $f\"; done; test -f {shlex.quote(image)} && "
                          f"cat {shlex.quote(image + '.digest')} 2>/dev/null; true", user=r.settings.service_user)
         lines = [] if have is None else have.stdout.split()
@@ -91,7 +91,7 @@ def space_problems(r, site, hosts) -> list:
         return []
     out = []
     for host in hosts:
-        directory = site.singularity_dir(host)
+        directory = site.singularity_dir()
         res = host.fact(space.fact_command(directory), user=r.settings.service_user)
         if res is None or not res.ok:
             continue
@@ -144,7 +144,7 @@ def do_pull(r):
         _require_space(r, site, [h.name for h in todo])
     state.lock(r)
     for host in todo:
-        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path_on(host)}")
+        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path}")
     if r.dry:
         for host in todo:
             _pull_one(r, site, host, digest)
@@ -162,7 +162,7 @@ def _skipped(r, site, ev, host) -> bool:
     if left:
         _remove_leftovers(r, site, host, left)
     also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
-    console.skip(f"pull {host.name}", f"{site.image_path_on(host)} exists with digest {digest[:19]}{also}")
+    console.skip(f"pull {host.name}", f"{site.image_path} exists with digest {digest[:19]}{also}")
     r.row("pull", host.name, "skipped", 0.0)
     return True
 
@@ -201,14 +201,14 @@ def _abandon_pull(r, site, host) -> None:
     user = r.settings.service_user
     # two commands: the pattern would match the shell that also names the file to remove
     host.change(f"pkill -u {shlex.quote(user)} -f {pattern}; sleep 0.5", user=user, warn=True, show=f"end the pull {part}")
-    host.change(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(host), part))}*",  # (and singularity's own)
+    host.change(f"rm -f {shlex.quote(posixpath.join(site.singularity_dir(), part))}*",  # (and singularity's own)
                 user=user, warn=True, show=f"remove {part}")
 
 
 def _remove_leftovers(r, site, host, files: list) -> None:
     """Partial image files an interrupted pull left beside a current image file."""
     state.lock(r)
-    host.change(f"cd {shlex.quote(site.singularity_dir(host))} && rm -f -- {' '.join(map(shlex.quote, files))}",
+    host.change(f"cd {shlex.quote(site.singularity_dir())} && rm -f -- {' '.join(map(shlex.quote, files))}",
                 user=r.settings.service_user)
 
 
@@ -216,7 +216,7 @@ def _pull_one(r, site, host, digest):
     """One host's pull: tunnel up, pull to a temporary name, rename, record the digest."""
     s = r.settings
     user = s.service_user
-    directory = site.singularity_dir(host)
+    directory = site.singularity_dir()
     part = _part(site)
     pull_cmd = site.command(
         "pull", file=part, dir=directory, registry_port=s.registry["port"], image=s.image["name"], version=site.image_tag

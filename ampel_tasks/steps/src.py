@@ -102,10 +102,10 @@ def _src_on(r, site):
     moves, added = data.get("moves", []), data.get("added", [])
     fresh = not (src_evidence(r, site) or {}).get("exists")  # missing, or unknown under --dry
     if fresh:
-        host.change(site.command("volume_init", image_file=site.image_path_on(host), ampel_src=site.ampel_src),
+        host.change(site.command("volume_init", image_file=site.image_path, ampel_src=site.ampel_src),
                     user=site.src_user, stream=True)
     for name in added:
-        host.change(site.command("volume_add", image_file=site.image_path_on(host), repo=name,
+        host.change(site.command("volume_add", image_file=site.image_path, repo=name,
                                  ampel_src=site.ampel_src), user=site.src_user)
     if (fresh or added) and r.dry:
         console.note(f"then: each repo brought to the commits wanted for {site.version}")
