@@ -6,6 +6,7 @@ find it read; a read that failed here is read again by its decider, which raises
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, List
 
@@ -48,3 +49,13 @@ def reading(r):
     yield
     for t in threads:
         t.join()
+
+
+def started(read: Callable) -> Future:
+    """`read()` going on on a thread of its own; `.result()` waits for it (and raises
+    what it raised, on the asking thread)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(read)
+    finally:
+        pool.shutdown(wait=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json as jsonlib
 
 
-from . import console, drift, health, run as runs, stackinputs, stacklist, state
+from . import console, drift, health, readahead, run as runs, stackinputs, stacklist, state
 from .prune import size_text
 from .site import Site
 
@@ -21,6 +21,7 @@ def status(c, json=False):
 
 def status_data(r) -> dict:
     current, manifest = state.running_version(r), state.running_manifest(r)
+    archive = readahead.started(lambda: stackinputs.archive_status(r)) if current else None  # (transit's, meanwhile)
     s = r.settings
     listing = r.host(s.service_host.name).read(s.commands["list"], user=s.service_user, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
@@ -41,7 +42,7 @@ def status_data(r) -> dict:
         "stack": "down" if down else ("up" if problems == [] else "degraded" if problems else None),
         "drift": changed,
         "lock": state.State(r).lock_info(),
-        "archive": stackinputs.archive_status(r) if current else None,
+        "archive": archive.result() if archive else None,
     }
 
 

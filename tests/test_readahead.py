@@ -47,3 +47,13 @@ def test_a_read_that_fails_ahead_is_raised_by_the_one_that_needs_it():
     with pytest.raises(DeployError, match="did not complete an SSH login"):
         r.evidence("up evidence transit", unreachable)
     assert len(tries) == 2
+
+
+def test_a_read_started_aside_returns_its_value_or_raises_on_the_asking_thread():
+    begun = time.time()
+    slow = readahead.started(lambda: time.sleep(0.3) or "schema 3.0")
+    assert time.time() - begun < 0.2, "started() does not wait"
+    assert slow.result() == "schema 3.0"
+    failed = readahead.started(lambda: (_ for _ in ()).throw(DeployError("transit refuses the read user")))
+    with pytest.raises(DeployError, match="refuses the read user"):
+        failed.result()
