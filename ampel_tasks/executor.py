@@ -24,7 +24,7 @@ from invoke.exceptions import Exit, ParseError, UnexpectedExit
 from . import console, run as runs
 from .errors import DeployError, debug_enabled, describe
 from .state import State, now
-from .steps import ORDER
+from .steps import ORDER, STEPS
 
 SHARED = ("version", "dry", "yes")
 # INVOKE_AMPEL_*: the prefix of `invoke` and `ampel-deploy` alike
@@ -176,9 +176,10 @@ def _modify(proxy, values: dict) -> None:
 
 
 def _where(r, step: str) -> str:
-    if step in ("image", "test", "push"):
+    where = STEPS[step].where
+    if where == "local":
         return "local"
-    if step == "schema" and r.settings.archive_host is not None:
+    if where == "archive" and r.settings.archive_host is not None:
         return r.settings.archive_host.name
     try:
         return r.settings.service_host.name

@@ -19,19 +19,22 @@ class Step:
     follows: bool = False  # runs whenever an input brought something new (else it looks again)
     relays: bool = False  # its run brings something new only when an input did (a push again
     # of the same image changes no digest)
+    where: str = "service"  # the summary's host: local (this machine), service (burst), archive (transit)
+    forceable: bool = True  # `--force STEP` runs it though the plan skips it
 
 
 STEPS = {  # in the runbook's order
-    "image": Step(),
-    "test": Step(pre=("image",), inputs=("image",), needs="image", follows=True),
-    "push": Step(pre=("test",), inputs=("image",), needs="image", follows=True, relays=True),
+    "image": Step(where="local"),
+    "test": Step(pre=("image",), inputs=("image",), needs="image", follows=True, where="local"),
+    "push": Step(pre=("test",), inputs=("image",), needs="image", follows=True, relays=True, where="local"),
     "pull": Step(pre=("push",), inputs=("push",), needs="push", follows=True),
-    "src": Step(pre=("pull",)),
+    # an existing AMPEL_SRC is never overwritten, --force or not
+    "src": Step(pre=("pull",), forceable=False),
     "db": Step(pre=("src",), inputs=("src",), needs="src"),
     "tag": Step(pre=("src",), inputs=("src", "db"), needs="src"),
     "secrets": Step(inputs=("src",), needs="src"),
     # the archive's migrations, read in transit's tree at the wanted commit (src brings it)
-    "schema": Step(pre=("src",), inputs=("src",), needs="src"),
+    "schema": Step(pre=("src",), inputs=("src",), needs="src", where="archive", forceable=False),  # (applied once)
     # what the running stack is made from: the hosts' image files, sources, dryrun.env,
     # secrets (an image built and pushed again changes nothing there while the files
     # keep their digest); a migration (the archive's clients read its schema at their start)
@@ -39,8 +42,7 @@ STEPS = {  # in the runbook's order
                follows=True),
 }
 ORDER = tuple(STEPS)
-# An existing AMPEL_SRC is never overwritten, --force or not; a migration is applied once.
-UNFORCEABLE = {"src", "schema"}
+UNFORCEABLE = {name for name, step in STEPS.items() if not step.forceable}
 
 
 def inputs(step: str) -> Tuple[str, ...]:
