@@ -98,7 +98,7 @@ def _archive(r) -> tuple:
     return site, ins.archive
 
 
-def archive_backup(c, dry=False, verbose=False):
+def archive_backup(c, dry=False):
     """`invoke archive-backup` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     site, a = _archive(r)
@@ -106,7 +106,7 @@ def archive_backup(c, dry=False, verbose=False):
     take(r, site, a, stackinputs.read_schema(r, site, a), [])
 
 
-def archive_restore(c, from_, into=None, dry=False, verbose=False):
+def archive_restore(c, from_, into=None, dry=False):
     """`invoke archive-restore` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     site, a = _archive(r)

@@ -18,7 +18,7 @@ DECIDERS = {
 }
 
 
-def plan(c, version=None, json=False, new_archive=False, dry=False):
+def plan(c, version=None, json=False, dry=False):
     """`invoke plan` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     v = r.require_version()
@@ -53,8 +53,7 @@ def _confirm(r, decisions) -> None:
     r.yes = True  # (the plan showed what the steps would ask)
 
 
-def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=False, message=None, skip_tests=False,
-           lock_wait=0, break_lock=False, dry=False, verbose=False):
+def deploy(c, version=None, dry=False):
     """`invoke deploy` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     elapsed = time.time() - r.cache.get("t0", time.time())

@@ -23,6 +23,7 @@ from invoke.exceptions import Exit, ParseError, UnexpectedExit
 
 from . import console, run as runs
 from .errors import DeployError, debug_enabled, describe
+from .options import typed
 from .state import State, now
 from .steps import ORDER, STEPS
 
@@ -89,7 +90,7 @@ class ChainExecutor(Executor):
             self._load_config()
             calls = self.dedupe(self.expand_calls(self.normalize(tasks)))
             _take_options(r, calls)
-            console.verbose = bool(r.options.get("verbose") or r.settings.output["verbose"])
+            console.verbose = r.options.verbose or bool(r.settings.output["verbose"])
             _open_log(r)
             result = self._run_calls(r, calls, tasks)
             for hook in r.on_success:
@@ -238,16 +239,13 @@ def _take_options(r, calls) -> None:
         r.set_version(call.kwargs.get("version"))
         r.dry = r.dry or bool(call.kwargs.get("dry"))
         r.yes = r.yes or bool(call.kwargs.get("yes"))
-        for key, value in call.kwargs.items():
-            if value not in (None, False, "", (), []):
-                r.options.setdefault(key, value)
-    forced = r.options.get("force")
-    r.force = set(forced) if isinstance(forced, (list, tuple)) else set()
+    r.options = typed(c.kwargs for c in calls)
+    r.force = set(r.options.force)
     unknown = r.force - set(ORDER)
     if unknown:
         raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(ORDER)}")
     r.steps = [c.task.name for c in calls]
-    if r.options.get("same"):
+    if r.options.same:
         _same_version(r)
     if r.version is None and set(r.steps) & VERSIONED:
         need = next(s for s in r.steps if s in VERSIONED)

@@ -65,7 +65,7 @@ def _confirm(r, current, target: dict, crossing: list, yes: bool) -> None:
                           "confirm on a terminal or pass --yes")
 
 
-def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, dry=False, verbose=False):
+def rollback(c, to=None, yes=False, list=False, dry=False):
     """`invoke rollback` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, dry=dry)
     st, current = state.State(r), state.running_version(r)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Set
 
 from .errors import DeployError, Refusal
 from .hosts import HostPool
+from .options import Options
 from .settings import Settings, build_settings
 from .site import check_instance_name_length, fill_path
 from .version import validate_version
@@ -36,7 +37,7 @@ class Run:
         self.changed: Set[str] = set()
         # the hosts each step changed, where it acts per host (src, secrets, up)
         self.changed_hosts: Dict[str, Set[str]] = {}
-        self.options: Dict[str, object] = {}
+        self.options = Options()  # what the operator typed, for every step of the chain
         self.results: Dict[str, str] = {}
         self.on_success: list = []
         self.on_step: list = []

@@ -181,7 +181,7 @@ def lock(r) -> None:
         hooks.show_dry(r)
         return
     st = State(r)
-    st.acquire(wait=float(r.options.get("lock_wait") or 0), break_lock=bool(r.options.get("break_lock")))
+    st.acquire(wait=r.options.lock_wait, break_lock=r.options.break_lock)
     before = running_version(r) or ""
     r.cache.setdefault("started", now())  # the run log, opened earlier, bears the same stamp
     r.on_step.append(lambda step, result: st.audit(f"{r.version}: {step} {result}") if result == "changed" else None)

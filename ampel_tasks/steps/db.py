@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from dataclasses import replace
 
 
 from .. import console, envfile, preflight, run as runs, state
@@ -13,7 +14,7 @@ from ..site import Site
 from . import evidence
 
 
-def db(c, version=None, new_db=False, dry=False, verbose=False):
+def db(c, version=None, new_db=False, dry=False):
     """`invoke db` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_db(r, new_db=new_db)
@@ -25,7 +26,7 @@ def _db_evidence(r, site):
         return None
     _refuse_env(f"{site.env_file} on {site.service_host.name}, ", envfile.problems(text))
     values = envfile.read(text)
-    new_db = bool(r.options.get("new_db"))
+    new_db = r.options.new_db
     running = state.running_manifest(r).get("env") or {}
     # the live database continues: the running deployment's, whatever this tree's copy says
     live = {k: running[k] for k in ("MONGO_PATH", "GROUP_NAME") if running.get(k)} or values
@@ -93,8 +94,8 @@ def do_db(r, new_db=False):
     site = Site(r)
     s = r.settings
     host = site.service_host
-    if new_db:
-        r.options["new_db"] = True
+    if new_db and not r.options.new_db:  # (a caller's own, not typed: the facts read again)
+        r.options = replace(r.options, new_db=True)
         r.cache.pop("db evidence", None)
     d = decide_db(r)
     ev = evidence(r, "db", lambda: _db_evidence(r, site))

@@ -11,7 +11,7 @@ from ..plan import Decision
 from ..site import Site
 
 
-def image(c, version=None, force=False, dry=False, verbose=False):
+def image(c, version=None, force=False, dry=False):
     """`invoke image` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_image(r, force=force or "image" in r.force)

@@ -29,7 +29,7 @@ def registry_digest(r, site):
     return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
 
 
-def pull(c, version=None, dry=False, verbose=False):
+def pull(c, version=None, dry=False):
     """`invoke pull` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_pull(r)

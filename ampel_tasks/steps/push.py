@@ -9,7 +9,7 @@ from ..site import Site
 from . import evidence
 
 
-def push(c, version=None, dry=False, verbose=False, skip_tests=False):
+def push(c, version=None, dry=False):
     """`invoke push` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_push(r)

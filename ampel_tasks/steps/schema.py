@@ -22,7 +22,7 @@ from . import evidence
 from .src import src_evidence
 
 
-def schema(c, version=None, yes=False, dry=False, verbose=False):
+def schema(c, version=None, dry=False):
     """`invoke schema` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_schema(r)

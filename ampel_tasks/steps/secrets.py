@@ -15,7 +15,7 @@ from ..site import stack_sites
 from . import inputs
 
 
-def secrets(c, version=None, dry=False, verbose=False):
+def secrets(c, version=None, dry=False):
     """`invoke secrets` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_secrets(r)

@@ -14,7 +14,7 @@ from ..plan import Decision, per_host, proceed
 from ..site import Site, stack_sites
 
 
-def src(c, version=None, dry=False, verbose=False):
+def src(c, version=None, dry=False):
     """`invoke src` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_src(r)

@@ -110,7 +110,7 @@ def decide_tag(r):
         return None
     s = r.settings
     actions, refusals = plan_tags(copies, s.source["tag_pattern"], site.version, {s.source["env_file"]},
-                                  r.options.get("message") or "", redeploy=state.running_version(r) == site.version)
+                                  r.options.message, redeploy=state.running_version(r) == site.version)
     if refusals:
         raise DeployError(f"on {site.service_host.name}, {site.ampel_src}: " + "; ".join(refusals))
     for a in actions:
@@ -120,12 +120,9 @@ def decide_tag(r):
     return Decision("tag", "run", describe(actions), {"actions": actions})
 
 
-def tag(c, version=None, message=None, dry=False, verbose=False):
+def tag(c, version=None, dry=False):
     """`invoke tag` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    if message:
-        r.options["message"] = message
-    do_tag(r)
+    do_tag(runs.start(c, version=version, dry=dry))  # (--message: the run's options)
 
 
 def do_tag(r):

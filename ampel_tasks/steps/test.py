@@ -59,7 +59,7 @@ def _evidence(r):
 
 def decide_test(r):
     ev = evidence(r, "test", lambda: _evidence(r), foresees=True)
-    skip = bool(r.options.get("skip_tests"))
+    skip = r.options.skip_tests
     if ev is None:
         return Decision("test", "skip", "--skip-tests (recorded in the manifest)") if skip else None
     action, reason = decide(ev["will_build"], ev["image_id"], ev["commits"], ev["manifests"], skip, ev["same"])
@@ -95,11 +95,11 @@ def do_test(r) -> None:
     anything is pushed or changed on a host (no lock is taken)."""
     site = Site(r)
     d = decide_test(r)
-    forced = "test" in r.force and not r.options.get("skip_tests")
+    forced = "test" in r.force and not r.options.skip_tests
     if d is not None and d.action == "skip" and not forced:
         console.skip("test", d.reason)
         ev = d.data or {}
-        if r.options.get("skip_tests") or not ev:
+        if r.options.skip_tests or not ev:
             r.cache["tests"] = {"result": "skipped (--skip-tests)", "when": now(), "by": r.settings.operator}
             return
         done = recorded_pass(ev["manifests"], ev["image_id"], ev["commits"], ev["same"])
@@ -127,7 +127,7 @@ def do_test(r) -> None:
     r.cache["image_id"] = image.id
 
 
-def test(c, version=None, skip_tests=False, dry=False, verbose=False):
+def test(c, version=None, dry=False):
     """`invoke test` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
     do_test(r)

@@ -14,12 +14,9 @@ from . import inputs
 from .schema import DEFERRED, do_schema, record_initialised
 
 
-def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False):
+def up(c, version=None, dry=False):
     """`invoke up` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    if new_archive:
-        r.options["new_archive"] = True
-    do_up(r)
+    do_up(runs.start(c, version=version, dry=dry))  # (--new-archive and --same: the run's options)
 
 
 def decide_up(r):
@@ -56,7 +53,7 @@ def _decide_archive(r, site):
     ev = archive_evidence(r, site)
     if ev is None:
         return None
-    stackinputs.refuse_new_archive(ev, site.stack_host.name, bool(r.options.get("new_archive")))
+    stackinputs.refuse_new_archive(ev, site.stack_host.name, r.options.new_archive)
     if ev.problems:
         return Decision("up", "run", f"its stack is not running healthy: {ev.problems[0]}", {"inputs": ev})
     if ev.recorded is None:

@@ -1,7 +1,9 @@
 """The package's face: every task's name, options, help and docstring, in modules that
 import nothing but invoke and the help texts, so `invoke --list`, `--help` and tab
 completion load no more than that. A task's body imports the module that owns its work
-when it runs."""
+when it runs and passes on what that module reads; the options a chain shares (--force,
+--new-db, --message, --lock-wait, --verbose, ...) are declared where invoke shows them
+and typed once by the executor into the run's `Options`."""
 from invoke import Collection
 
 from ..defaults import DEFAULTS

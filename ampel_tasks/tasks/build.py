@@ -47,7 +47,7 @@ def image(c, version=None, force=False, dry=False, verbose=False):
     """
     from ..steps import image as owner
 
-    return owner.image(c, version=version, force=force, dry=dry, verbose=verbose)
+    return owner.image(c, version=version, force=force, dry=dry)
 
 
 @task(help={
@@ -65,7 +65,7 @@ def test(c, version=None, skip_tests=False, dry=False, verbose=False):
     """
     from ..steps import test as owner
 
-    return owner.test(c, version=version, skip_tests=skip_tests, dry=dry, verbose=verbose)
+    return owner.test(c, version=version, dry=dry)
 
 
 @task(help={
@@ -85,4 +85,4 @@ def push(c, version=None, dry=False, verbose=False, skip_tests=False):
     """
     from ..steps import push as owner
 
-    return owner.push(c, version=version, dry=dry, verbose=verbose, skip_tests=skip_tests)
+    return owner.push(c, version=version, dry=dry)

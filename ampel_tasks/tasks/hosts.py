@@ -18,7 +18,7 @@ def pull(c, version=None, dry=False, verbose=False):
     """
     from ..steps import pull as owner
 
-    return owner.pull(c, version=version, dry=dry, verbose=verbose)
+    return owner.pull(c, version=version, dry=dry)
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
@@ -32,7 +32,7 @@ def src(c, version=None, dry=False, verbose=False):
     """
     from ..steps import src as owner
 
-    return owner.src(c, version=version, dry=dry, verbose=verbose)
+    return owner.src(c, version=version, dry=dry)
 
 
 @task(help={
@@ -54,7 +54,7 @@ def db(c, version=None, new_db=False, dry=False, verbose=False):
     """
     from ..steps import db as owner
 
-    return owner.db(c, version=version, new_db=new_db, dry=dry, verbose=verbose)
+    return owner.db(c, version=version, new_db=new_db, dry=dry)
 
 
 @task(help={
@@ -73,7 +73,7 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
     """
     from ..steps import tag as owner
 
-    return owner.tag(c, version=version, message=message, dry=dry, verbose=verbose)
+    return owner.tag(c, version=version, dry=dry)
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
@@ -89,7 +89,7 @@ def secrets(c, version=None, dry=False, verbose=False):
     """
     from ..steps import secrets as owner
 
-    return owner.secrets(c, version=version, dry=dry, verbose=verbose)
+    return owner.secrets(c, version=version, dry=dry)
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP,
@@ -107,7 +107,7 @@ def schema(c, version=None, yes=False, dry=False, verbose=False):
     """
     from ..steps import schema as owner
 
-    return owner.schema(c, version=version, yes=yes, dry=dry, verbose=verbose)
+    return owner.schema(c, version=version, dry=dry)
 
 
 @task(help={
@@ -133,7 +133,7 @@ def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False)
     """
     from ..steps import up as owner
 
-    return owner.up(c, version=version, same=same, new_archive=new_archive, dry=dry, verbose=verbose)
+    return owner.up(c, version=version, dry=dry)
 
 
 @task(

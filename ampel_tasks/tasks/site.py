@@ -20,7 +20,7 @@ def plan(c, version=None, json=False, new_archive=False, dry=False):
     """
     from .. import deploy as owner
 
-    return owner.plan(c, version=version, json=json, new_archive=new_archive, dry=dry)
+    return owner.plan(c, version=version, json=json, dry=dry)
 
 
 @task(  # its pre-tasks (the plan, then every step) come from steps.STEPS
@@ -51,7 +51,7 @@ def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=Fal
     """
     from .. import deploy as owner
 
-    return owner.deploy(c, version=version, yes=yes, force=force, new_db=new_db, new_archive=new_archive, message=message, skip_tests=skip_tests, lock_wait=lock_wait, break_lock=break_lock, dry=dry, verbose=verbose)
+    return owner.deploy(c, version=version, dry=dry)
 
 
 @task(help={"json": "print the status as JSON"})
@@ -91,7 +91,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
     """
     from .. import rollback as owner
 
-    return owner.rollback(c, to=to, yes=yes, list=list, lock_wait=lock_wait, break_lock=break_lock, dry=dry, verbose=verbose)
+    return owner.rollback(c, to=to, yes=yes, list=list, dry=dry)
 
 
 @task(help={
@@ -140,7 +140,7 @@ def archive_backup(c, dry=False, verbose=False):
     """
     from .. import archivebackup as owner
 
-    return owner.archive_backup(c, dry=dry, verbose=verbose)
+    return owner.archive_backup(c, dry=dry)
 
 
 @task(auto_shortflags=False,  # (-f would read as invoke's own -f, the profile)
@@ -156,4 +156,4 @@ def archive_restore(c, from_, into=None, dry=False, verbose=False):
     """
     from .. import archivebackup as owner
 
-    return owner.archive_restore(c, from_=from_, into=into, dry=dry, verbose=verbose)
+    return owner.archive_restore(c, from_=from_, into=into, dry=dry)
