@@ -81,7 +81,7 @@ def take(r, site, a: Archive, schema: ArchiveSchema, touched: List[str], before:
     digest = host.read(schemasql.schema_digest_command(a, box, a.database), user=s.service_user).stdout.strip()
     b = schemasql.Backup(path, a.database, tables, need, digest, list(schema.versions), state.now(), before)
     host.write_file(path + ".json", json.dumps(b.as_json(), indent=1) + "\n", user=s.service_user, mode="0600")
-    r.cache.setdefault("archive backups", []).append(b.as_json())
+    r.outcome.archive_backups.append(b.as_json())
     console.note(f"backup {path}: {what}, schema {schema.versions[-1] if schema.versions else '?'}")
 
 

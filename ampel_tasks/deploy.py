@@ -26,7 +26,7 @@ def plan(c, version=None, json=False, dry=False):
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
     with readahead.reading(r):
         decisions = planning.combine({s: DECIDERS[s](r) for s in steps}, forced=r.force)
-    r.cache["plan"] = [d.as_json() for d in decisions]  # for the hooks (AMPEL_PLAN)
+    r.outcome.plan = [d.as_json() for d in decisions]  # for the hooks (AMPEL_PLAN)
     site = planning.site_summary(r.settings)
     if json and not in_deploy:
         print(jsonlib.dumps({"version": v, "site": site, "steps": [d.as_json() for d in decisions]}, indent=2))
@@ -56,7 +56,7 @@ def _confirm(r, decisions) -> None:
 def deploy(c, version=None, dry=False):
     """`invoke deploy` (its options and help: ampel_tasks/tasks/)."""
     r = runs.start(c, version=version, dry=dry)
-    elapsed = time.time() - r.cache.get("t0", time.time())
+    elapsed = time.time() - r.t0
     changed = [s for s in ORDER if s in r.changed]
     if r.dry:
         console.out(f"dry run of {r.version}: nothing was changed")

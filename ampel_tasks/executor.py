@@ -205,9 +205,9 @@ def log_name(version, steps, started: str) -> str:
 def _open_log(r) -> None:
     if r.dry or not set(r.steps) & LOGGED:
         return
-    r.cache.setdefault("started", now())
+    r.outcome.started = r.outcome.started or now()
     folder = os.path.expanduser(r.settings.output["run_log_dir"])
-    r.log_path = console.open_log(os.path.join(folder, log_name(r.version, r.steps, r.cache["started"])))
+    r.log_path = console.open_log(os.path.join(folder, log_name(r.version, r.steps, r.outcome.started)))
     if r.log_path:
         console.logged(f"ampel-tasks: {' '.join(r.steps)} {r.version or ''} by {r.settings.operator}")
         console.out(f"run log: {r.log_path}")

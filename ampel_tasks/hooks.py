@@ -28,7 +28,7 @@ def environment(r, event: str, error: str = "", running: str = "") -> dict:
         "AMPEL_VERSION": r.version or "",
         "AMPEL_RUNNING": running,
         "AMPEL_OPERATOR": r.settings.operator,
-        "AMPEL_PLAN": json.dumps(r.cache.get("plan") or []),
+        "AMPEL_PLAN": json.dumps(r.outcome.plan),
         "AMPEL_CHANGED": ",".join(sorted(r.changed)),
         "AMPEL_RESULT": "failed" if error else ("ok" if event == "post_deploy" else ""),
         "AMPEL_ERROR": error,

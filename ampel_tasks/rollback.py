@@ -86,9 +86,9 @@ def rollback(c, to=None, yes=False, list=False, dry=False):
 
 def _redeploy(r, target: dict) -> None:
     """The target's image file (still on the hosts), sources and dryrun.env values, then up."""
-    r.cache["image_tag"] = target["env"].get("AMPEL_TAG") or target["version"]
-    r.cache["ampel_src"] = target.get("ampel_src") or ""
-    r.cache["image_id"], r.cache["tests"] = target.get("image_id"), target.get("tests")
+    r.target.image_tag = target["env"].get("AMPEL_TAG") or target["version"]
+    r.target.ampel_src = target.get("ampel_src") or ""
+    r.outcome.image_id, r.outcome.tests = target.get("image_id"), target.get("tests")
     r.set_version(target["version"])
     site = Site(r)
     host = site.service_host

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Set
 from .errors import DeployError, Refusal
 from .hosts import HostPool
 from .options import Options
+from .outcome import Outcome, Target
 from .settings import Settings, build_settings
 from .site import check_instance_name_length, fill_path
 from .version import validate_version
@@ -43,7 +44,10 @@ class Run:
         self.on_step: list = []
         self.on_failure: list = []
         self.unknown_facts: List[str] = []
-        self.cache: Dict[str, object] = {"t0": __import__("time").time()}
+        self.t0 = __import__("time").time()
+        self.cache: Dict[str, object] = {}  # facts gathered once (`evidence`), by key
+        self.target = Target()  # what the steps act for
+        self.outcome = Outcome()  # what the run did, for its manifest and hooks
         self.cleanups = []
         # the summary table: (step, host, skipped|changed|failed|not run, seconds)
         self.rows: List[tuple] = []

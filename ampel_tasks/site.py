@@ -72,8 +72,8 @@ class Site:
 
     @cached_property
     def ampel_src(self) -> str:
-        if self.run.cache.get("ampel_src"):  # a rollback: the tree the target deployment ran from
-            return self.run.cache["ampel_src"]
+        if self.run.target.ampel_src:  # a rollback: the tree the target deployment ran from
+            return self.run.target.ampel_src
         template = self.s.paths["ampel_src"]
         if not template:
             template = self.local_env.get("AMPEL_SRC", "")
@@ -127,7 +127,7 @@ class Site:
         """The image this deployment runs: the version's own when `image` builds or
         finds one for it, else the running deployment's (a code-only release reuses
         it as it is, AMPEL_TAG unchanged)."""
-        return self.run.cache.get("image_tag") or self.version
+        return self.run.target.image_tag or self.version
 
     @property
     def image_file(self) -> str:

@@ -158,7 +158,7 @@ def after_start(r, site, ev: Optional[Inputs]) -> None:
 
 def remember(r, ev: Inputs, answer: archive.Answer) -> None:
     """The archive as this run leaves it, for the deployment's manifest."""
-    r.cache["archive"] = {"version": answer.version, "bytes": answer.size, "path": ev.archive.path}
+    r.outcome.archive = {"version": answer.version, "bytes": answer.size, "path": ev.archive.path}
 
 
 def probe(r, site, ev: Inputs, wait: Optional[float] = None) -> archive.Answer:

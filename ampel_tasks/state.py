@@ -152,8 +152,8 @@ def adopt_running(r) -> Optional[str]:
     if current:
         r.set_version(current)
         if manifest.get("ampel_src"):
-            r.cache["ampel_src"] = manifest["ampel_src"]
-        r.cache["image_tag"] = (manifest.get("env") or {}).get("AMPEL_TAG") or current
+            r.target.ampel_src = manifest["ampel_src"]
+        r.target.image_tag = (manifest.get("env") or {}).get("AMPEL_TAG") or current
     return current
 
 
@@ -174,16 +174,16 @@ def lock(r) -> None:
     Also registers what the end of the run records: a manifest per deployment, the
     `current` pointer on success, one history line either way.
     """
-    if r.cache.get("locked"):
+    if r.outcome.locked:
         return
-    r.cache["locked"] = True
+    r.outcome.locked = True
     if r.dry:
         hooks.show_dry(r)
         return
     st = State(r)
     st.acquire(wait=r.options.lock_wait, break_lock=r.options.break_lock)
     before = running_version(r) or ""
-    r.cache.setdefault("started", now())  # the run log, opened earlier, bears the same stamp
+    r.outcome.started = r.outcome.started or now()  # the run log, opened earlier, bears the same stamp
     r.on_step.append(lambda step, result: st.audit(f"{r.version}: {step} {result}") if result == "changed" else None)
     r.on_success.append(lambda: record(r, st, "ok"))
     r.on_success.append(lambda: hooks.run(r, "post_deploy", running=before))
@@ -223,7 +223,7 @@ def record(r, st: "State", result: str) -> None:
         running = running_manifest(r)
         if r.changed & {"src", "tag"} and running.get("version") == r.version:
             # the stack reads its mounted sources live: what runs now is what the copies hold
-            st.write_manifest({**running, **_recorded(site), "tests": r.cache.get("tests") or running.get("tests")})
+            st.write_manifest({**running, **_recorded(site), "tests": r.outcome.tests or running.get("tests")})
         st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
         return
     manifest = _manifest(r, site, result)
@@ -256,18 +256,18 @@ def _manifest(r, site, result: str) -> dict:
         "repos": json.loads(labels.get(f"{r.settings.image['label_prefix']}.repos", "{}") or "{}"),
         "image_tag": site.image_tag, "image_labels": labels,
         # a new live database, or a switch to another one than the running deployment's
-        "new_db": bool(r.cache.get("new_db")) or _switched_db(r, values),
+        "new_db": r.outcome.new_db or _switched_db(r, values),
         "ampel_src": site.ampel_src,
         **_recorded(site),
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
-        "operator": r.settings.operator, "started": r.cache.get("started"), "ended": now(),
+        "operator": r.settings.operator, "started": r.outcome.started, "ended": now(),
         "steps": dict(r.results),
-        "image_id": r.cache.get("image_id") or r.done.get("image") or running_manifest(r).get("image_id"),
-        "tests": r.cache.get("tests"),
+        "image_id": r.outcome.image_id or r.done.get("image") or running_manifest(r).get("image_id"),
+        "tests": r.outcome.tests,
         # the archive as this run left it (schema version, size), where up looked at it
-        "archive": r.cache.get("archive"),
+        "archive": r.outcome.archive,
         # backups of the archive this run took (before a migration)
-        "archive_backups": r.cache.get("archive backups") or [],
+        "archive_backups": r.outcome.archive_backups,
     }
     if r.log_path:
         manifest["run_log"] = f"{socket.gethostname()}:{r.log_path}"

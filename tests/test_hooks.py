@@ -16,7 +16,7 @@ def r(tmp_path, monkeypatch):
     config.load_collection(DEFAULTS)
     run = runs.begin(config)
     run.set_version("v0.3.6")
-    run.cache["plan"] = [{"step": "up", "action": "run", "reason": "x"}]
+    run.outcome.plan = [{"step": "up", "action": "run", "reason": "x"}]
     run.changed.add("up")
     yield run
     runs.end(run)

@@ -111,7 +111,7 @@ def do_db(r, new_db=False):
     if not proceed(r, "db", d):
         return
     if ev["new_db"]:
-        r.cache["new_db"] = True
+        r.outcome.new_db = True
         listing = host.fact(f"ls -A {shlex.quote(site.mongo_path)} 2>/dev/null | head -1", user=s.service_user)
         if listing is not None and listing.stdout.strip() and ev["values"].get("MONGO_PATH") != site.mongo_path:
             raise DeployError(

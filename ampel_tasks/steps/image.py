@@ -51,7 +51,7 @@ def decide_image(r):
         necessary, reason = build.decide(running["labels"], recipe, found, prefix, diff_for)
         # --force image builds this version's own image: the running one is never overwritten
         if not necessary and "image" not in r.force:
-            r.cache["image_tag"], r.cache["reused_digest"] = running["tag"], running["digest"]
+            r.target.image_tag, r.target.reused_digest = running["tag"], running["digest"]
             return Decision("image", "skip", f"{reason}: the running image {r.settings.image['name']}:{running['tag']} "
                             f"is reused as it is (AMPEL_TAG stays {running['tag']})", {"reuse": None, "tag": False})
     if target is not None:
@@ -82,8 +82,7 @@ def do_image(r, force=False):
         return _reuse(r, site, d)
     reason = "--force" if force else (d.reason if d else "no evidence could be read")
     # a build is this version's image, never the running one's tag (nor its registry tag or file)
-    r.cache.pop("image_tag", None)
-    r.cache.pop("reused_digest", None)
+    r.target.image_tag = r.target.reused_digest = None
     console.step("image", f"building {site.image_ref} ({reason})")
     # in --dry, "changed" means "would change": later steps decide on it
     r.changed.add("image")

@@ -21,8 +21,8 @@ def registry_digest(r, site):
     """The digest the registry serves for this version (None when --dry cannot know it)."""
     if r.done.get("push"):
         return r.done["push"]
-    if r.cache.get("reused_digest"):  # the running image: its file is already on the hosts
-        return r.cache["reused_digest"]
+    if r.target.reused_digest:  # the running image: its file is already on the hosts
+        return r.target.reused_digest
     reg = r.settings.registry
     if not registry.reachable(reg):
         return None

@@ -32,9 +32,9 @@ def _push_evidence(r):
 def decide_push(r):
     """Decision for `push`: does the registry already serve this image's digest?"""
     site = Site(r)
-    if r.cache.get("reused_digest") and "image" not in r.changed:
+    if r.target.reused_digest and "image" not in r.changed:
         return Decision("push", "skip", f"the running image {site.image_ref} is reused: nothing to push",
-                        {"digest": r.cache["reused_digest"]})
+                        {"digest": r.target.reused_digest})
     ev = evidence(r, "push", lambda: _push_evidence(r))
     if ev is None or ev["image"] is None:
         return None

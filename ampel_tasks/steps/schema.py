@@ -136,7 +136,6 @@ def _line(m: Migration, state: ArchiveSchema) -> str:
     return m.name + brings + (f" [{'; '.join(costs)}]" if costs else "")
 
 
-DEFERRED = "schema after transit's start"  # (r.cache) the archive did not run when schema's turn came
 
 
 def do_schema(r, after_start: bool = False):
@@ -150,7 +149,7 @@ def do_schema(r, after_start: bool = False):
     if not after_start and "up" in r.steps and not r.dry and ev is not None and ev.state is None and not ev.new:
         console.step(f"schema {host.name}", "the archive does not run now: its migrations are read and applied once "
                                             "transit's stack has started (up)")
-        r.cache[DEFERRED] = True
+        r.outcome.schema_deferred = True
         r.row("schema", host.name, "deferred", 0.0)
         return
     d = _decide(site, ev)

@@ -100,10 +100,10 @@ def do_test(r) -> None:
         console.skip("test", d.reason)
         ev = d.data or {}
         if r.options.skip_tests or not ev:
-            r.cache["tests"] = {"result": "skipped (--skip-tests)", "when": now(), "by": r.settings.operator}
+            r.outcome.tests = {"result": "skipped (--skip-tests)", "when": now(), "by": r.settings.operator}
             return
         done = recorded_pass(ev["manifests"], ev["image_id"], ev["commits"], ev["same"])
-        r.cache["tests"], r.cache["image_id"] = (dict(done["tests"]) if done else None), ev["image_id"]
+        r.outcome.tests, r.outcome.image_id = (dict(done["tests"]) if done else None), ev["image_id"]
         return
     console.step("test", f"each repo's unit tests in {site.image_ref} against the commits that will run")
     ev = r.cache.get("test evidence")
@@ -122,9 +122,9 @@ def do_test(r) -> None:
         raise DeployError(f"test: {failed}; nothing was pushed or changed on a host "
                           "(fix and deploy again, or deploy with --skip-tests)")
     r.row("test", "local", "passed", time.time() - t0)
-    r.cache["tests"] = {"result": "passed", "image_id": image.id, "commits": ev["commits"], "when": now(),
+    r.outcome.tests = {"result": "passed", "image_id": image.id, "commits": ev["commits"], "when": now(),
                         "summary": {o.repo: o.summary for o in outcomes}}
-    r.cache["image_id"] = image.id
+    r.outcome.image_id = image.id
 
 
 def test(c, version=None, dry=False):

@@ -11,7 +11,7 @@ from ..errors import DeployError
 from ..plan import Decision, per_host, proceed
 from ..site import stack_sites
 from . import inputs
-from .schema import DEFERRED, do_schema, record_initialised
+from .schema import do_schema, record_initialised
 
 
 def up(c, version=None, dry=False):
@@ -77,7 +77,7 @@ def do_up(r):
     archive's schema and size for the manifest, where transit was not restarted."""
     for site in stack_sites(r):
         _up_on(r, site)
-    if "up" in r.changed and not r.dry and "archive" not in r.cache:
+    if "up" in r.changed and not r.dry and r.outcome.archive is None:
         for site in stack_sites(r)[:-1]:  # (transit's, not restarted: what the decision read)
             ev = archive_evidence(r, site)
             if ev is None:
@@ -120,7 +120,8 @@ def _up_on(r, site) -> None:
         stackinputs.after_start(r, site, ev)
         if ev is not None and ev.path.state != "cluster":
             record_initialised(r, site, ev.archive)
-        if r.cache.pop(DEFERRED, False):
+        if r.outcome.schema_deferred:
+            r.outcome.schema_deferred = False
             do_schema(r, after_start=True)
     r.row("up", host.name, "changed", time.time() - t0)
 
