@@ -11,6 +11,7 @@ the bare commands. Needs the sandbox with a deployed version (`scripts/demo`).
 """
 import json
 import os
+import re
 import shlex
 import tempfile
 from pathlib import Path
@@ -62,7 +63,35 @@ def main():
         "tool_noop_deploy_s": spread(a for a, _ in pairs),
         "same_commands_by_script_s": spread(b for _, b in pairs),
         "ratio_tool_to_script": spread(a / b for a, b in pairs),
+        "profile": profile(deploy),
     })
+
+
+TRACE = re.compile(r"^trace: \[(\w+)\] ([\d.]+)s exit -?\d+: (.*)$")
+
+
+def profile(deploy: list) -> dict:
+    """Where one no-op deploy's time goes: the whole run, Python's start (bare `invoke
+    --version`), and per host the commands and their seconds (AMPEL_TASKS_TRACE); the
+    hosts' commands run side by side with the local reads, so the parts overlap."""
+    start = timed(["invoke", "--version"])[0]
+    os.environ["AMPEL_TASKS_TRACE"] = "1"
+    try:
+        wall, p = timed(deploy)
+    finally:
+        del os.environ["AMPEL_TASKS_TRACE"]
+    hosts, slowest = {}, []
+    for line in p.stderr.splitlines():
+        m = TRACE.match(line)
+        if m:
+            host, seconds, command = m.group(1), float(m.group(2)), m.group(3)
+            h = hosts.setdefault(host, {"commands": 0, "seconds": 0.0})
+            h["commands"] += 1
+            h["seconds"] = round(h["seconds"] + seconds, 3)
+            slowest.append((seconds, host, command[:90]))
+    slowest.sort(reverse=True)
+    return {"wall_s": round(wall, 3), "python_start_s": round(start, 3), "hosts": hosts,
+            "slowest": [{"host": h, "seconds": s, "command": c} for s, h, c in slowest[:5]]}
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def main():
         v = results.get(name, {}).get(key)
         if isinstance(v, dict):
             out.append(f"| {what} | {v['median']:g} | {v['min']:g} | {v['max']:g} | {unit} | {v['n']} |")
+    out += _profile(results.get("by_hand", {}).get("profile"))
     out += ["", "## Commands and machines", ""]
     for name, data in results.items():
         out.append(f"- `{data.get('command', name)}`: {data.get('when', '?')}, {data.get('machine', '?')}")
@@ -50,6 +51,21 @@ def main():
     target.parent.mkdir(exist_ok=True)
     target.write_text("\n".join(out))
     print("\n".join(out))
+
+
+def _profile(p) -> list:
+    """Where one no-op deploy's time goes (benchmarks/by_hand.py's traced run)."""
+    if not p:
+        return []
+    out = ["", "## Where a no-op deploy's time goes", "",
+           f"One traced run (`AMPEL_TASKS_TRACE=1`): {p['wall_s']:g} s in all; Python and invoke start in "
+           f"{p['python_start_s']:g} s (bare `invoke --version`). The plan reads the local facts (git remotes and "
+           "mirrors, the engine, the registry) and transit's facts on threads of their own, burst's on the main "
+           "thread, so these overlap:", "", "| host | commands | seconds (sum) |", "|---|---:|---:|"]
+    out += [f"| {h} | {v['commands']} | {v['seconds']:g} |" for h, v in sorted(p["hosts"].items())]
+    out += ["", "The slowest commands:", ""]
+    out += [f"- {c['host']}, {c['seconds']:g} s: `{c['command']}`" for c in p["slowest"]]
+    return out
 
 
 if __name__ == "__main__":
