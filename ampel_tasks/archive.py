@@ -15,7 +15,8 @@ from typing import Dict, Optional
 
 from .errors import DeployError
 from .health import SECRETS_IN, service_environment
-from .preflight import expand, image_file
+from .envfile import expand
+from .preflight import image_file
 from .stacklist import instance_name
 
 DATA_DIR = "/var/lib/postgresql/data"  # where the postgres image keeps its cluster (PGDATA)

@@ -107,3 +107,28 @@ def diff(old: str, new: str, path: str, redact_keys=()) -> str:
         return lines
 
     return "".join(difflib.unified_diff(mask(old, False), mask(new, True), f"{path}", f"{path} (new)"))
+
+
+VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
+
+
+def expand(value, env: Dict[str, str], where: str, missing: List[str]):
+    """singularity-stack's expansion: $VAR and ${VAR}, again on the result; an
+    unknown variable is noted (it would be a KeyError after `rm`)."""
+    if isinstance(value, list):
+        return [expand(v, env, where, missing) for v in value]
+    if isinstance(value, dict):
+        return {k: expand(v, env, f"{where}.{k}", missing) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    for _ in range(20):
+        names = [m.group(1).strip("{}") for m in VAR.finditer(value)]
+        unknown = [n for n in names if n not in env]
+        if unknown:
+            missing.extend(f"${n} (in {where})" for n in unknown)
+            return value
+        new = VAR.sub(lambda m: env[m.group(1).strip("{}")], value)
+        if new == value:
+            break
+        value = new
+    return value

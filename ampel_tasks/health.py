@@ -25,8 +25,8 @@ from .errors import DeployError
 
 def expected(doc: dict, env: dict) -> dict:
     """{service: (replicas, [ports])} from the stack file, variables from dryrun.env."""
-    def expand(value):
-        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), m.group(0)), str(value))
+    def expand(value):  # (an unknown variable stays as it is, and is no number)
+        return str(envfile.expand(value, env, "", []))
 
     out = {}
     for name, svc in (doc.get("services") or {}).items():

@@ -18,30 +18,6 @@ from . import console, envfile, stacklist
 from .errors import DeployError
 from .health import expected
 
-VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
-
-
-def expand(value, env: Dict[str, str], where: str, missing: List[str]):
-    """singularity-stack's expansion: $VAR and ${VAR}, again on the result; an
-    unknown variable is noted (it would be a KeyError after `rm`)."""
-    if isinstance(value, list):
-        return [expand(v, env, where, missing) for v in value]
-    if isinstance(value, dict):
-        return {k: expand(v, env, f"{where}.{k}", missing) for k, v in value.items()}
-    if not isinstance(value, str):
-        return value
-    for _ in range(20):
-        names = [m.group(1).strip("{}") for m in VAR.finditer(value)]
-        unknown = [n for n in names if n not in env]
-        if unknown:
-            missing.extend(f"${n} (in {where})" for n in unknown)
-            return value
-        new = VAR.sub(lambda m: env[m.group(1).strip("{}")], value)
-        if new == value:
-            break
-        value = new
-    return value
-
 
 def image_file(name: str) -> str:
     """The file singularity-stack 0.2.2 looks for: org/name:tag -> name-tag.simg."""
@@ -55,7 +31,7 @@ def image_file(name: str) -> str:
 def needs(doc: dict, env: Dict[str, str]) -> tuple:
     """(missing variables, files that must exist, secrets that must be private) (pure)."""
     missing: List[str] = []
-    doc = expand(doc, env, "the stack file", missing)
+    doc = envfile.expand(doc, env, "the stack file", missing)
     files, secrets = set(), {}
     declared = doc.get("secrets") or {}
     for name, svc in (doc.get("services") or {}).items():

@@ -40,7 +40,7 @@ def fingerprint(stack_name: str, stack_text: str, env: Dict[str, str], secrets: 
                 images: Dict[str, str]) -> dict:
     """The inputs as recorded (pure): the stack file's hash, the values of the env
     variables it uses, the secrets' hashes, the image files' size and time."""
-    used = sorted({m.group(1).strip("{}") for m in preflight.VAR.finditer(stack_text)})
+    used = sorted({m.group(1).strip("{}") for m in envfile.VAR.finditer(stack_text)})
     return {"stack file": {"name": stack_name, "sha256": hashlib.sha256(stack_text.encode()).hexdigest()},
             "env": {k: env[k] for k in used if k in env}, "secrets": dict(sorted(secrets.items())),
             "images": dict(sorted(images.items()))}
