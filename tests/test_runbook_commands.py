@@ -288,3 +288,15 @@ def test_a_refusal_read_in_the_facts_stops_the_run_with_or_without_dry(site, dry
     with pytest.raises(DeployError, match=r"secret mongo-writer \(secrets/mongo-writer.txt\) is neither in"):
         secrets.decide_secrets(r)
     assert r.unknown_facts == []
+
+
+def test_a_hosts_image_file_is_read_by_one_command_and_parsed():
+    from ampel_tasks.steps.pull import image_file_command, parse_image_file
+
+    cmd = image_file_command("/data/ampel/sing images", "/data/ampel/sing images/ampel-v0.3.5.simg")
+    assert cmd == ("cd '/data/ampel/sing images' 2>/dev/null && for f in .*.simg.part-*; do test -e \"$f\" && "
+                   "echo \"left $f\"; done; test -f '/data/ampel/sing images/ampel-v0.3.5.simg' && "
+                   "cat '/data/ampel/sing images/ampel-v0.3.5.simg.digest' 2>/dev/null; true")
+    digest = "sha256:" + "5" * 64
+    assert parse_image_file(f"left .ampel-v0.3.6.simg.part-4242\n{digest}\n") == (digest, [".ampel-v0.3.6.simg.part-4242"])
+    assert parse_image_file("") == ("", [])

@@ -39,18 +39,26 @@ def _pull_evidence(r, site):
     digest = registry_digest(r, site)
     hosts, left = {}, {}
     for host in site.pull_hosts:
-        image = site.image_path
-        have = host.fact(f"cd {shlex.quote(site.singularity_dir())} 2>/dev/null && for f in {PARTS}; do "
-                         f"test -e \"$f\" && echo \"left $f\"; done; test -f {shlex.quote(image)} && "
-                         f"cat {shlex.quote(image + '.digest')} 2>/dev/null; true", user=r.settings.service_user)
-        lines = [] if have is None else have.stdout.split()
-        hosts[host.name] = None if have is None else next((w for w in lines if w.startswith("sha256:")), "")
-        left[host.name] = [w for w in lines if w.startswith(".")]
+        have = host.fact(image_file_command(site.singularity_dir(), site.image_path), user=r.settings.service_user)
+        hosts[host.name], left[host.name] = parse_image_file(have.stdout) if have is not None else (None, [])
     return {"digest": digest, "hosts": hosts, "left": left}
 
 
 # what an interrupted pull leaves (_pull_one's temporary names), removed under the lock
 PARTS = ".*.simg.part-*"
+
+
+def image_file_command(directory: str, image: str) -> str:
+    """A host's image file for this version: its recorded digest, and the parts an
+    interrupted pull left."""
+    return (f"cd {shlex.quote(directory)} 2>/dev/null && for f in {PARTS}; do test -e \"$f\" && echo \"left $f\"; "
+            f"done; test -f {shlex.quote(image)} && cat {shlex.quote(image + '.digest')} 2>/dev/null; true")
+
+
+def parse_image_file(out: str) -> tuple:
+    """(the file's digest, "" when there is no file or no digest; the parts left) (pure)."""
+    words = out.split()
+    return next((w for w in words if w.startswith("sha256:")), ""), [w for w in words if w.startswith(".")]
 
 
 def _image_bytes(r, site) -> tuple:

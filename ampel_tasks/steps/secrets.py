@@ -33,6 +33,15 @@ def _local_secrets(local_dir, wanted: dict) -> dict:
     return local
 
 
+def held_command(dryrun_dir: str, files) -> str:
+    """What a host holds of the secrets' files (under the dryrun directory): each one's
+    sha256, owner and mode, and the directory's owner and mode (`parse_remote` reads it)."""
+    quoted = " ".join(shlex.quote(rel) for rel in files)
+    return (f"cd {shlex.quote(dryrun_dir)} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && "
+            f"echo \"$(sha256sum < \"$f\" | cut -d' ' -f1) $(stat -c '%U %a' \"$f\") $f\"; done; "
+            "stat -c 'DIR %U %a' secrets 2>/dev/null; true")
+
+
 def parse_remote(stdout: str, user: str) -> tuple:
     """({file: sha256}, {file: what is wrong}) from the listing on burst (pure): each
     secret private to `user` (600), the directory 700."""
@@ -74,12 +83,7 @@ def _secrets_evidence(r, site):
     wanted = {name: spec["file"] for name, spec in (doc.get("secrets") or {}).items()}
     local_dir = s.local_secrets_dir
     local = _local_secrets(local_dir, wanted)
-    quoted = " ".join(shlex.quote(rel) for rel in wanted.values())
-    res = host.fact(
-        f"cd {shlex.quote(site.dryrun_dir)} 2>/dev/null && for f in {quoted}; do test -f \"$f\" && "
-        f"echo \"$(sha256sum < \"$f\" | cut -d' ' -f1) $(stat -c '%U %a' \"$f\") $f\"; done; "
-        "stat -c 'DIR %U %a' secrets 2>/dev/null; true",
-        user=s.service_user)
+    res = host.fact(held_command(site.dryrun_dir, wanted.values()), user=s.service_user)
     if res is None:
         return None
     remote, wrong = parse_remote(res.stdout, s.service_user)
@@ -89,6 +93,7 @@ def _secrets_evidence(r, site):
                            f"{local_dir / posixpath.basename(rel)}")
 
     todo = to_copy(wanted, local, remote, wrong, missing)
+    quoted = " ".join(shlex.quote(rel) for rel in wanted.values())
     return {"wanted": wanted, "local": local, "todo": todo, "quoted": quoted, "wrong": wrong, "remote": remote}
 
 
