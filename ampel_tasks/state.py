@@ -25,6 +25,24 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def manifests_command(directory: str) -> str:
+    """Every manifest under `directory`, one JSON document per line."""
+    return (f"cd {shlex.quote(directory)} 2>/dev/null && for f in *.json; do test -f \"$f\" && cat \"$f\" && echo; "
+            "done; true")
+
+
+def parse_manifests(out: str) -> list:
+    """The manifests, newest first; a line that is not JSON (a file cut short) is left out (pure)."""
+    found = []
+    for line in out.splitlines():
+        if line.strip():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return sorted(found, key=lambda m: m.get("started", ""), reverse=True)
+
+
 class State:
     def __init__(self, r):
         self.r = r
@@ -50,16 +68,8 @@ class State:
         return next((m for m in mine if m.get("result") == "ok"), mine[0] if mine else None)
 
     def manifests(self) -> list:
-        cmd = f"cd {shlex.quote(self.path('deployments'))} 2>/dev/null && for f in *.json; do test -f \"$f\" && cat \"$f\" && echo; done; true"
-        res = self.host.fact(cmd, user=self.user)
-        out = []
-        for line in (res.stdout if res else "").splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return sorted(out, key=lambda m: m.get("started", ""), reverse=True)
+        res = self.host.fact(manifests_command(self.path("deployments")), user=self.user)
+        return parse_manifests(res.stdout if res else "")
 
     def lock_info(self) -> Optional[dict]:
         res = self.host.fact(f"cat {shlex.quote(self.path('lock', 'info.json'))} 2>/dev/null", user=self.user)

@@ -300,3 +300,14 @@ def test_a_hosts_image_file_is_read_by_one_command_and_parsed():
     digest = "sha256:" + "5" * 64
     assert parse_image_file(f"left .ampel-v0.3.6.simg.part-4242\n{digest}\n") == (digest, [".ampel-v0.3.6.simg.part-4242"])
     assert parse_image_file("") == ("", [])
+
+
+def test_the_manifests_are_read_by_one_command_newest_first():
+    from ampel_tasks.state import manifests_command, parse_manifests
+
+    assert manifests_command("/home/ampel/dryrun/.ampel-tasks/deployments") == (
+        "cd /home/ampel/dryrun/.ampel-tasks/deployments 2>/dev/null && for f in *.json; do test -f \"$f\" && "
+        "cat \"$f\" && echo; done; true")
+    out = ('{"version": "v0.3.5", "started": "2026-12-01T10:00:00Z"}\n{"version": "v0.3.6", "started": '
+           '"2026-12-02T10:00:00Z"}\n{"version": "v0.3.7", "start\n\n')
+    assert [m["version"] for m in parse_manifests(out)] == ["v0.3.6", "v0.3.5"]
