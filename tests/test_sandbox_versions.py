@@ -70,9 +70,12 @@ def server_tags(sandbox) -> set:
     return tags
 
 
-def registry_log() -> list:
+def registry_log() -> tuple:
+    """(its stdout's lines, its stderr's): the registry writes its access log to one and
+    its own log to the other, so each is counted apart (joined, lines written to the
+    first would hide behind the second's older ones)."""
     p = subprocess.run([DOCKER, "logs", REGISTRY], capture_output=True, text=True)
-    return (p.stdout + p.stderr).splitlines()
+    return p.stdout.splitlines(), p.stderr.splitlines()
 
 
 def sent_to_hosts() -> int:
@@ -97,7 +100,7 @@ def observe(sandbox) -> dict:
     return {
         "time": time.time(),
         "engine": set(images),
-        "registry": len(registry_log()),
+        "registry": tuple(len(lines) for lines in registry_log()),
         "files": {h: files_under(Path(sandbox["host"][h]["root"], "data/ampel/singularity"), "*.simg")
                   for h in ("burst", "transit")},
         "copies": {k: moves for k, (_, moves) in copies(sandbox).items()},
@@ -117,7 +120,7 @@ def observe(sandbox) -> dict:
 
 def seen(sandbox, before: dict, after: dict) -> dict:
     """Which steps acted, by their traces outside the tool."""
-    log = registry_log()[before["registry"]:]
+    log = [line for lines, seen_before in zip(registry_log(), before["registry"]) for line in lines[seen_before:]]
     return {
         "image": after["engine"] - before["engine"] != set(),
         "test": containers_made(sandbox, before["time"], after["time"]) > 0,
