@@ -87,19 +87,24 @@ def _git_env(ssh_config: str) -> dict:
 
 
 def remote_commits(found: List[Repo], image_dir: Path, settings) -> List[Repo]:
+    """Each repo with upstream's HEAD, read with its deploy key (all repos at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     cfg = local_ssh_config(image_dir, settings)
     try:
-        out = []
-        for r in found:
-            p = subprocess.run(["git", "ls-remote", r.url, "HEAD"], capture_output=True, text=True,
-                               env=_git_env(cfg), timeout=60)
-            if p.returncode != 0 or not p.stdout.split():
-                err = (p.stderr.strip().splitlines() or ["no HEAD"])[-1]
-                raise DeployError(f"cannot read {r.url} with deploy key {r.key.name}: {err}")
-            out.append(Repo(r.name, r.url, r.key, p.stdout.split()[0]))
-        return out
+        with ThreadPoolExecutor(max(1, len(found))) as pool:
+            return list(pool.map(lambda r: _head(r, cfg), found))
     finally:
         os.unlink(cfg)
+
+
+def _head(r: Repo, cfg: str) -> Repo:
+    p = subprocess.run(["git", "ls-remote", r.url, "HEAD"], capture_output=True, text=True, env=_git_env(cfg),
+                       timeout=60)
+    if p.returncode != 0 or not p.stdout.split():
+        err = (p.stderr.strip().splitlines() or ["no HEAD"])[-1]
+        raise DeployError(f"cannot read {r.url} with deploy key {r.key.name}: {err}")
+    return Repo(r.name, r.url, r.key, p.stdout.split()[0])
 
 
 def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False,

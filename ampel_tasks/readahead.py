@@ -1,6 +1,6 @@
 """The plan's reads side by side: the local facts (git remotes and mirrors, the
-engine, the registry) and each stack host's facts on threads of their own, burst's on
-the calling thread. Only for speed: every fact is gathered once under its key in the
+engine, the registry) and each stack host's facts, each on a thread of its own. Only
+for speed: every fact is gathered once under its key in the
 run (`Run.evidence`: a second asker waits for the first), so the deciders that follow
 find it read; a read that failed here is read again by its decider, which raises."""
 from __future__ import annotations
@@ -37,15 +37,12 @@ def _each(reads: List[Callable]) -> None:
 
 @contextmanager
 def reading(r):
-    """Within the block, the plan's reads go on (burst's are done when it starts)."""
-    sites = stack_sites(r)
-    lanes = [local_reads(r)] + [host_reads(r, s) for s in sites if s.archive]
-    threads = [threading.Thread(target=_each, args=(lane,), daemon=True) for lane in lanes]
+    """Within the block, the plan's reads go on, each on a thread of its own (a host's
+    reads share its one connection, as sessions of it)."""
+    reads = local_reads(r) + [read for site in stack_sites(r) for read in host_reads(r, site)]
+    threads = [threading.Thread(target=_each, args=([read],), daemon=True) for read in reads]
     for t in threads:
         t.start()
-    for site in sites:
-        if not site.archive:
-            _each(host_reads(r, site))
     yield
     for t in threads:
         t.join()

@@ -127,6 +127,16 @@ def read_status(host, site) -> Dict[str, Copy]:
     return parse_status(res.stdout) if res is not None and res.ok else {}
 
 
+def upstream_command(urls: Dict[str, str]) -> str:
+    """Upstream's refs of each copy, all asked at once (each `git ls-remote` waits for
+    the git server's answer), printed one after the other under `@@ls NAME`."""
+    names = list(urls)
+    asks = [f"(git ls-remote {shlex.quote(urls[n])} > \"$d/{i}\" || echo @@failed > \"$d/{i}\") &"
+            for i, n in enumerate(names)]
+    shows = [f"echo @@ls {shlex.quote(n)}; cat \"$d/{i}\"" for i, n in enumerate(names)]
+    return " ".join(["d=$(mktemp -d) || exit 1;", *asks, "wait;", "; ".join(shows) + ";", 'rm -rf "$d"'])
+
+
 def gather(host, site, settings, version: str) -> Dict[str, Copy]:
     """The copies' state and what upstream wants for `version`, read on the host
     (two commands)."""
@@ -134,9 +144,8 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
     copies = read_status(host, site)
     if not copies:
         return {}
-    script = [f"echo @@ls {c.name}; git ls-remote {shlex.quote(push_url(settings, c.name, c.origin))} || echo @@failed"
-              for c in copies.values()]
-    res = host.fact(" ; ".join(script), user=site.src_user)
+    urls = {c.name: push_url(settings, c.name, c.origin) for c in copies.values()}
+    res = host.fact(upstream_command(urls), user=site.src_user)
     if res is None:
         return {}
     for part in res.stdout.split("@@ls ")[1:]:

@@ -115,7 +115,7 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
     answers.append((r"^stat -c %U", Result("ampelop\n", "", 0)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
-    answers.append((r"^echo @@ls ampel-core", Result(
+    answers.append((r"^d=\$\(mktemp -d\) .*git ls-remote", Result(
         f"@@ls ampel-core\n{new}\trefs/heads/master\n{head}\trefs/tags/v0.3.4\n", "", 0)))
     src.do_src(r)
     cmds = [c for _, _, c in commands(log)]
@@ -150,7 +150,7 @@ def test_src_adds_a_repo_that_the_image_added_as_the_owner_of_the_tree(site, mon
     answers.append((r"^stat -c %U", Result("ampel\n", "", 0)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
-    answers.append((r"^echo @@ls ampel-core", Result(f"@@ls ampel-core\n{head}\trefs/heads/master\n", "", 0)))
+    answers.append((r"^d=\$\(mktemp -d\) .*git ls-remote", Result(f"@@ls ampel-core\n{head}\trefs/heads/master\n", "", 0)))
     src.do_src(r)
     assert ("burst", "ampel", "singularity exec /data/ampel/singularity/ampel-v0.3.5.simg tar -C /Ampel -c "
             "ampel-contrib-foo | tar -C /scratch/ampel/Ampel-v0.3 -x") in commands(log)

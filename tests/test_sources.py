@@ -85,3 +85,33 @@ def test_the_running_version_wants_what_runs_or_what_tag_committed_for_it_since(
     sources.want_recorded(copies, {"ampel-base": ran, "ampel-core": ran}, "v0.3.5", "deployed/{version}-{n}")
     assert (moved_on.wanted, moved_on.wanted_ref) == (ran, "as v0.3.5 ran")
     assert (fixed.wanted, fixed.wanted_ref) == (fix, "tagged for v0.3.5")
+
+
+def test_upstreams_refs_are_asked_all_at_once_and_printed_in_order():
+    from ampel_tasks.sources import upstream_command
+
+    cmd = upstream_command({"ampel-core": "git@github.com:AmpelProject/Ampel-core.git",
+                            "ampel-contrib-hu": "git@github.com:AmpelProject/ampel contrib.git"})
+    assert cmd == ('d=$(mktemp -d) || exit 1; '
+                   '(git ls-remote git@github.com:AmpelProject/Ampel-core.git > "$d/0" || echo @@failed > "$d/0") & '
+                   "(git ls-remote 'git@github.com:AmpelProject/ampel contrib.git' > \"$d/1\" || echo @@failed > \"$d/1\") & "
+                   'wait; echo @@ls ampel-core; cat "$d/0"; echo @@ls ampel-contrib-hu; cat "$d/1"; rm -rf "$d"')
+
+
+
+def test_upstreams_refs_come_back_in_order_a_failed_one_marked(tmp_path):
+    """The command run by a shell, a stand-in `git` answering for the git server: the
+    slower answer first in the command still comes first in the output."""
+    import subprocess
+
+    from ampel_tasks.sources import upstream_command
+
+    git = tmp_path / "git"
+    git.write_text('#!/bin/sh\ncase "$2" in *slow*) sleep 0.3; echo "a1\trefs/heads/master";; *gone*) exit 128;; '
+                   '*) echo "b2\trefs/tags/v0.3.5";; esac\n')
+    git.chmod(0o755)
+    cmd = upstream_command({"ampel-core": "gh:slow.git", "ampel-base": "gh:fast.git", "ampel-x": "gh:gone.git"})
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                         timeout=10).stdout
+    assert out == ("@@ls ampel-core\na1\trefs/heads/master\n@@ls ampel-base\nb2\trefs/tags/v0.3.5\n"
+                   "@@ls ampel-x\n@@failed\n")
