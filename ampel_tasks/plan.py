@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from . import console, state
+from . import console, runrecord
 from .steps import ORDER, STEPS, UNFORCEABLE
 
 
@@ -95,7 +95,7 @@ def proceed(r, step: str, d: Optional[Decision], what: str = "", label: str = ""
     if d is not None and d.action == "skip" and not forced:
         console.skip(label or step, d.reason + (" (--force cannot override this)" if forceable and step in r.force else ""))
         return False
-    state.lock(r)
+    runrecord.lock(r)
     console.step(label or step, what or (d.reason if d is not None else "evidence unknown, running it"))
     return True
 

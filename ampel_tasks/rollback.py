@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 
-from . import console, envfile, run as runs, state
+from . import console, envfile, run as runs, runrecord, state
 from .errors import DeployError
 from .site import Site
 from .steps.src import restore_sources
@@ -95,7 +95,7 @@ def _redeploy(r, target: dict) -> None:
     if not host.exists(target["image_file"], user=r.settings.service_user):
         raise DeployError(f"image file {target['image_file']} of {target['version']} is gone from {host.name}; "
                           f"deploy {target['version']} again instead")
-    state.lock(r)
+    runrecord.lock(r)
     restore_sources(r, site, target)
     text = host.read_file(site.env_file, user=site.src_user)
     if text is not None:

@@ -10,7 +10,7 @@ import time
 from typing import Optional
 
 
-from .. import console, dockerengine, registry, run as runs, space, state, tunnel
+from .. import console, dockerengine, registry, run as runs, runrecord, space, state, tunnel
 from ..errors import DeployError
 from ..plan import Decision
 from ..site import Site
@@ -150,7 +150,7 @@ def do_pull(r):
         # a reused image skips push: the registry it is pulled from may be stopped
         registry.ensure(dockerengine.engine(r), r.settings, False)
         _require_space(r, site, [h.name for h in todo])
-    state.lock(r)
+    runrecord.lock(r)
     for host in todo:
         console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path}")
     if r.dry:
@@ -215,7 +215,7 @@ def _abandon_pull(r, site, host) -> None:
 
 def _remove_leftovers(r, site, host, files: list) -> None:
     """Partial image files an interrupted pull left beside a current image file."""
-    state.lock(r)
+    runrecord.lock(r)
     host.change(f"cd {shlex.quote(site.singularity_dir())} && rm -f -- {' '.join(map(shlex.quote, files))}",
                 user=r.settings.service_user)
 
