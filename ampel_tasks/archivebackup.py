@@ -22,7 +22,7 @@ from .archive import Archive
 from .errors import DeployError
 from .migrations import ArchiveSchema
 from .site import Site
-from .registry import mib
+from .registrypush import mib
 
 
 def space_command(path: str) -> str:

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 
-from . import console, dockerengine, registry, run as runs, stackinputs, state
+from . import console, dockerengine, registryapi, run as runs, stackinputs, state
 from .errors import DeployError
 from .site import Site
 from .sources import gather
@@ -157,10 +157,10 @@ def _local_tags(r) -> Dict[str, str]:
 
 def _registry_tags(r) -> Dict[str, str]:
     reg, name = r.settings.registry, r.settings.image["name"]
-    if not registry.reachable(reg):
+    if not registryapi.reachable(reg):
         return {}
-    return {t: registry.served_digest(reg["address"], reg["port"], name, t) or ""
-            for t in registry.tags(reg["address"], reg["port"], name)}
+    return {t: registryapi.served_digest(reg["address"], reg["port"], name, t) or ""
+            for t in registryapi.tags(reg["address"], reg["port"], name)}
 
 
 def inventory(r, keep_n: int) -> dict:
@@ -206,7 +206,7 @@ def _remove(r, item: Item) -> None:
     elif item.kind == "local image":
         dockerengine.engine(r).images.remove(f"{s.image['name']}:{item.name}")
     elif item.kind == "registry tag":
-        registry.delete_manifest(s.registry["address"], s.registry["port"], s.image["name"], item.digest)
+        registryapi.delete_manifest(s.registry["address"], s.registry["port"], s.image["name"], item.digest)
 
 
 def _collect_garbage(r) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from typing import Dict, List, Optional, Tuple
 
-from .registry import mib
+from .registrypush import mib
 
 
 def df_command(paths: List[str]) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from ampel_tasks import console
 from ampel_tasks.executor import log_name
-from ampel_tasks.registry import PushProgress
+from ampel_tasks.registrypush import PushProgress
 from ampel_tasks.steps.pull import _pulled_bytes, pull_failure
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Optional
 
 
-from .. import console, dockerengine, registry, run as runs, runrecord, space, state, tunnel
+from .. import console, dockerengine, registry, registryapi, registrypush, run as runs, runrecord, space, state, tunnel
 from ..errors import DeployError
 from ..plan import Decision
 from ..site import Site
@@ -24,9 +24,9 @@ def registry_digest(r, site):
     if r.target.reused_digest:  # the running image: its file is already on the hosts
         return r.target.reused_digest
     reg = r.settings.registry
-    if not registry.reachable(reg):
+    if not registryapi.reachable(reg):
         return None
-    return registry.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
+    return registryapi.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
 
 
 def pull(c, version=None, dry=False):
@@ -69,9 +69,9 @@ def _image_bytes(r, site) -> tuple:
     running = state.running_image(r)
     tags = [site.image_tag] + ([running["tag"]] if running else [])
     layers = []
-    if registry.reachable(reg):
+    if registryapi.reachable(reg):
         for tag in tags:
-            layers = space.layer_sizes(registry.manifest(reg["address"], reg["port"], s.image["name"], tag))
+            layers = space.layer_sizes(registryapi.manifest(reg["address"], reg["port"], s.image["name"], tag))
             if layers:
                 break
     path = state.running_manifest(r).get("image_file")
@@ -252,8 +252,8 @@ def _pull_one(r, site, host, digest):
                           f"{pull_failure(res.stderr or res.stdout)}); no image file was left")
     size = _pulled_bytes(res.stdout)
     if size is not None:
-        console.note(f"{host.name}: {site.image_file} {registry.mib(size)} MiB in {seconds:.0f} s "
-                     f"({registry.rate(size, seconds)})")
+        console.note(f"{host.name}: {site.image_file} {registrypush.mib(size)} MiB in {seconds:.0f} s "
+                     f"({registrypush.rate(size, seconds)})")
     r.row("pull", host.name, "changed", seconds)
     runs.mark_changed(r, "pull", host.name)
 

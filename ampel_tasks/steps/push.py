@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from .. import console, dockerengine, registry, run as runs
+from .. import console, dockerengine, registry, registryapi, registrypush, run as runs
 from ..errors import DeployError
 from ..plan import Decision
 from ..site import Site
@@ -22,7 +22,7 @@ def _push_evidence(r):
     client = dockerengine.engine(r)
     img = dockerengine.image_or_none(client, site.image_ref)
     repo = f"{site.registry}/{s.image['name']}"
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registry.reachable(reg) else None
+    served = registryapi.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag) if registryapi.reachable(reg) else None
     local = set()
     if img is not None:
         local = {d.split("@", 1)[1] for d in img.attrs.get("RepoDigests", []) if d.startswith(repo + "@")}
@@ -75,8 +75,8 @@ def do_push(r):
         console.command("local", f"docker push {site.pushed_ref}")
         return None
     img.tag(repo, site.image_tag)
-    digest = registry.push(client, repo, site.image_tag, reg["address"], reg["port"])
-    served = registry.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
+    digest = registrypush.push(client, repo, site.image_tag, reg["address"], reg["port"])
+    served = registryapi.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
     if served != digest:
         raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
     console.note(f"verified: registry serves {site.pushed_ref} as {digest}")
