@@ -137,13 +137,19 @@ def decide_pull(r):
 
 
 def do_pull(r):
-    """Pull the image file on every host that lacks it, all at once."""
+    """Pull the image file on every host the decision names (every host when it could
+    not decide, or with --force pull), all at once; skip the others."""
     site = Site(r)
+    d = decide_pull(r)
     ev = evidence(r, "pull", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
     digest = ev["digest"]
     if digest is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    todo = [host for host in site.pull_hosts if not _skipped(r, site, ev, host)]
+    pulled = _pulled_on(r, site, d)
+    todo = [host for host in site.pull_hosts if host.name in pulled]
+    for host in site.pull_hosts:
+        if host.name not in pulled:
+            _skip(r, site, ev, host)
     if not todo:
         return
     if not r.dry:
@@ -160,19 +166,24 @@ def do_pull(r):
     _pull_all(r, site, todo, digest)
 
 
-def _skipped(r, site, ev, host) -> bool:
-    """True, with the skip printed, when the host holds the image file with the wanted
-    digest (what an interrupted pull left beside it is removed then)."""
+def _pulled_on(r, site, d) -> set:
+    """The hosts the decision pulls on: those it names, every host when it could not
+    decide (--dry, a digest not known yet) or with --force pull."""
+    if d is None or "pull" in r.force:
+        return {h.name for h in site.pull_hosts}
+    return set((d.data or {}).get("hosts", [])) if d.action == "run" else set()
+
+
+def _skip(r, site, ev, host) -> None:
+    """The skip printed: the host holds the image file with the wanted digest (what an
+    interrupted pull left beside it is removed then)."""
     digest = ev["digest"]
-    if not digest or ev["hosts"].get(host.name) != digest or "pull" in r.force:
-        return False
     left = ev.get("left", {}).get(host.name)
     if left:
         _remove_leftovers(r, site, host, left)
     also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
     console.skip(f"pull {host.name}", f"{site.image_path} exists with digest {digest[:19]}{also}")
     r.row("pull", host.name, "skipped", 0.0)
-    return True
 
 
 def _pull_all(r, site, todo, digest) -> None:
