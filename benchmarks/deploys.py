@@ -3,7 +3,8 @@ a full deploy from nothing, a no-op deploy right after it (ratio to the full one
 and a code-only release (time, and bytes moved to the hosts counted on their
 network interfaces, not by the tool), with the stack's downtime in it: from the
 moment deploy/up's `rm` ends the first instance to the health gate's verdict, the
-window in which no alert is processed.
+window in which no alert is processed; and the gate's own part of it, from the last
+instance's start to the verdict.
 
     python3 benchmarks/deploys.py [--repeats 3] [--keep-site 1]
 """
@@ -62,14 +63,20 @@ def take_back(work: Path, commit: str) -> None:
 
 
 def deploy_watching_downtime(version: str) -> tuple:
-    """(seconds, downtime seconds, its output): the instances polled every 0.1 s; the
-    gate's `healthy after` line stamped as it is printed."""
+    """(seconds, downtime seconds, the gate's own seconds, its output): the instances
+    polled every 0.1 s (the first one gone: `rm`; the last new one seen: the last
+    start); the gate's `healthy after` line stamped as it is printed."""
     before, stamps, done = live(), {}, threading.Event()
 
     def watch():
+        seen = set(before)
         while not done.is_set():
-            if "rm" not in stamps and before and not before <= live():
+            now = live()
+            if "rm" not in stamps and before and not before <= now:
                 stamps["rm"] = time.time()
+            if now - seen:
+                stamps["last_start"] = time.time()
+                seen |= now
             time.sleep(0.1)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -83,9 +90,10 @@ def deploy_watching_downtime(version: str) -> tuple:
         if "healthy after" in line:
             stamps["healthy"] = time.time()
     done.set()
-    if p.wait() != 0 or "rm" not in stamps or "healthy" not in stamps:
+    if p.wait() != 0 or "rm" not in stamps or "healthy" not in stamps or "last_start" not in stamps:
         raise SystemExit("".join(out[-40:]) + "\ndeploy failed or no downtime window was seen")
-    return time.time() - t0, stamps["healthy"] - stamps["rm"], "".join(out)
+    return (time.time() - t0, stamps["healthy"] - stamps["rm"], stamps["healthy"] - stamps["last_start"],
+            "".join(out))
 
 
 def one(i: int, keep_site: bool) -> dict:
@@ -100,13 +108,13 @@ def one(i: int, keep_site: bool) -> dict:
     commit = code_change(f"0.3.6.{i}", work)
     b2 = moved()
     try:
-        code, downtime, out = deploy_watching_downtime(f"v0.3.6-b{i}")
+        code, downtime, gate, out = deploy_watching_downtime(f"v0.3.6-b{i}")
     finally:
         take_back(work, commit)
     b3 = moved()
     assert "is reused as it is" in out, out[-800:]
     return {"full_s": full, "full_mib": (b1 - b0) / 2**20, "noop_s": noop, "code_s": code,
-            "code_mib": (b3 - b2) / 2**20, "downtime_s": downtime}
+            "code_mib": (b3 - b2) / 2**20, "downtime_s": downtime, "gate_s": gate}
 
 
 def main():
@@ -123,6 +131,7 @@ def main():
         "code_only_mib_to_hosts": spread(r["code_mib"] for r in runs),
         "code_only_to_full_ratio": spread(r["code_s"] / r["full_s"] for r in runs),
         "downtime_s": spread(r["downtime_s"] for r in runs),
+        "gate_own_s": spread(r["gate_s"] for r in runs),
     })
 
 

@@ -16,6 +16,7 @@ ROWS = [  # (result file, key, what it measures, unit)
     ("deploys", "code_only_mib_to_hosts", "bytes moved to the hosts by a code-only release (veth counters)", "MiB"),
     ("deploys", "code_only_to_full_ratio", "code-only release / full deploy", "ratio"),
     ("deploys", "downtime_s", "stack downtime in a code-only release: deploy/up's `rm` to the gate's verdict", "s"),
+    ("deploys", "gate_own_s", "the health gate's own part of it: the last instance's start to the verdict", "s"),
     ("tunnel", "ampel_tasks_tunnel_mib_s", "image tunnel (`ssh -O forward -R` on the host's master)", "MiB/s"),
     ("tunnel", "plain_ssh_R_mib_s", "plain `ssh -R`, the runbook's command", "MiB/s"),
     ("tunnel", "ratio_ours_to_plain", "tunnel / plain `ssh -R`", "ratio"),

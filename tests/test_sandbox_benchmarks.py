@@ -17,7 +17,7 @@ pytestmark = pytest.mark.sandbox
     ("tunnel.py", ["--mib", "64"], ["ratio_ours_to_plain"]),
     ("by_hand.py", [], ["ratio_tool_to_script", "commands_on_hosts", "profile"]),
     # (on the site as it is: a reset and a deploy from nothing are what the first-deploy test does)
-    pytest.param("deploys.py", ["--keep-site", "1"], ["noop_to_full_ratio", "code_only_mib_to_hosts", "downtime_s"],
+    pytest.param("deploys.py", ["--keep-site", "1"], ["noop_to_full_ratio", "code_only_mib_to_hosts", "downtime_s", "gate_own_s"],
                  marks=pytest.mark.moves_site),
 ])
 def test_each_benchmark_runs_once(sandbox, tmp_path, bench, args, keys):
