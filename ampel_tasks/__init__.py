@@ -4,7 +4,7 @@
 (`ampel_tasks/tasks/`) import the modules doing their work only when they run, so
 `invoke --list` and tab completion stay fast.
 """
-from .errors import install_excepthook
+from .config.errors import install_excepthook
 from .tasks import ns
 
 install_excepthook()

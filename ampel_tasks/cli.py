@@ -13,8 +13,8 @@ from pathlib import Path
 from invoke import Config, Program
 
 from . import ns
-from .errors import DeployError, debug_enabled, describe
-from .executor import ChainExecutor
+from .config.errors import DeployError, debug_enabled, describe
+from .flow.executor import ChainExecutor
 
 
 def _project_dir() -> str | None:

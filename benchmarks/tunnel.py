@@ -61,9 +61,9 @@ def main():
 
     from invoke import Config
 
-    from ampel_tasks import run as runs
-    from ampel_tasks.defaults import DEFAULTS
-    from ampel_tasks.tunnel import Tunnel
+    from ampel_tasks.flow import run as runs
+    from ampel_tasks.config.defaults import DEFAULTS
+    from ampel_tasks.remote.tunnel import Tunnel
 
     config = Config(runtime_path=str(REPO / "config/sandbox.yaml"))
     config.load_runtime()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ampel_tasks import archive, health, stackinputs
-from ampel_tasks.errors import DeployError
-from ampel_tasks.plan import Decision, per_host
-from ampel_tasks.status import archive_line
+from ampel_tasks.facts import archive, health, stackinputs
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.flow.plan import Decision, per_host
+from ampel_tasks.operations.status import archive_line
 from ampel_tasks.steps.secrets import differing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))

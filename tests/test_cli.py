@@ -113,7 +113,7 @@ def test_force_of_an_unknown_step():
 
 UNEXPECTED = """
 import sys
-from ampel_tasks import dockerfile
+from ampel_tasks.facts import dockerfile
 def broken(*args, **kwargs):
     raise ZeroDivisionError("division by zero\\nsecond line")
 dockerfile.files = broken  # what `keys` calls first, after the checks of its input

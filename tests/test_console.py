@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from ampel_tasks import console
-from ampel_tasks.executor import log_name
-from ampel_tasks.registrypush import PushProgress
+from ampel_tasks.config import console
+from ampel_tasks.flow.executor import log_name
+from ampel_tasks.remote.registrypush import PushProgress
 from ampel_tasks.steps.pull import _pulled_bytes, pull_failure
 
 

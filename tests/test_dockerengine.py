@@ -1,7 +1,7 @@
 """A Docker engine that cannot be used is named by its cause."""
 import requests
 
-from ampel_tasks.dockerengine import engine_fault
+from ampel_tasks.remote.dockerengine import engine_fault
 
 WHERE = "unix:///var/run/docker.sock"
 

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ampel_tasks import build, dockerfile
-from ampel_tasks.defaults import DEFAULTS
-from ampel_tasks.errors import DeployError
+from ampel_tasks.facts import build, dockerfile
+from ampel_tasks.config.defaults import DEFAULTS
+from ampel_tasks.config.errors import DeployError
 
 DOCKERFILE = r"""# Create environment from official image
 FROM continuumio/miniconda:4.3.27 AS conda-base

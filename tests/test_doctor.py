@@ -1,7 +1,7 @@
 """doctor's judgements (pure)."""
 import pytest
 
-from ampel_tasks import doctor
+from ampel_tasks.operations import doctor
 
 
 @pytest.mark.parametrize("configured, reported, ok", [

@@ -1,5 +1,5 @@
 """status's drift: the manifest vs what the service host holds now (pure parts)."""
-from ampel_tasks import drift
+from ampel_tasks.facts import drift
 
 ENV, IMAGE = "/home/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env", "/data/ampel/singularity/ampel-v0.3.5.simg"
 A, B = "a" * 40, "b" * 40

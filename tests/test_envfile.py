@@ -1,5 +1,5 @@
 """dryrun.env edits keep every other byte, as the runbook's hand edit would."""
-from ampel_tasks import envfile
+from ampel_tasks.facts import envfile
 
 ORIGINAL = """# Ampel "dryrun" configuration
 AMPEL_TAG=v0.3.0

@@ -1,7 +1,7 @@
 """Reading what singularity-stack 0.2.2 and Singularity 2.x print, and deciding
 health, without hosts. The samples are the runbook's own transcript and the
 formats of AMPEL-FACTS.md."""
-from ampel_tasks import health, stacklist
+from ampel_tasks.facts import health, stacklist
 from runbook_transcript import RUNBOOK_TABLE
 
 INSTANCE_LIST = """DAEMON NAME      PID      CONTAINER IMAGE

@@ -5,9 +5,9 @@ import stat
 import pytest
 from invoke import Config
 
-from ampel_tasks import hooks, run as runs
-from ampel_tasks.defaults import DEFAULTS
-from ampel_tasks.errors import DeployError
+from ampel_tasks.flow import hooks, run as runs
+from ampel_tasks.config.defaults import DEFAULTS
+from ampel_tasks.config.errors import DeployError
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import time
 import pytest
 from invoke import Config
 
-from ampel_tasks import processes, run as runs, ssh, tunnel
-from ampel_tasks.defaults import DEFAULTS
-from ampel_tasks.errors import DeployError
+from ampel_tasks.remote import processes, ssh, tunnel
+from ampel_tasks.flow import run as runs
+from ampel_tasks.config.defaults import DEFAULTS
+from ampel_tasks.config.errors import DeployError
 
 FAKE_SSH = r'''#!PYTHON
 import json, os, subprocess, sys

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ampel_tasks import migrations
-from ampel_tasks.errors import DeployError
+from ampel_tasks.facts import migrations
+from ampel_tasks.config.errors import DeployError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
 import fixtures  # noqa: E402

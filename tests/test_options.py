@@ -1,7 +1,7 @@
 """The options a chain shares: typed once from every call's options."""
 import pytest
 
-from ampel_tasks.options import Options, typed
+from ampel_tasks.flow.options import Options, typed
 
 
 def test_a_chains_options_are_the_first_given_typed():

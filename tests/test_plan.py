@@ -1,6 +1,6 @@
 """Plan decisions as pure functions over recorded evidence."""
-from ampel_tasks import build
-from ampel_tasks.plan import Decision, combine
+from ampel_tasks.facts import build
+from ampel_tasks.flow.plan import Decision, combine
 
 
 def d(step, action, reason="r"):
@@ -82,7 +82,7 @@ def test_image_necessary_if_runbook_conditions():
 
 
 def test_a_rollback_across_a_new_database_says_what_it_means():
-    from ampel_tasks.rollback import across_data
+    from ampel_tasks.operations.rollback import across_data
 
     old = {"version": "v0.3.8", "started": "2018-07-01T10:00:00Z", "result": "ok",
            "env": {"MONGO_PATH": "/data/ampel/mongo/live/v0.3.3", "GROUP_NAME": "ampel-v0.3.3"}}

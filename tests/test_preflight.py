@@ -1,7 +1,7 @@
 """What deploy/up would trip over after it has stopped the running stack, found before."""
 import yaml
 
-from ampel_tasks import preflight
+from ampel_tasks.facts import preflight
 
 STACK = yaml.safe_load("""
 version: '3.4'

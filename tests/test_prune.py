@@ -1,5 +1,5 @@
 """prune's decisions (pure): what is kept, what may go, and why."""
-from ampel_tasks.prune import image_files, image_tags, kept_manifests, parse_sizes, source_trees, tree_glob
+from ampel_tasks.operations.prune import image_files, image_tags, kept_manifests, parse_sizes, source_trees, tree_glob
 
 
 def m(version, result="ok", tag=None, src="/home/ampel/Ampel-v0.3", started="2026"):

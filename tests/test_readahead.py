@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from ampel_tasks import readahead
-from ampel_tasks.errors import DeployError
-from ampel_tasks.run import Run
+from ampel_tasks.operations import readahead
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.flow.run import Run
 
 
 def test_a_fact_asked_by_two_threads_at_once_is_gathered_once():

@@ -2,7 +2,7 @@
 configuration: the checks `push` and `doctor` make before using it."""
 from types import SimpleNamespace
 
-from ampel_tasks.registry import check_container, listening
+from ampel_tasks.remote.registry import check_container, listening
 
 SETTINGS = SimpleNamespace(registry={"name": "registry", "address": "127.0.0.1", "port": 5000})
 

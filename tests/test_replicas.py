@@ -1,6 +1,6 @@
 """The process verdict (replicas.py) on captured output of its one command: what
 runs is the nanny and its live child, never the instance listing."""
-from ampel_tasks import replicas
+from ampel_tasks.facts import replicas
 
 LOG = "/var/tmp/{user}.singularity.{instance}.{source}"
 

@@ -8,10 +8,11 @@ import re
 import pytest
 from invoke import Config
 
-from ampel_tasks import dockerengine, hosts, registry, run as runs, tunnel
-from ampel_tasks.defaults import DEFAULTS
-from ampel_tasks.errors import DeployError
-from ampel_tasks.hosts import Result
+from ampel_tasks.remote import dockerengine, hosts, registry, tunnel
+from ampel_tasks.flow import run as runs
+from ampel_tasks.config.defaults import DEFAULTS
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.remote.hosts import Result
 
 ENV = """# dryrun
 AMPEL_TAG=v0.3.0
@@ -139,7 +140,7 @@ def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
 
 
 def test_src_adds_a_repo_that_the_image_added_as_the_owner_of_the_tree(site, monkeypatch):
-    from ampel_tasks import state
+    from ampel_tasks.facts import state
     from ampel_tasks.steps import src
 
     r, answers, log = site
@@ -215,7 +216,7 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
 
 
 def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
-    from ampel_tasks import health
+    from ampel_tasks.facts import health
     from ampel_tasks.steps import up
 
     r, answers, log = site
@@ -303,7 +304,7 @@ def test_a_hosts_image_file_is_read_by_one_command_and_parsed():
 
 
 def test_the_manifests_are_read_by_one_command_newest_first():
-    from ampel_tasks.state import manifests_command, parse_manifests
+    from ampel_tasks.facts.state import manifests_command, parse_manifests
 
     assert manifests_command("/home/ampel/dryrun/.ampel-tasks/deployments") == (
         "cd /home/ampel/dryrun/.ampel-tasks/deployments 2>/dev/null && for f in *.json; do test -f \"$f\" && "

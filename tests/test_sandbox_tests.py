@@ -136,7 +136,7 @@ class _SlowEngine(_CutAfterCreate):
 
 def test_ctrl_c_while_the_engine_is_still_creating_a_test_container_leaves_none(sandbox, tmp_path):
     import docker
-    from ampel_tasks import repotests as testrun
+    from ampel_tasks.facts import repotests as testrun
 
     client = docker.from_env()
     image = client.images.get("ampel-sandbox-base:bookworm")
@@ -149,7 +149,7 @@ def test_ctrl_c_while_the_engine_is_still_creating_a_test_container_leaves_none(
 
 def test_ctrl_c_while_a_test_container_is_created_leaves_none(sandbox, tmp_path):
     import docker
-    from ampel_tasks import repotests as testrun
+    from ampel_tasks.facts import repotests as testrun
 
     client = docker.from_env()
     image = client.images.get("ampel-sandbox-base:bookworm")

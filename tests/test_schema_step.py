@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ampel_tasks import archive, archivebackup, migrations, schemasql, writers
-from ampel_tasks.deploy import _confirm
-from ampel_tasks.errors import DeployError
-from ampel_tasks.migrations import ArchiveSchema, Migration
-from ampel_tasks.plan import Decision
-from ampel_tasks.replicas import Replica
+from ampel_tasks.facts import archive, migrations, schemasql, writers
+from ampel_tasks.steps import archivebackup
+from ampel_tasks.operations.deploy import _confirm
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.facts.migrations import ArchiveSchema, Migration
+from ampel_tasks.flow.plan import Decision
+from ampel_tasks.facts.replicas import Replica
 from ampel_tasks.steps.schema import _initdb_repo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))

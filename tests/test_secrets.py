@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from ampel_tasks.errors import DeployError
+from ampel_tasks.config.errors import DeployError
 from ampel_tasks.steps.secrets import parse_remote, to_copy
 
 

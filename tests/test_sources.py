@@ -1,5 +1,5 @@
 """Host copies follow upstream without losing work: the pure parts of sources.py."""
-from ampel_tasks import sources
+from ampel_tasks.facts import sources
 
 STATUS = """@@repo ampel-core 1111111111111111111111111111111111111111 master git@github-ampel:AmpelProject/Ampel-core.git
  M deploy/production/dryrun.env
@@ -88,7 +88,7 @@ def test_the_running_version_wants_what_runs_or_what_tag_committed_for_it_since(
 
 
 def test_upstreams_refs_are_asked_all_at_once_and_printed_in_order():
-    from ampel_tasks.sources import upstream_command
+    from ampel_tasks.facts.sources import upstream_command
 
     cmd = upstream_command({"ampel-core": "git@github.com:AmpelProject/Ampel-core.git",
                             "ampel-contrib-hu": "git@github.com:AmpelProject/ampel contrib.git"})
@@ -104,7 +104,7 @@ def test_upstreams_refs_come_back_in_order_a_failed_one_marked(tmp_path):
     slower answer first in the command still comes first in the output."""
     import subprocess
 
-    from ampel_tasks.sources import upstream_command
+    from ampel_tasks.facts.sources import upstream_command
 
     git = tmp_path / "git"
     git.write_text('#!/bin/sh\ncase "$2" in *slow*) sleep 0.3; echo "a1\trefs/heads/master";; *gone*) exit 128;; '

@@ -1,7 +1,7 @@
 """Disk space before a pull (pure): df's output, what the pull writes where, the refusal."""
 import subprocess
 
-from ampel_tasks.space import TMP_DIR, df_command, fact_command, needs, parse_df, parse_fact, problems
+from ampel_tasks.facts.space import TMP_DIR, df_command, fact_command, needs, parse_df, parse_fact, problems
 
 DF = """\
 @@df /data/ampel/singularity

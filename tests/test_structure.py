@@ -61,7 +61,7 @@ def test_the_finder_sees_a_loop_hidden_in_a_function():
 
 def test_no_module_of_the_package_imports_itself_through_others():
     graph = import_graph()
-    assert "ampel_tasks.steps.up" in graph and "ampel_tasks.plan" in graph["ampel_tasks.steps.up"]
+    assert "ampel_tasks.steps.up" in graph and "ampel_tasks.flow.plan" in graph["ampel_tasks.steps.up"]
     assert find_loop(graph) is None, " -> ".join(find_loop(graph))
 
 
@@ -117,6 +117,29 @@ def test_listing_the_tasks_loads_only_the_face_and_the_help():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                 cwd=PACKAGE.parent).stdout.split())
     face = {"ampel_tasks", "ampel_tasks.tasks", "ampel_tasks.tasks.build", "ampel_tasks.tasks.hosts",
-            "ampel_tasks.tasks.site", "ampel_tasks.helptext", "ampel_tasks.defaults", "ampel_tasks.version",
-            "ampel_tasks.errors", "ampel_tasks.steps"}
+            "ampel_tasks.tasks.site", "ampel_tasks.config", "ampel_tasks.config.helptext",
+            "ampel_tasks.config.defaults", "ampel_tasks.config.version", "ampel_tasks.config.errors",
+            "ampel_tasks.steps"}
     assert loaded == face, sorted(loaded - face)
+
+
+LAYERS = ["config", "remote", "facts", "flow", "steps", "operations", "tasks"]
+
+
+def _layer(module: str):
+    parts = module.split(".")
+    if module in ("ampel_tasks.steps", "ampel_tasks.cli", "ampel_tasks"):
+        return None  # the steps' table (data the flow reads), the entry point, the package's face
+    return LAYERS.index(parts[1]) if len(parts) >= 2 and parts[1] in LAYERS else None
+
+
+def test_each_folder_imports_only_the_folders_below_it():
+    """The layers, bottom up: settings and errors; hosts, ssh and the runner; facts and
+    commands per subject; the flow of a run; the steps; the tasks over the whole site;
+    the face (the tasks' options and help)."""
+    graph = import_graph()
+    for module in graph:
+        assert _layer(module) is not None or module in ("ampel_tasks.steps", "ampel_tasks.cli", "ampel_tasks"), module
+    upward = [f"{m} -> {d}" for m, deps in sorted(graph.items()) for d in sorted(deps)
+              if _layer(m) is not None and _layer(d) is not None and _layer(d) > _layer(m)]
+    assert not upward, upward

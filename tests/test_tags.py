@@ -2,10 +2,10 @@
 release tag, never a moved tag; the branch only ever fast-forwarded."""
 import pytest
 
-from ampel_tasks import sources
+from ampel_tasks.facts import sources
 from ampel_tasks.steps import tag as gitops
-from ampel_tasks.errors import DeployError
-from ampel_tasks.settings import build_settings
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.config.settings import build_settings
 
 PATTERN = "deployed/{version}-{n}"
 OURS = {"deploy/production/dryrun.env"}

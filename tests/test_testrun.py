@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from ampel_tasks.build import mirror_refs, same_refs
-from ampel_tasks.errors import DeployError
-from ampel_tasks.sources import Copy
-from ampel_tasks.repotests import (
+from ampel_tasks.facts.build import mirror_refs, same_refs
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.facts.sources import Copy
+from ampel_tasks.facts.repotests import (
     Outcome, decide, failure_text, parse_pytest, planned_commits, recorded_pass, script,
 )
 
@@ -138,7 +138,7 @@ def test_a_pass_covers_the_tools_own_dryrun_env_commit_on_top(tmp_path):
     (repo / "filter.py").write_text("THRESHOLD = 0.9\n")
     run("commit", "-qam", "code")
     code = head()
-    from ampel_tasks.repotests import only_changes
+    from ampel_tasks.facts.repotests import only_changes
     env_file = "deploy/production/dryrun.env"
     assert only_changes(repo / ".git", tested, tool_commit, env_file)
     assert not only_changes(repo / ".git", tested, code, env_file)

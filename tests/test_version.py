@@ -1,8 +1,8 @@
 """The version is validated once, before anything runs."""
 import pytest
 
-from ampel_tasks.errors import DeployError
-from ampel_tasks.version import validate_version
+from ampel_tasks.config.errors import DeployError
+from ampel_tasks.config.version import validate_version
 
 
 @pytest.mark.parametrize("good", ["v0.3.5", "v0.4.0", "v10.20.30", "v0.3.5-rc1", "v1.0.0-beta.2"])

@@ -7,10 +7,12 @@ import shlex
 from dataclasses import replace
 
 
-from .. import console, envfile, preflight, run as runs, state
-from ..errors import DeployError, Refusal
-from ..plan import Decision, proceed
-from ..site import Site
+from ..config import console
+from ..facts import envfile, preflight, state
+from ..flow import run as runs
+from ..config.errors import DeployError, Refusal
+from ..flow.plan import Decision, proceed
+from ..facts.site import Site
 from . import evidence
 
 

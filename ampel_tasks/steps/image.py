@@ -5,10 +5,13 @@ import time
 from datetime import datetime, timezone
 
 
-from .. import build, console, dockerengine, dockerfile, run as runs, state
-from ..errors import DeployError
-from ..plan import Decision
-from ..site import Site
+from ..facts import build, dockerfile, state
+from ..config import console
+from ..remote import dockerengine
+from ..flow import run as runs
+from ..config.errors import DeployError
+from ..flow.plan import Decision
+from ..facts.site import Site
 
 
 def image(c, version=None, force=False, dry=False):

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 
-from .. import logstream, run as runs
-from ..site import stack_sites
+from ..facts import logstream
+from ..flow import run as runs
+from ..facts.site import stack_sites
 
 
 def logs(c, service=None, replica=None, grep=None, no_follow=False):

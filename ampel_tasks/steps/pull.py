@@ -10,10 +10,13 @@ import time
 from typing import Optional
 
 
-from .. import console, dockerengine, registry, registryapi, registrypush, run as runs, runrecord, space, state, tunnel
-from ..errors import DeployError
-from ..plan import Decision
-from ..site import Site
+from ..config import console
+from ..remote import dockerengine, registry, registryapi, registrypush, tunnel
+from ..flow import run as runs, runrecord
+from ..facts import space, state
+from ..config.errors import DeployError
+from ..flow.plan import Decision
+from ..facts.site import Site
 from . import evidence, inputs
 
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 
-from .. import console, dockerengine, registry, registryapi, registrypush, run as runs
-from ..errors import DeployError
-from ..plan import Decision
-from ..site import Site
+from ..config import console
+from ..remote import dockerengine, registry, registryapi, registrypush
+from ..flow import run as runs
+from ..config.errors import DeployError
+from ..flow.plan import Decision
+from ..facts.site import Site
 from . import evidence
 
 

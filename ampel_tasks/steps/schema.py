@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 
-from .. import archivebackup, console, interrupts, migrations, run as runs, schemasql, sources, stackinputs, writers
-from ..archive import Archive
-from ..errors import DeployError
-from ..migrations import ArchiveSchema, Migration
-from ..plan import Decision, proceed
-from ..site import Site
+from . import archivebackup
+from ..config import console
+from ..remote import interrupts
+from ..facts import migrations, schemasql, sources, stackinputs, writers
+from ..flow import run as runs
+from ..facts.archive import Archive
+from ..config.errors import DeployError
+from ..facts.migrations import ArchiveSchema, Migration
+from ..flow.plan import Decision, proceed
+from ..facts.site import Site
 from . import evidence
 from .src import src_evidence
 

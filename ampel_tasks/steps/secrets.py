@@ -8,10 +8,11 @@ import posixpath
 import shlex
 
 
-from .. import console, run as runs
-from ..errors import DeployError, Refusal
-from ..plan import Decision, per_host, proceed
-from ..site import stack_sites
+from ..config import console
+from ..flow import run as runs
+from ..config.errors import DeployError, Refusal
+from ..flow.plan import Decision, per_host, proceed
+from ..facts.site import stack_sites
 from . import inputs
 
 

@@ -8,10 +8,12 @@ import shlex
 import time
 
 
-from .. import console, run as runs, sources, state
-from ..errors import DeployError
-from ..plan import Decision, per_host, proceed
-from ..site import Site, stack_sites
+from ..config import console
+from ..flow import run as runs
+from ..facts import sources, state
+from ..config.errors import DeployError
+from ..flow.plan import Decision, per_host, proceed
+from ..facts.site import Site, stack_sites
 
 
 def src(c, version=None, dry=False):

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 
-from .. import console, run as runs, sources, state
-from ..errors import DeployError
-from ..plan import Decision, proceed
-from ..site import Site
+from ..config import console
+from ..flow import run as runs
+from ..facts import sources, state
+from ..config.errors import DeployError
+from ..flow.plan import Decision, proceed
+from ..facts.site import Site
 from . import evidence, inputs
 from .src import follow_tag, src_evidence
 

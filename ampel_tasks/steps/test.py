@@ -17,15 +17,18 @@ import shlex
 import time
 
 
-from .. import build, console, dockerengine, registry, run as runs, state
-from ..errors import DeployError
-from ..plan import Decision
-from ..repotests import (
+from ..facts import build, state
+from ..config import console
+from ..remote import dockerengine, registry
+from ..flow import run as runs
+from ..config.errors import DeployError
+from ..flow.plan import Decision
+from ..facts.repotests import (
     decide, failure_text, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
 )
-from ..site import Site
-from ..sources import release_tag
-from ..state import now
+from ..facts.site import Site
+from ..facts.sources import release_tag
+from ..facts.state import now
 from . import evidence
 from .image import decide_image
 from .src import src_evidence

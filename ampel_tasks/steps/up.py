@@ -6,10 +6,12 @@ import shlex
 import time
 
 
-from .. import console, health, preflight, run as runs, stackinputs, state
-from ..errors import DeployError
-from ..plan import Decision, per_host, proceed
-from ..site import stack_sites
+from ..config import console
+from ..facts import health, preflight, stackinputs, state
+from ..flow import run as runs
+from ..config.errors import DeployError
+from ..flow.plan import Decision, per_host, proceed
+from ..facts.site import stack_sites
 from . import inputs
 from .schema import do_schema, record_initialised
 

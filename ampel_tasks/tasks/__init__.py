@@ -6,7 +6,7 @@ when it runs and passes on what that module reads; the options a chain shares (-
 and typed once by the executor into the run's `Options`."""
 from invoke import Collection
 
-from ..defaults import DEFAULTS
+from ..config.defaults import DEFAULTS
 from ..steps import wire
 from . import build, hosts, site
 

@@ -3,7 +3,7 @@ registry. Each is its signature, help and docstring (what `--list`, `--help` and
 completion read, with nothing else imported) and a call into the module that owns it."""
 from invoke import task
 
-from ..helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
+from ..config.helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 
 
 @task(help={
@@ -24,7 +24,7 @@ def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
     every other byte. Prints the public key and the page to paste it into.
     Re-running changes nothing.
     """
-    from .. import keys as owner
+    from ..operations import keys as owner
 
     return owner.keys(c, repo=repo, alias=alias, dir=dir, kind=kind, dry=dry)
 

@@ -2,7 +2,7 @@
 `logs`: signatures, help and docstrings only; each calls the step's own module."""
 from invoke import task
 
-from ..helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
+from ..config.helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
 
 
 @task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})

@@ -3,7 +3,7 @@ doctor and the archive's backups: signatures, help and docstrings only; each cal
 the module that owns it."""
 from invoke import task
 
-from ..helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
+from ..config.helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..steps import ORDER
 
 
@@ -18,7 +18,7 @@ def plan(c, version=None, json=False, new_archive=False, dry=False):
     fact that only an earlier step can produce is `maybe`, never a confident skip.
     Inside `deploy` the plan is printed first and confirmed on a terminal.
     """
-    from .. import deploy as owner
+    from ..operations import deploy as owner
 
     return owner.plan(c, version=version, json=json, dry=dry)
 
@@ -49,7 +49,7 @@ def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=Fal
     first change until the health gate has passed; the result is kept as a
     manifest, `current` and a history line.
     """
-    from .. import deploy as owner
+    from ..operations import deploy as owner
 
     return owner.deploy(c, version=version, dry=dry)
 
@@ -59,7 +59,7 @@ def status(c, json=False):
     """Show what runs now on burst, compared with the last deployment's manifest,
     and the archive on transit: whether it answers, its schema version, its size
     and the free space under ARCHIVE_PATH."""
-    from .. import status as owner
+    from ..operations import status as owner
 
     return owner.status(c, json=json)
 
@@ -67,7 +67,7 @@ def status(c, json=False):
 @task(help={"json": "print the history as JSON"})
 def history(c, json=False):
     """List deployments recorded on burst, newest first."""
-    from .. import status as owner
+    from ..operations import status as owner
 
     return owner.history(c, json=json)
 
@@ -89,7 +89,7 @@ def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, d
     deployment that started a new live database says what that means and asks
     (or needs --yes).
     """
-    from .. import rollback as owner
+    from ..operations import rollback as owner
 
     return owner.rollback(c, to=to, yes=yes, list=list, dry=dry)
 
@@ -108,7 +108,7 @@ def prune(c, keep=3, apply=False, json=False, dry=False):
     trees and images, `latest`, and every tree holding uncommitted or unpushed work.
     Database directories are only listed with their sizes, never removed.
     """
-    from .. import prune as owner
+    from ..operations import prune as owner
 
     return owner.prune(c, keep=keep, apply=apply, json=json, dry=dry)
 
@@ -125,7 +125,7 @@ def doctor(c):
     deploy key reaching its repo. Changes nothing; exit 1 when a
     check fails.
     """
-    from .. import doctor as owner
+    from ..operations import doctor as owner
 
     return owner.doctor(c)
 
@@ -138,7 +138,7 @@ def archive_backup(c, dry=False, verbose=False):
     jobs), after checking it fits in the free space there; a record beside it holds
     the schema's checksum and versions, for archive-restore's check.
     """
-    from .. import archivebackup as owner
+    from ..steps import archivebackup as owner
 
     return owner.archive_backup(c, dry=dry)
 
@@ -154,6 +154,6 @@ def archive_restore(c, from_, into=None, dry=False, verbose=False):
     (pg_restore, parallel jobs), whose schema is then compared with the one the
     backup recorded. Switching the writers to it is the operator's decision.
     """
-    from .. import archivebackup as owner
+    from ..steps import archivebackup as owner
 
     return owner.archive_restore(c, from_=from_, into=into, dry=dry)
