@@ -1,8 +1,11 @@
-"""The plan's reads side by side: the local facts (git remotes and mirrors, the
-engine, the registry) and each stack host's facts, each on a thread of its own. Only
-for speed: every fact is gathered once under its key in the
-run (`Run.evidence`: a second asker waits for the first), so the deciders that follow
-find it read; a read that failed here is read again by its decider, which raises."""
+"""The plan's reads side by side. The image's decision comes first (while both hosts'
+connections open): what it decides (the tag AMPEL_TAG names, a reused image's digest)
+is what later facts are read for. Then the local facts (registry, image files, the
+test step's mirrors, in that order: one fetch at a time into a mirror) and transit's
+facts go on threads of their own, burst's on the calling thread. Only for speed:
+every fact is gathered once under its key in the run (`Run.evidence`: a second asker
+waits for the first), so the deciders that follow find it read; a read that failed
+here is read again by its decider, which raises."""
 from __future__ import annotations
 
 import threading
@@ -15,8 +18,8 @@ from ..steps import image, pull, push, schema, secrets, src, test, up
 
 
 def local_reads(r) -> List[Callable]:
-    return [lambda: image.decide_image(r), lambda: push.decide_push(r), lambda: pull.decide_pull(r),
-            lambda: test.decide_test(r)]
+    """After the image's decision: the registry, the hosts' image files, the mirrors."""
+    return [lambda: push.decide_push(r), lambda: pull.decide_pull(r), lambda: test.decide_test(r)]
 
 
 def host_reads(r, site) -> List[Callable]:
@@ -37,15 +40,31 @@ def _each(reads: List[Callable]) -> None:
 
 @contextmanager
 def reading(r):
-    """Within the block, the plan's reads go on, each on a thread of its own (a host's
-    reads share its one connection, as sessions of it)."""
-    reads = local_reads(r) + [read for site in stack_sites(r) for read in host_reads(r, site)]
-    threads = [threading.Thread(target=_each, args=([read],), daemon=True) for read in reads]
-    for t in threads:
-        t.start()
+    """Within the block, the plan's reads go on (the image's decision and burst's reads
+    are done when it starts)."""
+    sites = stack_sites(r)
+    threads = _side_by_side([lambda site=site: site.stack_host.connection() for site in sites], wait=False)
+    _each([lambda: image.decide_image(r)])
+    lanes = [local_reads(r)] + [host_reads(r, s) for s in sites if s.archive]
+    threads += _side_by_side([lambda lane=lane: _each(lane) for lane in lanes], wait=False)
+    for site in sites:
+        if not site.archive:
+            _each(host_reads(r, site))
     yield
     for t in threads:
         t.join()
+
+
+def _side_by_side(reads: List[Callable], wait: bool = True) -> list:
+    """Each read on a thread of its own; joined unless `wait` is False (then returned)."""
+    threads = [threading.Thread(target=_each, args=([read],), daemon=True) for read in reads]
+    for t in threads:
+        t.start()
+    if wait:
+        for t in threads:
+            t.join()
+        return []
+    return threads
 
 
 def started(read: Callable) -> Future:

@@ -24,12 +24,13 @@ def status(c, json=False):
 
 def status_data(r) -> dict:
     current, manifest = state.running_version(r), state.running_manifest(r)
+    adopted = state.adopt_running(r)  # (first: the archive's read below is for the running version)
     archive = readahead.started(lambda: stackinputs.archive_status(r)) if current else None  # (transit's, meanwhile)
     s = r.settings
     listing = r.host(s.service_host.name).read(s.commands["list"], user=s.service_user, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
     problems, changed = None, []
-    if state.adopt_running(r):
+    if adopted:
         site = Site(r)
         problems = health.quick(r, site)
         facts = drift.read(site)
