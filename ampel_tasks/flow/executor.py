@@ -241,7 +241,6 @@ def _take_options(r, calls) -> None:
         r.dry = r.dry or bool(call.kwargs.get("dry"))
         r.yes = r.yes or bool(call.kwargs.get("yes"))
     r.options = typed(c.kwargs for c in calls)
-    r.force = set(r.options.force)
     unknown = r.force - set(ORDER)
     if unknown:
         raise DeployError(f"--force {sorted(unknown)[0]}: not a step; steps are {', '.join(ORDER)}")

@@ -11,7 +11,7 @@ every task of the chain then shares its settings and its SSH connections.
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Optional, Set
+from typing import Dict, FrozenSet, List, Optional, Set
 
 from ..config.errors import DeployError, Refusal
 from ..remote.hosts import HostPool
@@ -31,7 +31,6 @@ class Run:
         self.version: Optional[str] = None
         self.dry = bool(config.get("run", {}).get("dry", False)) if hasattr(config, "get") else False
         self.yes = False
-        self.force: Set[str] = set()
         self.steps: List[str] = []
         self.done: Dict[str, str] = {}
         # steps that changed something on a host, the engine or the registry
@@ -54,6 +53,11 @@ class Run:
         self.log_path: Optional[str] = None
         self._locks: Dict[str, threading.RLock] = {}  # one gathering per fact, whichever thread asks
         self._guard = threading.Lock()
+
+    @property
+    def force(self) -> FrozenSet[str]:
+        """The steps `--force` names (the run's options)."""
+        return self.options.force
 
     def invocation(self, *args: str) -> str:
         """The command line an operator types for `args`, with this run's profile."""

@@ -3,6 +3,7 @@ again, saying what going back across a new live database means."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 
 from ..config import console
@@ -107,5 +108,5 @@ def _redeploy(r, target: dict) -> None:
                 console.diff(envfile.diff(text, new, site.env_file))
             host.write_file(site.env_file, new, user=site.src_user, backup=True,
                             show=f"restore {site.env_file} values of {target['version']}")
-    r.force.add("up")
+    r.options = replace(r.options, force=r.options.force | {"up"})  # (the target's stack, started again)
     do_up(r)
