@@ -11,3 +11,6 @@ LOCK_HELP = {
     "lock_wait": "wait up to SECONDS for another deploy's lock instead of failing at once",
     "break_lock": "break a lock left by a dead run (its holder is shown first)",
 }
+
+# the options every step task has (invoke copies a task's help: one dict serves them all)
+STEP_HELP = {"version": VERSION_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP}

@@ -3,7 +3,7 @@ registry. Each is its signature, help and docstring (what `--list`, `--help` and
 completion read, with nothing else imported) and a call into the module that owns it."""
 from invoke import task
 
-from ..config.helptext import DRY_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
+from ..config.helptext import DRY_HELP, SKIP_TESTS_HELP, STEP_HELP
 
 
 @task(help={
@@ -29,12 +29,7 @@ def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
     return owner.keys(c, repo=repo, alias=alias, dir=dir, kind=kind, dry=dry)
 
 
-@task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
-    "force": "build even when no runbook condition makes a new image necessary",
-    "dry": DRY_HELP,
-})
+@task(help={**STEP_HELP, "force": "build even when no runbook condition makes a new image necessary"})
 def image(c, version=None, force=False, dry=False, verbose=False):
     """Build and label the Ampel image, only when the runbook says it is necessary.
 
@@ -50,9 +45,7 @@ def image(c, version=None, force=False, dry=False, verbose=False):
     return owner.image(c, version=version, force=force, dry=dry)
 
 
-@task(help={
-    "version": VERSION_HELP, "skip_tests": SKIP_TESTS_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP,
-})
+@task(help={**STEP_HELP, "skip_tests": SKIP_TESTS_HELP})
 def test(c, version=None, skip_tests=False, dry=False, verbose=False):
     """Run each Ampel repo's unit tests in the image and at the commits that will run.
 
@@ -68,9 +61,7 @@ def test(c, version=None, skip_tests=False, dry=False, verbose=False):
     return owner.test(c, version=version, dry=dry)
 
 
-@task(help={
-    "version": VERSION_HELP, "dry": DRY_HELP, "verbose": VERBOSE_HELP, "skip_tests": SKIP_TESTS_HELP,
-})
+@task(help={**STEP_HELP, "skip_tests": SKIP_TESTS_HELP})
 def push(c, version=None, dry=False, verbose=False, skip_tests=False):
     """Publish the image to the private registry on 127.0.0.1, digest verified.
 

@@ -2,10 +2,10 @@
 `logs`: signatures, help and docstrings only; each calls the step's own module."""
 from invoke import task
 
-from ..config.helptext import DRY_HELP, NEW_ARCHIVE_HELP, VERBOSE_HELP, VERSION_HELP
+from ..config.helptext import NEW_ARCHIVE_HELP, STEP_HELP
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+@task(help=STEP_HELP)
 def pull(c, version=None, dry=False, verbose=False):
     """Pull the image onto transit and burst through an ssh -R tunnel.
 
@@ -21,7 +21,7 @@ def pull(c, version=None, dry=False, verbose=False):
     return owner.pull(c, version=version, dry=dry)
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+@task(help=STEP_HELP)
 def src(c, version=None, dry=False, verbose=False):
     """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst and transit.
 
@@ -36,10 +36,8 @@ def src(c, version=None, dry=False, verbose=False):
 
 
 @task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
+    **STEP_HELP,
     "new_db": "start a new live database for this version even if no schema change asks for one",
-    "dry": DRY_HELP,
 })
 def db(c, version=None, new_db=False, dry=False, verbose=False):
     """Point dryrun.env at this version; start a new live database when necessary.
@@ -58,10 +56,8 @@ def db(c, version=None, new_db=False, dry=False, verbose=False):
 
 
 @task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
+    **STEP_HELP,
     "message": "commit message for the operator's own changes in the host copies (required when there are any)",
-    "dry": DRY_HELP,
 })
 def tag(c, version=None, message=None, dry=False, verbose=False):
     """Commit, tag and push the host copies of the Ampel repos under AMPEL_SRC.
@@ -76,7 +72,7 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
     return owner.tag(c, version=version, dry=dry)
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP})
+@task(help=STEP_HELP)
 def secrets(c, version=None, dry=False, verbose=False):
     """Copy the secrets each stack file names into <dryrun dir>/secrets on its host.
 
@@ -92,8 +88,7 @@ def secrets(c, version=None, dry=False, verbose=False):
     return owner.secrets(c, version=version, dry=dry)
 
 
-@task(help={"verbose": VERBOSE_HELP, "version": VERSION_HELP, "dry": DRY_HELP,
-            "yes": "apply a migration that rewrites a table without asking (the plan shows its cost)"})
+@task(help={**STEP_HELP, "yes": "apply a migration that rewrites a table without asking (the plan shows its cost)"})
 def schema(c, version=None, yes=False, dry=False, verbose=False):
     """Apply the archive's pending schema migrations on transit.
 
@@ -111,11 +106,9 @@ def schema(c, version=None, yes=False, dry=False, verbose=False):
 
 
 @task(help={
-    "verbose": VERBOSE_HELP,
-    "version": VERSION_HELP,
+    **STEP_HELP,
     "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
     "new_archive": NEW_ARCHIVE_HELP,
-    "dry": DRY_HELP,
 })
 def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False):
     """Redeploy the stacks with deploy/up, then wait until each is healthy.
