@@ -13,6 +13,8 @@ from ampel_tasks.flow import run as runs
 from ampel_tasks.config.defaults import DEFAULTS
 from ampel_tasks.config.errors import DeployError
 from ampel_tasks.remote.hosts import Result
+from ampel_tasks.steps import runner
+from dataclasses import replace
 
 ENV = """# dryrun
 AMPEL_TAG=v0.3.0
@@ -81,7 +83,7 @@ def site(monkeypatch):
     config["ampel"]["hosts"]["transit"]["roles"] = ["pull"]  # burst's commands (transit's: test_archive_stack)
     r = runs.begin(config)
     r.set_version("v0.3.5")
-    r.cache["locked"] = True  # the lock has its own tests on the sandbox
+    r.outcome.locked = True  # the lock has its own tests on the sandbox
     yield r, answers, log
     runs.end(r)
 
@@ -96,7 +98,7 @@ def test_src_copies_the_sources_out_of_the_image_as_the_operator(site):
     r, answers, log = site
     answers.append((r"^stat -c %U /scratch/ampel/Ampel-v0.3$", Result("", "stat: cannot statx: No such file", 1)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))  # (the copies, once out)
-    src.do_src(r)
+    runner.run(r, "src")
     assert (
         "burst", None,
         "singularity-stack volume init /data/ampel/singularity/ampel-v0.3.5.simg /Ampel /scratch/ampel/Ampel-v0.3",
@@ -118,7 +120,7 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
     answers.append((r"^d=\$\(mktemp -d\) .*git ls-remote", Result(
         f"@@ls ampel-core\n{new}\trefs/heads/master\n{head}\trefs/tags/v0.3.4\n", "", 0)))
-    src.do_src(r)
+    runner.run(r, "src")
     cmds = [c for _, _, c in commands(log)]
     assert not any("volume init" in c for c in cmds)
     assert "git ls-remote git@github.com:AmpelProject/Ampel-core.git" in " ".join(cmds)
@@ -135,7 +137,7 @@ def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
     with pytest.raises(DeployError, match=r"/scratch/ampel/Ampel-v0.3 is owned by jvs, not ampelop "
                                           r"\(ampel.paths.ampel_src_owner\)"):
-        src.do_src(r)
+        runner.run(r, "src")
     assert not any(c.startswith("git -C") or "volume" in c for _, _, c in commands(log))
 
 
@@ -152,7 +154,7 @@ def test_src_adds_a_repo_that_the_image_added_as_the_owner_of_the_tree(site, mon
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n", "", 0)))
     answers.append((r"^d=\$\(mktemp -d\) .*git ls-remote", Result(f"@@ls ampel-core\n{head}\trefs/heads/master\n", "", 0)))
-    src.do_src(r)
+    runner.run(r, "src")
     assert ("burst", "ampel", "singularity exec /data/ampel/singularity/ampel-v0.3.5.simg tar -C /Ampel -c "
             "ampel-contrib-foo | tar -C /scratch/ampel/Ampel-v0.3 -x") in commands(log)
     assert all(u == "ampel" for _, u, c in commands(log) if c.startswith(("git", "cd /scratch", "stat")))
@@ -165,7 +167,7 @@ def test_db_makes_the_version_directory_as_ampel_and_edits_dryrun_env(site):
     answers.append((r"^cat /scratch/ampel/Ampel-v0.3/ampel-core/deploy/production/dryrun.env$", Result(ENV, "", 0)))
     answers.append((r"^test -e /data/ampel/mongo/live/v0.3.[05]$", Result("", "", 1)))
     answers.append((r"^ls -A", Result("", "", 0)))
-    db.do_db(r)
+    runner.run(r, "db")
     assert ("burst", "ampel", "mkdir -p /data/ampel/mongo/live/v0.3.5") in commands(log)
     write = [e for e in log if len(e) == 4][-1]
     assert write[0] == "burst" and "backup kept" in write[2]
@@ -196,10 +198,10 @@ def test_pull_runs_singularity_pull_as_ampel_through_the_tunnel(site, monkeypatc
     monkeypatch.setattr(registry, "ensure", lambda client, s, dry: started.append((client, dry)))
     monkeypatch.setattr(dockerengine, "engine", lambda r: "engine")
     monkeypatch.setattr(dockerengine, "image_or_none", lambda client, ref: None)
-    r.done["push"] = "sha256:" + "a" * 64
+    r.outcome.pushed_digest = "sha256:" + "a" * 64
     # neither host has the image file (nor a part of one)
     answers.append((r"^cd /data/ampel/singularity 2>/dev/null && for f in \.\*\.simg\.part-\*", Result("", "", 0)))
-    pull.do_pull(r)
+    runner.run(r, "pull")
     assert started == [("engine", False)]
     assert sorted(opened) == [("burst", 5000, "127.0.0.1", 5000), ("transit", 5000, "127.0.0.1", 5000)]
     pulls = [(h, u, c) for h, u, c in commands(log) if "singularity pull" in c]
@@ -223,7 +225,7 @@ def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
     monkeypatch.setattr(health, "gate", lambda *a, **k: None)
     answers.append((r"^cat .*dryrun\.env$", Result(ENV, "", 0)))
     r.changed.add("db")
-    up.do_up(r)
+    runner.run(r, "up")
     # v0.3.5's deploy/up takes the config only; the machine comes from the hostname
     assert ("burst", "ampel", "cd /home/ampel/dryrun && timeout -k 10 1200 env PYTHONUNBUFFERED=1 "
             "/scratch/ampel/Ampel-v0.3/ampel-core/deploy/up dryrun") in commands(log)
@@ -240,14 +242,15 @@ def test_version_is_quoted_where_it_meets_a_shell(site):
     answers.append((r"^stat -c %U '/scratch/ampel/Ampel-v0.3'$|^stat -c %U /scratch/ampel/Ampel-v0.3$",
                     Result("", "stat: cannot statx: No such file", 1)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result("", "", 0)))
-    src.do_src(r)
+    runner.run(r, "src")
     sent = [c for _, _, c in commands(log)]
     assert ("singularity-stack volume init '/data/ampel/sing images/ampel-v0.3.5.simg' /Ampel /scratch/ampel/Ampel-v0.3"
             in sent), sent
     answers.append((r"^cat .*dryrun\.env$", Result(ENV, "", 0)))
     answers.append((r"^test -e '/data/ampel/mongo/live \$\(id\)/v0.3.5'$", Result("", "", 1)))
     answers.append((r"^ls -A '/data/ampel/mongo/live \$\(id\)/v0.3.5'", Result("", "", 0)))
-    db.do_db(r, new_db=True)
+    r.options = replace(r.options, new_db=True)
+    runner.run(r, "db")
     assert "mkdir -p '/data/ampel/mongo/live $(id)/v0.3.5'" in [c for _, _, c in commands(log)]
 
 
@@ -263,7 +266,7 @@ def test_secrets_never_reach_a_command_line(site, tmp_path):
     answers.append((r"^cat .*burst\.yml$", Result(stack, "", 0)))
     answers.append((r"sha256sum", Result("", "", 0)))
     answers.append((r"stat -c", Result("ampel 700 secrets\nampel 600 secrets/mongo-writer.txt\n", "", 0)))
-    secrets.do_secrets(r)
+    runner.run(r, "secrets")
     writes = [e for e in log if len(e) == 4]
     assert writes and writes[0][1] == "ampel" and writes[0][3] == "hunter2-very-secret\n"
     assert "0600" in writes[0][2]

@@ -9,11 +9,24 @@ from __future__ import annotations
 import posixpath
 import shlex
 import string
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Optional
 
 from . import envfile
 from ..config.errors import DeployError
 from ..config.version import minor_series
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a deployment is made of besides its version: where it is not the version's own,
+    the image's decision (a reuse), a rollback or the running deployment says so."""
+    # AMPEL_TAG: this version's own tag, or the running image's when image reuses it
+    # (decide_image), or a rollback target's
+    image_tag: Optional[str] = None
+    reused_digest: Optional[str] = None  # the registry digest of the image reused as it is
+    ampel_src: Optional[str] = None  # a rollback's (or the running deployment's) tree, not this version's own
 
 
 def fill(template: str, where: str, **values) -> str:

@@ -19,6 +19,7 @@ from typing import Optional
 from ..config import console
 from ..remote import dockerengine
 from ..config.errors import DeployError
+from .site import Target
 
 
 def now() -> str:
@@ -161,10 +162,15 @@ def adopt_running(r) -> Optional[str]:
     current, manifest = running_version(r), running_manifest(r)
     if current:
         r.set_version(current)
-        if manifest.get("ampel_src"):
-            r.target.ampel_src = manifest["ampel_src"]
-        r.target.image_tag = (manifest.get("env") or {}).get("AMPEL_TAG") or current
+        r.target = target_of(manifest)
     return current
+
+
+def target_of(manifest: dict) -> Target:
+    """The target a deployment's manifest records (pure): the tag AMPEL_TAG named, the
+    tree AMPEL_SRC was."""
+    return Target(image_tag=(manifest.get("env") or {}).get("AMPEL_TAG") or manifest.get("version"),
+                  ampel_src=manifest.get("ampel_src") or None)
 
 
 def running_image(r):

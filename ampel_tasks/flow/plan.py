@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..config import console
-from . import runrecord
+from ..facts.site import Target
 from ..steps import ORDER, STEPS, UNFORCEABLE
 
 
@@ -22,6 +22,7 @@ class Decision:
     action: str  # run | skip | maybe
     reason: str
     data: dict = field(default_factory=dict)
+    target: Optional[Target] = None  # the deployment's target, where this decision fixes it (the image's)
 
     def as_json(self) -> dict:
         out = {"step": self.step, "action": self.action, "reason": self.reason}
@@ -33,6 +34,20 @@ class Decision:
     def hosts(self) -> Dict[str, "Decision"]:
         """Each host's own decision, for a step that acts on burst and transit alike."""
         return self.data.get("per_host") or {}
+
+
+@dataclass
+class Part:
+    """What the one runner (steps/runner.py) carries out: a step's part on one host, or
+    the whole step, with the decision printed for it."""
+    decision: Optional[Decision]  # None: its evidence could not be read (it runs)
+    label: str  # the line's head: "db", "up transit"
+    host: Optional[str] = None  # the host it acts on, for the summary (None: the whole step)
+    doing: str = ""  # what acting does, printed when it runs (default: the decision's reason)
+    forceable: bool = True  # --force of the step reaches this part
+    site: object = None  # the step's view of the host (a Site)
+    evidence: object = None  # what the decision was made on, for the act
+    then: Optional[str] = None  # a step the act asks the runner to run right after it
 
 
 def per_host(step: str, own: Dict[str, Optional[Decision]]) -> Optional[Decision]:
@@ -86,19 +101,6 @@ def _combined(step: str, d: Optional[Decision], forced, done: Dict[str, Decision
     if d.action == "skip" and movers:
         return Decision(step, "maybe", f"{', '.join(movers)} may change what this step sees (now: {d.reason})", d.data)
     return d
-
-
-def proceed(r, step: str, d: Optional[Decision], what: str = "", label: str = "", forceable: bool = True) -> bool:
-    """Print the step's decision (headed `label`, e.g. "up transit"; default the step);
-    True when it must act, and then the deploy lock is held. `forceable=False`: --force
-    of the step does not reach this host's part of it."""
-    forced = forceable and step not in UNFORCEABLE and step in r.force
-    if d is not None and d.action == "skip" and not forced:
-        console.skip(label or step, d.reason + (" (--force cannot override this)" if forceable and step in r.force else ""))
-        return False
-    runrecord.lock(r)
-    console.step(label or step, what or (d.reason if d is not None else "evidence unknown, running it"))
-    return True
 
 
 def site_summary(settings) -> dict:

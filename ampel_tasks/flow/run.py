@@ -16,9 +16,9 @@ from typing import Dict, FrozenSet, List, Optional, Set
 from ..config.errors import DeployError, Refusal
 from ..remote.hosts import HostPool
 from .options import Options
-from .outcome import Outcome, Target
+from .outcome import Outcome
 from ..config.settings import Settings, build_settings
-from ..facts.site import check_instance_name_length, fill_path
+from ..facts.site import Target, check_instance_name_length, fill_path
 from ..config.version import validate_version
 
 
@@ -32,7 +32,6 @@ class Run:
         self.dry = bool(config.get("run", {}).get("dry", False)) if hasattr(config, "get") else False
         self.yes = False
         self.steps: List[str] = []
-        self.done: Dict[str, str] = {}
         # steps that changed something on a host, the engine or the registry
         self.changed: Set[str] = set()
         # the hosts each step changed, where it acts per host (src, secrets, up)

@@ -69,7 +69,7 @@ def record(r, st: State, result: str) -> None:
 
 
 def _image_digest(r, site):
-    digest = r.done.get("push") or (r.cache.get("pull evidence") or {}).get("digest")
+    digest = r.outcome.pushed_digest
     if not digest:  # e.g. a rollback: what the image file on the service host was pulled as
         recorded = site.service_host.read_file(site.image_path + ".digest")
         digest = recorded.strip() if recorded else None
@@ -94,7 +94,7 @@ def _manifest(r, site, result: str) -> dict:
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
         "operator": r.settings.operator, "started": r.outcome.started, "ended": now(),
         "steps": dict(r.results),
-        "image_id": r.outcome.image_id or r.done.get("image") or running_manifest(r).get("image_id"),
+        "image_id": r.outcome.image_id or r.outcome.built_image or running_manifest(r).get("image_id"),
         "tests": r.outcome.tests,
         # the archive as this run left it (schema version, size), where up looked at it
         "archive": r.outcome.archive,

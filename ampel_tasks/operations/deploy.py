@@ -10,14 +10,7 @@ from ..config import console
 from ..flow import plan as planning, run as runs
 from . import readahead
 from ..config.errors import DeployError
-from ..steps import ORDER, db, image, pull, push, schema, secrets, src, tag, test, up
-
-# each step's own decision, from its evidence (read-only)
-DECIDERS = {
-    "image": image.decide_image, "test": test.decide_test, "push": push.decide_push,
-    "pull": pull.decide_pull, "src": src.decide_src, "db": db.decide_db, "tag": tag.decide_tag,
-    "secrets": secrets.decide_secrets, "schema": schema.decide_schema, "up": up.decide_up,
-}
+from ..steps import ORDER, runner
 
 
 def plan(c, version=None, json=False, dry=False):
@@ -27,7 +20,7 @@ def plan(c, version=None, json=False, dry=False):
     in_deploy = "deploy" in r.steps
     steps = [s for s in ORDER if s in r.steps] if in_deploy else ORDER
     with readahead.reading(r):
-        decisions = planning.combine({s: DECIDERS[s](r) for s in steps}, forced=r.force)
+        decisions = planning.combine({s: runner.decide(r, s) for s in steps}, forced=r.force)
     r.outcome.plan = [d.as_json() for d in decisions]  # for the hooks (AMPEL_PLAN)
     site = planning.site_summary(r.settings)
     if json and not in_deploy:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Callable, List
 
 from ..facts.site import stack_sites
-from ..steps import image, pull, push, schema, secrets, src, test, up
+from ..steps import pull, push, runner, schema, secrets, src, test, up
 
 
 def local_reads(r) -> List[Callable]:
@@ -44,7 +44,7 @@ def reading(r):
     are done when it starts)."""
     sites = stack_sites(r)
     threads = _side_by_side([lambda site=site: site.stack_host.connection() for site in sites], wait=False)
-    _each([lambda: image.decide_image(r)])
+    _each([lambda: runner.decide(r, "image")])  # (its target: what the reads after it are for)
     lanes = [local_reads(r)] + [host_reads(r, s) for s in sites if s.archive]
     threads += _side_by_side([lambda lane=lane: _each(lane) for lane in lanes], wait=False)
     for site in sites:

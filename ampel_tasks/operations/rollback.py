@@ -12,7 +12,7 @@ from ..flow import run as runs, runrecord
 from ..config.errors import DeployError
 from ..facts.site import Site
 from ..steps.src import restore_sources
-from ..steps.up import do_up
+from ..steps import runner
 from ..config.version import validate_version
 
 
@@ -89,8 +89,7 @@ def rollback(c, to=None, yes=False, list=False, dry=False):
 
 def _redeploy(r, target: dict) -> None:
     """The target's image file (still on the hosts), sources and dryrun.env values, then up."""
-    r.target.image_tag = target["env"].get("AMPEL_TAG") or target["version"]
-    r.target.ampel_src = target.get("ampel_src") or ""
+    r.target = state.target_of(target)
     r.outcome.image_id, r.outcome.tests = target.get("image_id"), target.get("tests")
     r.set_version(target["version"])
     site = Site(r)
@@ -109,4 +108,4 @@ def _redeploy(r, target: dict) -> None:
             host.write_file(site.env_file, new, user=site.src_user, backup=True,
                             show=f"restore {site.env_file} values of {target['version']}")
     r.options = replace(r.options, force=r.options.force | {"up"})  # (the target's stack, started again)
-    do_up(r)
+    runner.run(r, "up")

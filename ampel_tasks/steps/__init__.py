@@ -2,8 +2,9 @@
 that invoke's pre-task chains, the plan's run/skip/maybe propagation, the re-reading
 of evidence after a change, the executor and `up`'s redeploy rule are derived from.
 
-One module per step, each with its facts, `decide_<step>` and `do_<step>` (and the
-logs task beside them); the tasks' options and help are in `ampel_tasks/tasks/`.
+One module per step, named as the step, each with its facts, `decide_<step>`, its
+parts and its act, carried out by the one runner (`runner.py`); the logs task beside
+them; the tasks' options and help are in `ampel_tasks/tasks/`.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def inputs(step: str) -> Tuple[str, ...]:
 
 def evidence(r, step: str, gather, foresees: bool = False):
     """What `step` decides on, read once per run and again after one of its inputs
-    changed (`r.cache["<step> evidence"]`)."""
+    changed (`Run.evidence` under "<step> evidence")."""
     return r.evidence(f"{step} evidence", gather, after=inputs(step), foresees=foresees)
 
 

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import posixpath
 import shlex
-from dataclasses import replace
 
 
 from ..config import console
 from ..facts import envfile, preflight, state
-from ..flow import run as runs
 from ..config.errors import DeployError, Refusal
-from ..flow.plan import Decision, proceed
+from ..flow.plan import Decision, Part
 from ..facts.site import Site
 from . import evidence
-
-
-def db(c, version=None, new_db=False, dry=False):
-    """`invoke db` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_db(r, new_db=new_db)
 
 
 def _db_evidence(r, site):
@@ -91,26 +83,29 @@ def decide_db(r):
     return Decision("db", "skip", f"{ev['reason']}; dryrun.env already has AMPEL_TAG={site.image_tag}")
 
 
-def do_db(r, new_db=False):
-    """Set dryrun.env's values for this version; a new live database when necessary."""
+def parts(r):
+    """The whole step, on the service host; refused before anything is printed when
+    dryrun.env is not there (src makes it)."""
     site = Site(r)
-    s = r.settings
-    host = site.service_host
-    if new_db and not r.options.new_db:  # (a caller's own, not typed: the facts read again)
-        r.options = replace(r.options, new_db=True)
-        r.cache.pop("db evidence", None)
     d = decide_db(r)
     ev = evidence(r, "db", lambda: _db_evidence(r, site))
-    if d is None or ev is None:
-        if not r.dry:
-            raise DeployError(f"on {host.name}: {site.env_file} does not exist; run `invoke src --version {site.version}`")
-        console.step("db", f"set AMPEL_TAG={site.image_tag}, AMPEL_SRC={site.ampel_src} in {site.env_file}; "
-                     f"if a new live database is necessary: mkdir {site.mongo_path}, MONGO_PATH, GROUP_NAME={site.group_name}")
+    if (d is None or ev is None) and not r.dry:
+        raise DeployError(f"on {site.service_host.name}: {site.env_file} does not exist; "
+                          f"run `invoke src --version {site.version}`")
+    doing = "" if ev is not None else (
+        f"set AMPEL_TAG={site.image_tag}, AMPEL_SRC={site.ampel_src} in {site.env_file}; if a new live database "
+        f"is necessary: mkdir {site.mongo_path}, MONGO_PATH, GROUP_NAME={site.group_name}")
+    return [Part(d, "db", doing=doing, site=site, evidence=ev)]
+
+
+def act(r, part: Part) -> None:
+    """dryrun.env's values for this version (a backup kept); a new live database's directory."""
+    site, ev, s = part.site, part.evidence, r.settings
+    host = site.service_host
+    if ev is None:  # (--dry: dryrun.env not there yet)
         host.change(f"mkdir -p {shlex.quote(site.mongo_path)}", user=s.service_user)
         console.command(host.name, f"update {site.env_file}: AMPEL_TAG, AMPEL_SRC[, MONGO_PATH, GROUP_NAME] (backup kept)")
         r.changed.add("db")
-        return
-    if not proceed(r, "db", d):
         return
     if ev["new_db"]:
         r.outcome.new_db = True

@@ -8,16 +8,10 @@ from datetime import datetime, timezone
 from ..facts import build, dockerfile, state
 from ..config import console
 from ..remote import dockerengine
-from ..flow import run as runs
 from ..config.errors import DeployError
-from ..flow.plan import Decision
+from ..facts.site import Target
+from ..flow.plan import Decision, Part
 from ..facts.site import Site
-
-
-def image(c, version=None, force=False, dry=False):
-    """`invoke image` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_image(r, force=force or "image" in r.force)
 
 
 def _image_evidence(r):
@@ -36,9 +30,16 @@ def _image_evidence(r):
     }
 
 
+def image_evidence(r):
+    """The recipe, the repos' commits upstream, this version's, the previous and the
+    running image: read once per run."""
+    return r.evidence("image evidence", lambda: _image_evidence(r))
+
+
 def decide_image(r):
-    """Decision for `image`: the runbook's "Necessary if", from labels and git."""
-    ev = r.evidence("image evidence", lambda: _image_evidence(r))
+    """Decision for `image`: the runbook's "Necessary if", from labels and git. A reuse
+    of the running image as it is fixes the deployment's target (its tag and digest)."""
+    ev = image_evidence(r)
     if ev is None:
         return None
     prefix = r.settings.image["label_prefix"]
@@ -54,9 +55,9 @@ def decide_image(r):
         necessary, reason = build.decide(running["labels"], recipe, found, prefix, diff_for)
         # --force image builds this version's own image: the running one is never overwritten
         if not necessary and "image" not in r.force:
-            r.target.image_tag, r.target.reused_digest = running["tag"], running["digest"]
             return Decision("image", "skip", f"{reason}: the running image {r.settings.image['name']}:{running['tag']} "
-                            f"is reused as it is (AMPEL_TAG stays {running['tag']})", {"reuse": None, "tag": False})
+                            f"is reused as it is (AMPEL_TAG stays {running['tag']})", {"reuse": None, "tag": False},
+                            target=Target(image_tag=running["tag"], reused_digest=running["digest"]))
     if target is not None:
         labels = target.labels or {}
         want = build.labels_for(site.version, recipe, found, prefix, "")
@@ -77,35 +78,35 @@ def decide_image(r):
                     {"reuse": previous, "tag": True})
 
 
-def do_image(r, force=False):
-    """Build the image when decide_image says so, else reuse the previous one."""
-    site = Site(r)
-    d = decide_image(r)
-    if d is not None and d.action == "skip" and not force:
-        return _reuse(r, site, d)
-    reason = "--force" if force else (d.reason if d else "no evidence could be read")
-    # a build is this version's image, never the running one's tag (nor its registry tag or file)
-    r.target.image_tag = r.target.reused_digest = None
-    console.step("image", f"building {site.image_ref} ({reason})")
-    # in --dry, "changed" means "would change": later steps decide on it
-    r.changed.add("image")
-    return _build_labelled(r, site, r.cache.get("image evidence"))
+def announce(r, part: Part) -> str:
+    d = part.decision
+    reason = f"--force image" if "image" in r.force else (d.reason if d else "no evidence could be read")
+    return f"building {Site(r).image_ref} ({reason})"
+
+
+def act(r, part: Part) -> None:
+    """Build this version's image: never the running one's tag (nor its registry tag or file)."""
+    r.target = Target()
+    r.changed.add("image")  # (in --dry, "changed" means "would change": later steps decide on it)
+    _build_labelled(r, Site(r), image_evidence(r))
+
+
+def skipped(r, part: Part) -> None:
+    _reuse(r, Site(r), part.decision)
 
 
 def _reuse(r, site, d):
     """The previous image, tagged for this version when the decision says so; the
-    running image as it is otherwise (None)."""
-    console.skip("image", d.reason)
+    running image as it is otherwise."""
     if d.data["reuse"] is None:  # the running image, as it is
-        return None
+        return
     if d.data["tag"]:
         if r.dry:
             console.command("local", f"docker tag {r.settings.image['name']} {site.image_ref}")
         else:
             d.data["reuse"].tag(r.settings.image["name"], site.version)
             r.changed.add("image")
-    r.done["image"] = d.data["reuse"].id
-    return d.data["reuse"]
+    r.outcome.built_image = d.data["reuse"].id
 
 
 def _build_labelled(r, site, ev):
@@ -113,7 +114,7 @@ def _build_labelled(r, site, ev):
     if ev is None:
         console.command("local", f"docker build --network host -t {site.image_ref} {s.image_dir}  (labelled)")
         console.command("local", f"docker tag {site.image_ref} {name}")
-        return None
+        return
     built = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = build.labels_for(site.version, ev["recipe"], ev["found"], s.image["label_prefix"], built)
     for repo in ev["found"]:
@@ -122,14 +123,13 @@ def _build_labelled(r, site, ev):
         console.command("local", f"docker build --network host --no-cache "
                         f"-t {site.image_ref} {s.image_dir}  (with {len(labels)} labels)")
         console.command("local", f"docker tag {site.image_ref} {name}")
-        return None
+        return
     client = ev["client"]
     img = client.images.get(_build(client, s.image_dir, site.image_ref, labels))
     img.tag(name, site.version)
     img.tag(name, "latest")
     console.note(f"built {img.short_id} as {site.image_ref} and {name}")
-    r.done["image"] = img.id
-    return img
+    r.outcome.built_image = img.id
 
 
 def _build(client, image_dir, ref, labels):

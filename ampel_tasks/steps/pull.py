@@ -15,27 +15,21 @@ from ..remote import dockerengine, registry, registryapi, registrypush, tunnel
 from ..flow import run as runs, runrecord
 from ..facts import space, state
 from ..config.errors import DeployError
-from ..flow.plan import Decision
+from ..flow.plan import Decision, Part
 from ..facts.site import Site
 from . import evidence, inputs
 
 
 def registry_digest(r, site):
     """The digest the registry serves for this version (None when --dry cannot know it)."""
-    if r.done.get("push"):
-        return r.done["push"]
+    if r.outcome.pushed_digest:
+        return r.outcome.pushed_digest
     if r.target.reused_digest:  # the running image: its file is already on the hosts
         return r.target.reused_digest
     reg = r.settings.registry
     if not registryapi.reachable(reg):
         return None
     return registryapi.served_digest(reg["address"], reg["port"], r.settings.image["name"], site.image_tag)
-
-
-def pull(c, version=None, dry=False):
-    """`invoke pull` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_pull(r)
 
 
 def _pull_evidence(r, site):
@@ -139,54 +133,45 @@ def decide_pull(r):
     return Decision("pull", "run", f"{site.image_file} missing or outdated on {', '.join(todo)}{also}", {"hosts": todo})
 
 
-def do_pull(r):
-    """Pull the image file on every host the decision names (every host when it could
-    not decide, or with --force pull), all at once; skip the others."""
+def parts(r):
+    """A part per host with the `pull` role: it pulls where the decision names it (or
+    could not decide: --dry, a digest not known yet), else holds the file already."""
     site = Site(r)
     d = decide_pull(r)
     ev = evidence(r, "pull", lambda: _pull_evidence(r, site)) or {"digest": None, "hosts": {}}
-    digest = ev["digest"]
-    if digest is None and not r.dry:
+    if ev["digest"] is None and not r.dry:
         raise DeployError(f"the registry does not serve {site.pushed_ref}; run `invoke push --version {site.version}`")
-    pulled = _pulled_on(r, site, d)
-    todo = [host for host in site.pull_hosts if host.name in pulled]
-    for host in site.pull_hosts:
-        if host.name not in pulled:
-            _skip(r, site, ev, host)
-    if not todo:
-        return
-    if not r.dry:
-        # a reused image skips push: the registry it is pulled from may be stopped
-        registry.ensure(dockerengine.engine(r), r.settings, False)
-        _require_space(r, site, [h.name for h in todo])
-    runrecord.lock(r)
-    for host in todo:
-        console.step(f"pull {host.name}", f"{site.pushed_ref} -> {site.image_path}")
+    todo = set((d.data or {}).get("hosts", [])) if d is not None and d.action == "run" else set()
+    return [Part(_host_decision(site, ev, host.name, d is None or host.name in todo), f"pull {host.name}", host.name,
+                 doing=f"{site.pushed_ref} -> {site.image_path}", site=site, evidence=ev) for host in site.pull_hosts]
+
+
+def _host_decision(site, ev, host: str, pulls: bool) -> Decision:
+    if pulls:
+        return Decision("pull", "run", f"{site.image_file} missing or outdated on {host}")
+    return Decision("pull", "skip", f"{site.image_path} exists with digest {ev['digest'][:19]}")
+
+
+def skipped(r, part: Part) -> None:
+    """A host holding the image file: what an interrupted pull left beside it goes."""
+    left = part.evidence.get("left", {}).get(part.host)
+    if left:
+        _remove_leftovers(r, part.site, r.host(part.host), left)
+        console.note(f"removed what an interrupted pull left: {', '.join(left)}")
+
+
+def act_together(r, parts) -> None:
+    """Pull on every host that runs, all at once."""
+    site, digest = parts[0].site, parts[0].evidence["digest"]
+    todo = [r.host(p.host) for p in parts]
     if r.dry:
         for host in todo:
             _pull_one(r, site, host, digest)
         return
+    # a reused image skips push: the registry it is pulled from may be stopped
+    registry.ensure(dockerengine.engine(r), r.settings, False)
+    _require_space(r, site, [h.name for h in todo])
     _pull_all(r, site, todo, digest)
-
-
-def _pulled_on(r, site, d) -> set:
-    """The hosts the decision pulls on: those it names, every host when it could not
-    decide (--dry, a digest not known yet) or with --force pull."""
-    if d is None or "pull" in r.force:
-        return {h.name for h in site.pull_hosts}
-    return set((d.data or {}).get("hosts", [])) if d.action == "run" else set()
-
-
-def _skip(r, site, ev, host) -> None:
-    """The skip printed: the host holds the image file with the wanted digest (what an
-    interrupted pull left beside it is removed then)."""
-    digest = ev["digest"]
-    left = ev.get("left", {}).get(host.name)
-    if left:
-        _remove_leftovers(r, site, host, left)
-    also = f"; removed what an interrupted pull left: {', '.join(left)}" if left else ""
-    console.skip(f"pull {host.name}", f"{site.image_path} exists with digest {digest[:19]}{also}")
-    r.row("pull", host.name, "skipped", 0.0)
 
 
 def _pull_all(r, site, todo, digest) -> None:

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from ..config import console
 from ..remote import dockerengine, registry, registryapi, registrypush
-from ..flow import run as runs
 from ..config.errors import DeployError
-from ..flow.plan import Decision
+from ..flow.plan import Decision, Part
 from ..facts.site import Site
 from . import evidence
-
-
-def push(c, version=None, dry=False):
-    """`invoke push` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_push(r)
 
 
 def _push_evidence(r):
@@ -48,17 +41,20 @@ def decide_push(r):
     return Decision("push", "run", f"registry does not have {site.pushed_ref}")
 
 
-def do_push(r):
+def announce(r, part: Part) -> str:
+    site = Site(r)
+    return f"{site.image_ref} -> {site.pushed_ref}"
+
+
+def skipped(r, part: Part) -> None:
+    r.outcome.pushed_digest = part.decision.data["digest"]
+
+
+def act(r, part: Part) -> None:
     """Push to the loopback registry and verify the digest it serves."""
     site = Site(r)
     s = r.settings
     reg = s.registry
-    d = decide_push(r)
-    if d is not None and d.action == "skip" and "push" not in r.force:
-        console.skip("push", d.reason)
-        r.done["push"] = d.data["digest"]
-        return d.data["digest"]
-    console.step("push", f"{site.image_ref} -> {site.pushed_ref}")
     if r.dry:
         r.changed.add("push")
     client = r.evidence("the Docker engine", dockerengine.client)
@@ -66,7 +62,7 @@ def do_push(r):
         console.command("local", registry.run_command(s))
         console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
         console.command("local", f"docker push {site.pushed_ref}")
-        return None
+        return
     registry.ensure(client, s, r.dry)
     img = dockerengine.image_or_none(client, site.image_ref)
     repo = f"{site.registry}/{s.image['name']}"
@@ -75,13 +71,12 @@ def do_push(r):
             raise DeployError(f"image {site.image_ref} does not exist; run `invoke image --version {site.version}`")
         console.command("local", f"docker tag {s.image['name']} {site.pushed_ref}")
         console.command("local", f"docker push {site.pushed_ref}")
-        return None
+        return
     img.tag(repo, site.image_tag)
     digest = registrypush.push(client, repo, site.image_tag, reg["address"], reg["port"])
     served = registryapi.served_digest(reg["address"], reg["port"], s.image["name"], site.image_tag)
     if served != digest:
         raise DeployError(f"registry serves {served} for {site.pushed_ref}, but the push reported {digest}")
     console.note(f"verified: registry serves {site.pushed_ref} as {digest}")
-    r.done["push"] = digest
+    r.outcome.pushed_digest = digest
     r.changed.add("push")
-    return digest

@@ -7,7 +7,6 @@ import posixpath
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -20,16 +19,10 @@ from ..flow import run as runs
 from ..facts.archive import Archive
 from ..config.errors import DeployError
 from ..facts.migrations import ArchiveSchema, Migration
-from ..flow.plan import Decision, proceed
+from ..flow.plan import Decision, Part
 from ..facts.site import Site
 from . import evidence
 from .src import src_evidence
-
-
-def schema(c, version=None, dry=False):
-    """`invoke schema` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_schema(r)
 
 
 @dataclass(frozen=True)
@@ -142,30 +135,36 @@ def _line(m: Migration, state: ArchiveSchema) -> str:
 
 
 
-def do_schema(r, after_start: bool = False):
-    """The pending migrations; when the archive's stack does not run now (a reboot) and
-    `up` follows, after transit's stack has started (`up` calls back, `after_start`)."""
+def parts(r):
+    """transit's part: its pending migrations; when the archive does not run now (a
+    reboot) and `up` follows, deferred until transit's stack has started (`up`'s act
+    then has the runner run this step again, and its evidence is read anew)."""
     if r.settings.archive_host is None:
-        return
+        return []
     site = Site(r, archive=True)
     host = site.stack_host
-    ev = _gather(r, site) if after_start else schema_evidence(r, site)
-    if not after_start and "up" in r.steps and not r.dry and ev is not None and ev.state is None and not ev.new:
-        console.step(f"schema {host.name}", "the archive does not run now: its migrations are read and applied once "
-                                            "transit's stack has started (up)")
+    resumed, r.outcome.schema_deferred = r.outcome.schema_deferred, False
+    ev = _gather(r, site) if resumed else schema_evidence(r, site)
+    label = f"schema {host.name}"
+    if not resumed and "up" in r.steps and not r.dry and ev is not None and ev.state is None and not ev.new:
+        defer = Decision("schema", "run", "the archive does not run now: its migrations are read and applied once "
+                                          "transit's stack has started (up)", {"defer": True})
+        return [Part(defer, label, host.name, site=site, evidence=ev)]
+    return [Part(_decide(site, ev), label, host.name, site=site, evidence=ev)]
+
+
+def act(r, part: Part):
+    """Each pending migration after a backup, in one transaction; the archive's clients
+    on burst restarted when `up` does not follow."""
+    site, ev, d = part.site, part.evidence, part.decision
+    host = site.stack_host
+    if d is not None and d.data.get("defer"):
         r.outcome.schema_deferred = True
-        r.row("schema", host.name, "deferred", 0.0)
-        return
-    d = _decide(site, ev)
-    if not proceed(r, "schema", d, label=f"schema {host.name}"):
-        r.row("schema", host.name, "skipped", 0.0)
-        return
-    t0 = time.time()
+        return "deferred"
     if d is None or ev is None or ev.state is None:
         if r.dry:
             console.note("then: the pending migrations, each after a backup, in one transaction")
-            r.row("schema", host.name, "changed", 0.0)
-            return
+            return "changed"
         raise DeployError(f"the archive's schema on {host.name} cannot be read (is its stack running? `invoke up`)")
     todo = d.data["pending"]
     _confirm(r, todo, ev.state)
@@ -177,7 +176,7 @@ def do_schema(r, after_start: bool = False):
     console.note(f"the archive on {host.name} is at schema {_version(after)} (was {_version(ev.state)})")
     if "up" not in r.steps:
         writers.restart(r, Site(r), (ev.archive.read_secret, ev.archive.write_secret))
-    r.row("schema", host.name, "changed", time.time() - t0)
+    return "changed"
 
 
 def _touched(todo: List[Migration], state: ArchiveSchema) -> List[str]:

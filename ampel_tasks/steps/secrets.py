@@ -11,15 +11,9 @@ import shlex
 from ..config import console
 from ..flow import run as runs
 from ..config.errors import DeployError, Refusal
-from ..flow.plan import Decision, per_host, proceed
+from ..flow.plan import Decision, Part, per_host
 from ..facts.site import stack_sites
 from . import inputs
-
-
-def secrets(c, version=None, dry=False):
-    """`invoke secrets` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_secrets(r)
 
 
 def _local_secrets(local_dir, wanted: dict) -> dict:
@@ -145,41 +139,53 @@ def _decide_on(site, ev):
     return Decision("secrets", "skip", f"all {len(ev['wanted'])} secrets present and unchanged in {site.dryrun_dir}")
 
 
-def do_secrets(r):
-    """On each stack host: copy missing or changed secrets, check owner and modes afterwards."""
-    decide_secrets(r)  # (refuses secrets that would differ between the hosts)
+def parts(r):
+    """A part per stack host (refused first when a secret both hosts use would differ);
+    --force secrets copies every secret the operator holds, changed or not."""
+    decide_secrets(r)
     for site in stack_sites(r):
-        _secrets_on(r, site)
+        ev = secrets_evidence(r, site)
+        label = f"secrets {site.stack_host.name}" if r.settings.archive_host else "secrets"
+        yield Part(_decide_on(site, ev), label, site.stack_host.name, doing=_doing(r, site, ev), site=site, evidence=ev)
 
 
-def _secrets_on(r, site):
-    s = r.settings
-    host = site.stack_host
-    user = s.service_user
-    dryrun = site.dryrun_dir
-    ev = secrets_evidence(r, site)
-    d = _decide_on(site, ev)
-    label = f"secrets {host.name}" if s.archive_host else "secrets"
-    if d is None or ev is None:
-        console.step(label, f"copy the secrets that {site.stack_file} names, where missing or changed, into {dryrun}/secrets (0600, owner {user})")
-        r.row("secrets", host.name, "changed", 0.0)
+def _todo(r, ev) -> list:
+    if "secrets" in r.force:
+        return [(n, rel) for n, rel in ev["wanted"].items() if n in ev["local"]]
+    return ev["todo"]
+
+
+def _doing(r, site, ev) -> str:
+    if ev is None:
+        return (f"copy the secrets that {site.stack_file} names, where missing or changed, into "
+                f"{site.dryrun_dir}/secrets (0600, owner {r.settings.service_user})")
+    return f"copying {', '.join(n for n, _ in _todo(r, ev))} to {site.stack_host.name}:{site.dryrun_dir}"
+
+
+def act(r, part: Part) -> None:
+    """Copy the part's secrets (0600 in a 0700 directory), then check owner and modes."""
+    site, ev, user = part.site, part.evidence, r.settings.service_user
+    host, dryrun = site.stack_host, site.dryrun_dir
+    if ev is None:  # (--dry: what it would copy cannot be read yet)
         return
-    todo = ev["todo"]
-    if "secrets" in r.force:  # copy every secret we hold, changed or not
-        todo = [(n, rel) for n, rel in ev["wanted"].items() if n in ev["local"]]
-    if proceed(r, "secrets", d, f"copying {', '.join(n for n, _ in todo)} to {host.name}:{dryrun}", label=label):
-        host.change(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
-        for name, rel in todo:
-            if rel == "secrets/":
-                continue  # the directory: made 0700 just above
-            target = posixpath.join(dryrun, rel)
-            host.change(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
-            host.write_file(target, ev["local"][name], user=user, mode="0600",
-                            show=f"write {target} (mode 0600, content not shown)")
-        runs.mark_changed(r, "secrets", host.name)
-    r.row("secrets", host.name, "changed" if host.name in r.changed_hosts.get("secrets", ()) else "skipped", 0.0)
-    if r.dry:
+    host.change(f"mkdir -p {shlex.quote(dryrun)} && install -d -m 0700 {shlex.quote(posixpath.join(dryrun, 'secrets'))}", user=user)
+    for name, rel in _todo(r, ev):
+        if rel == "secrets/":
+            continue  # the directory: made 0700 just above
+        target = posixpath.join(dryrun, rel)
+        host.change(f"install -d -m 0700 {shlex.quote(posixpath.dirname(target))}", user=user)
+        host.write_file(target, ev["local"][name], user=user, mode="0600",
+                        show=f"write {target} (mode 0600, content not shown)")
+    runs.mark_changed(r, "secrets", host.name)
+    skipped(r, part)
+
+
+def skipped(r, part: Part) -> None:
+    """Owner and modes of what the host holds, whether copied now or before."""
+    site, ev, user = part.site, part.evidence, r.settings.service_user
+    if r.dry or ev is None:
         return
+    host, dryrun = site.stack_host, site.dryrun_dir
     check = host.read(f"cd {shlex.quote(dryrun)} && stat -c '%U %a %n' secrets {ev['quoted']}", user=user, warn=True)
     for line in check.stdout.splitlines():
         owner, mode, path = line.split(" ", 2)

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
+from pathlib import Path
 
 
 from ..config import console
 from ..flow import run as runs
-from ..facts import sources, state
+from ..facts import dockerfile, sources, state
 from ..config.errors import DeployError
-from ..flow.plan import Decision, per_host, proceed
+from ..flow.plan import Decision, Part, per_host
 from ..facts.site import Site, stack_sites
-
-
-def src(c, version=None, dry=False):
-    """`invoke src` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_src(r)
 
 
 def _src_evidence(r, site):
@@ -53,8 +47,15 @@ def _image_repos(r, site) -> list:
     or reused), else, for an image still to be built, the recipe's clone lines."""
     labels = state.image_labels(r, site)
     repos = list(json.loads(labels.get(f"{r.settings.image['label_prefix']}.repos", "{}") or "{}"))
-    built = r.cache.get("image evidence") or {}
-    return repos or [repo.name for repo in built.get("found", [])]
+    return repos or _recipe_repos(r.settings.image_dir)
+
+
+def _recipe_repos(image_dir) -> list:
+    """The directories under /Ampel the recipe's clone lines make (none without a recipe here)."""
+    recipe = Path(image_dir) / "Dockerfile"
+    if not recipe.is_file():
+        return []
+    return [line.dest.rstrip("/").rsplit("/", 1)[-1] for line in dockerfile.clone_lines(recipe.read_text())]
 
 
 def decide_src(r):
@@ -85,22 +86,20 @@ def _decide_on(r, site):
                                    f"for {site.version}")
 
 
-def do_src(r):
-    """On each stack host: AMPEL_SRC out of the image (once) and repos the image added,
-    as the owner of AMPEL_SRC; then every repo moved to the commit wanted."""
+def parts(r):
+    """A part per stack host, transit first, each decided when it is reached."""
     for site in stack_sites(r):
-        _src_on(r, site)
+        host = site.stack_host
+        d = _decide_on(r, site)
+        yield Part(d, f"src {host.name}" if r.settings.archive_host else "src", host.name,
+                   doing=d.reason if d is not None else f"{site.ampel_src} on {host.name}", site=site)
 
 
-def _src_on(r, site):
-    host = site.stack_host
-    d = _decide_on(r, site)
-    label = f"src {host.name}" if r.settings.archive_host else "src"
-    if not proceed(r, "src", d, d.reason if d is not None else f"{site.ampel_src} on {host.name}", label=label):
-        r.row("src", host.name, "skipped", 0.0)
-        return
-    t0 = time.time()
-    data = d.data if d is not None else {}
+def act(r, part: Part) -> None:
+    """AMPEL_SRC out of the image (once) and repos the image added, as the owner of
+    AMPEL_SRC; then every repo moved to the commit wanted."""
+    site, host = part.site, part.site.stack_host
+    data = part.decision.data if part.decision is not None else {}
     moves, added = data.get("moves", []), data.get("added", [])
     fresh = not (src_evidence(r, site) or {}).get("exists")  # missing, or unknown under --dry
     if fresh:
@@ -115,7 +114,6 @@ def _src_on(r, site):
         moves = _moves_after_copy(r, site, set(added) if not fresh else None)
     _move(r, site, moves)
     runs.mark_changed(r, "src", host.name)
-    r.row("src", host.name, "changed", time.time() - t0)
 
 
 def _moves(r, site, copies) -> list:

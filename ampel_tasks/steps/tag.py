@@ -24,7 +24,7 @@ from ..config import console
 from ..flow import run as runs
 from ..facts import sources, state
 from ..config.errors import DeployError
-from ..flow.plan import Decision, proceed
+from ..flow.plan import Decision, Part
 from ..facts.site import Site
 from . import evidence, inputs
 from .src import follow_tag, src_evidence
@@ -122,26 +122,27 @@ def decide_tag(r):
     return Decision("tag", "run", describe(actions), {"actions": actions})
 
 
-def tag(c, version=None, dry=False):
-    """`invoke tag` (its options and help: ampel_tasks/tasks/)."""
-    do_tag(runs.start(c, version=version, dry=dry))  # (--message: the run's options)
-
-
-def do_tag(r):
-    """Carry out the tag decision: its actions and nothing else."""
+def parts(r):
+    """The whole step, on the service host (with --dry before src made AMPEL_SRC: what it would do)."""
     site = Site(r)
-    s = r.settings
     d = decide_tag(r)
+    if d is None and not r.dry:
+        raise DeployError(f"on {site.service_host.name}: {site.ampel_src} does not exist; "
+                          f"run `invoke src --version {site.version}`")
+    doing = "" if d is not None else (f"commit outstanding changes in {site.ampel_src}/*, tag "
+                                      f"{r.settings.source['tag_pattern'].format(version=site.version, n='<n>')}, push")
+    return [Part(d, "tag", doing=doing, site=site)]
+
+
+def act(r, part: Part) -> None:
+    """Carry out the tag decision: its actions and nothing else."""
+    site, s, d = part.site, r.settings, part.decision
     if d is None:
-        console.step("tag", f"commit outstanding changes in {site.ampel_src}/*, tag "
-                     f"{s.source['tag_pattern'].format(version=site.version, n='<n>')}, push")
-        return
-    if not proceed(r, "tag", d):
         return
     host = site.service_host
     ident = (f"-c user.name={shlex.quote(s.operator)} "
              f"-c user.email={shlex.quote(s.operator + '@' + s.service_host.hostname)}")
-    for a in d.data["actions"]:
+    for a in d.data.get("actions", []):
         for what, cmd in commands(a, f"{site.ampel_src}/{a.repo}", ident):
             res = host.change(cmd, user=site.src_user, warn=True)
             if not res.ok:

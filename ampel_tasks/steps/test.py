@@ -20,9 +20,8 @@ import time
 from ..facts import build, state
 from ..config import console
 from ..remote import dockerengine, registry
-from ..flow import run as runs
 from ..config.errors import DeployError
-from ..flow.plan import Decision
+from ..flow.plan import Decision, Part
 from ..facts.repotests import (
     decide, failure_text, only_changes, planned_commits, recorded_pass, run_all, script, sweep,
 )
@@ -73,8 +72,8 @@ def _image(r, site):
     """The image under test: built or reused here, else pulled from this
     operator's registry by the digest the running deployment records."""
     client = dockerengine.engine(r)
-    if r.done.get("image"):
-        return client, client.images.get(r.done["image"])
+    if r.outcome.built_image:
+        return client, client.images.get(r.outcome.built_image)
     local = dockerengine.image_or_none(client, site.image_ref)
     if local is not None:
         return client, local
@@ -93,23 +92,30 @@ def _image(r, site):
                       "build it here with `--force image`, or deploy with --skip-tests")
 
 
-def do_test(r) -> None:
-    """Run the tests when decide_test says so; a failure stops the run before
-    anything is pushed or changed on a host (no lock is taken)."""
-    site = Site(r)
-    d = decide_test(r)
-    forced = "test" in r.force and not r.options.skip_tests
-    if d is not None and d.action == "skip" and not forced:
-        console.skip("test", d.reason)
-        ev = d.data or {}
-        if r.options.skip_tests or not ev:
-            r.outcome.tests = {"result": "skipped (--skip-tests)", "when": now(), "by": r.settings.operator}
-            return
-        done = recorded_pass(ev["manifests"], ev["image_id"], ev["commits"], ev["same"])
-        r.outcome.tests, r.outcome.image_id = (dict(done["tests"]) if done else None), ev["image_id"]
+def parts(r):
+    """The whole step; --force test does not reach past --skip-tests."""
+    return [Part(decide_test(r), "test", forceable=not r.options.skip_tests)]
+
+
+def skipped(r, part: Part) -> None:
+    """What the manifest records of tests not run: --skip-tests, or the pass recorded before."""
+    ev = part.decision.data or {}
+    if r.options.skip_tests or not ev:
+        r.outcome.tests = {"result": "skipped (--skip-tests)", "when": now(), "by": r.settings.operator}
         return
-    console.step("test", f"each repo's unit tests in {site.image_ref} against the commits that will run")
-    ev = r.cache.get("test evidence")
+    done = recorded_pass(ev["manifests"], ev["image_id"], ev["commits"], ev["same"])
+    r.outcome.tests, r.outcome.image_id = (dict(done["tests"]) if done else None), ev["image_id"]
+
+
+def announce(r, part: Part) -> str:
+    return f"each repo's unit tests in {Site(r).image_ref} against the commits that will run"
+
+
+def act(r, part: Part) -> None:
+    """Run the tests; a failure stops the run before anything is pushed or changed on a
+    host (no lock is taken)."""
+    site = Site(r)
+    ev = part.decision.data if part.decision is not None else None
     if r.dry or ev is None:
         for repo, commit in sorted(((ev or {}).get("commits") or {}).items()):
             console.command("local", f"docker run --rm --network none -v <{repo} at {commit[:10]}>:/src/{repo}:ro "
@@ -128,9 +134,3 @@ def do_test(r) -> None:
     r.outcome.tests = {"result": "passed", "image_id": image.id, "commits": ev["commits"], "when": now(),
                         "summary": {o.repo: o.summary for o in outcomes}}
     r.outcome.image_id = image.id
-
-
-def test(c, version=None, dry=False):
-    """`invoke test` (its options and help: ampel_tasks/tasks/)."""
-    r = runs.start(c, version=version, dry=dry)
-    do_test(r)

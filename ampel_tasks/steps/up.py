@@ -3,22 +3,16 @@ archive first, then burst), each followed by its health gate."""
 from __future__ import annotations
 
 import shlex
-import time
 
 
 from ..config import console
 from ..facts import health, preflight, stackinputs, state
 from ..flow import run as runs
 from ..config.errors import DeployError
-from ..flow.plan import Decision, per_host, proceed
+from ..flow.plan import Decision, Part, per_host
 from ..facts.site import stack_sites
 from . import inputs
-from .schema import do_schema, record_initialised
-
-
-def up(c, version=None, dry=False):
-    """`invoke up` (its options and help: ampel_tasks/tasks/)."""
-    do_up(runs.start(c, version=version, dry=dry))  # (--new-archive and --same: the run's options)
+from .schema import record_initialised
 
 
 def decide_up(r):
@@ -74,11 +68,20 @@ def archive_evidence(r, site):
     return r.evidence(f"up evidence {site.stack_host.name}", lambda: stackinputs.gather(r, site), after=inputs("up"))
 
 
-def do_up(r):
-    """deploy/up and the gate on each stack host that needs it, transit first; the
-    archive's schema and size for the manifest, where transit was not restarted."""
+def parts(r):
+    """A part per stack host, transit first, each decided when it is reached (burst's
+    after transit's start: a migration applied then redeploys burst); --force up does
+    not reach transit, whose stack restarts only for a change of its own."""
+    s = r.settings
     for site in stack_sites(r):
-        _up_on(r, site)
+        host = site.stack_host
+        d = None if _redeploy_forced(r, site) else _decide_on(r, site)
+        yield Part(d, f"up {host.name}" if s.archive_host else "up", host.name, forceable=not site.archive,
+                   doing=f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}", site=site)
+
+
+def finish(r) -> None:
+    """The archive's schema and size for the manifest, where transit was not restarted."""
     if "up" in r.changed and not r.dry and r.outcome.archive is None:
         for site in stack_sites(r)[:-1]:  # (transit's, not restarted: what the decision read)
             ev = archive_evidence(r, site)
@@ -98,15 +101,10 @@ def _redeploy_forced(r, site) -> bool:
                                      or "schema" in r.changed)  # (its clients read the archive's schema at start)
 
 
-def _up_on(r, site) -> None:
-    s, host = r.settings, site.stack_host
-    d = None if _redeploy_forced(r, site) else _decide_on(r, site)
-    what = f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}"
-    # (--force up redeploys burst: transit's stack restarts only for a change of its own)
-    if not proceed(r, "up", d, what, label=f"up {host.name}" if s.archive_host else "up", forceable=not site.archive):
-        r.row("up", host.name, "skipped", 0.0)
-        return
-    t0 = time.time()
+def act(r, part: Part) -> None:
+    """deploy/up and the health gate on the part's host; on transit, what its stack
+    started from recorded, a new archive's ledger, the migrations deferred to now."""
+    site, d = part.site, part.decision
     if site.archive:
         stackinputs.prepare(r, site, (d.data if d is not None else {}).get("inputs"))
     preflight.require(r, site)
@@ -114,7 +112,6 @@ def _up_on(r, site) -> None:
     if r.dry:
         console.note("then: the health gate (services, replicas, ports, logs"
                      + (", a query as the archive's read user)" if site.archive else ")"))
-        r.row("up", host.name, "changed", 0.0)
         return
     health.gate(r, site)
     if site.archive:
@@ -123,9 +120,7 @@ def _up_on(r, site) -> None:
         if ev is not None and ev.path.state != "cluster":
             record_initialised(r, site, ev.archive)
         if r.outcome.schema_deferred:
-            r.outcome.schema_deferred = False
-            do_schema(r, after_start=True)
-    r.row("up", host.name, "changed", time.time() - t0)
+            part.then = "schema"
 
 
 def _deploy_up(r, site) -> None:

@@ -40,9 +40,9 @@ def image(c, version=None, force=False, dry=False, verbose=False):
     The deploy keys live only in the Dockerfile's clone stage, which is never
     tagged or pushed.
     """
-    from ..steps import image as owner
+    from ..steps import runner
 
-    return owner.image(c, version=version, force=force, dry=dry)
+    return runner.task(c, "image", version=version, dry=dry, force=("image",) if force else ())
 
 
 @task(help={**STEP_HELP, "skip_tests": SKIP_TESTS_HELP})
@@ -56,9 +56,9 @@ def test(c, version=None, skip_tests=False, dry=False, verbose=False):
     (ampel.tests.command). Skipped when these tests already passed for this
     image and these commits (recorded in the manifests on the service host).
     """
-    from ..steps import test as owner
+    from ..steps import runner
 
-    return owner.test(c, version=version, dry=dry)
+    return runner.task(c, "test", version=version, dry=dry)
 
 
 @task(help={**STEP_HELP, "skip_tests": SKIP_TESTS_HELP})
@@ -74,6 +74,6 @@ def push(c, version=None, dry=False, verbose=False, skip_tests=False):
     progress, and checks the digest the registry serves. Skips when the registry
     already has the image's digest.
     """
-    from ..steps import push as owner
+    from ..steps import runner
 
-    return owner.push(c, version=version, dry=dry)
+    return runner.task(c, "push", version=version, dry=dry)

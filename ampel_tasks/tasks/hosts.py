@@ -16,9 +16,9 @@ def pull(c, version=None, dry=False, verbose=False):
     complete, with the registry digest recorded beside it. A host whose image
     file already has that digest is skipped.
     """
-    from ..steps import pull as owner
+    from ..steps import runner
 
-    return owner.pull(c, version=version, dry=dry)
+    return runner.task(c, "pull", version=version, dry=dry)
 
 
 @task(help=STEP_HELP)
@@ -30,9 +30,9 @@ def src(c, version=None, dry=False, verbose=False):
     repo to the commit wanted for the version. An existing source tree is never
     overwritten, and work in a copy is never moved away.
     """
-    from ..steps import src as owner
+    from ..steps import runner
 
-    return owner.src(c, version=version, dry=dry)
+    return runner.task(c, "src", version=version, dry=dry)
 
 
 @task(help={
@@ -50,9 +50,9 @@ def db(c, version=None, new_db=False, dry=False, verbose=False):
     temporary file, keeps dryrun.env.bak-<timestamp> and renames. A database
     directory is never deleted.
     """
-    from ..steps import db as owner
+    from ..steps import runner
 
-    return owner.db(c, version=version, new_db=new_db, dry=dry)
+    return runner.task(c, "db", version=version, dry=dry)
 
 
 @task(help={
@@ -67,9 +67,9 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
     needs --message. The branch is pushed only as a fast-forward; pushes go to
     ampel.source.push_url. Copies that are clean and tagged are skipped.
     """
-    from ..steps import tag as owner
+    from ..steps import runner
 
-    return owner.tag(c, version=version, dry=dry)
+    return runner.task(c, "tag", version=version, dry=dry)
 
 
 @task(help=STEP_HELP)
@@ -83,9 +83,9 @@ def secrets(c, version=None, dry=False, verbose=False):
     same value on both (the archive's passwords). Values are never printed nor put
     on a command line.
     """
-    from ..steps import secrets as owner
+    from ..steps import runner
 
-    return owner.secrets(c, version=version, dry=dry)
+    return runner.task(c, "secrets", version=version, dry=dry)
 
 
 @task(help={**STEP_HELP, "yes": "apply a migration that rewrites a table without asking (the plan shows its cost)"})
@@ -100,9 +100,9 @@ def schema(c, version=None, yes=False, dry=False, verbose=False):
     writers on burst start again to see the new schema (a burst `up` in a deploy).
     A migration that rewrites a table asks first (or --yes); a downgrade is refused.
     """
-    from ..steps import schema as owner
+    from ..steps import runner
 
-    return owner.schema(c, version=version, dry=dry)
+    return runner.task(c, "schema", version=version, dry=dry)
 
 
 @task(help={
@@ -124,9 +124,9 @@ def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False)
     lines; nothing is stopped, so the evidence stays for inspection. --force up
     redeploys burst; transit's stack restarts only for a change of its own.
     """
-    from ..steps import up as owner
+    from ..steps import runner
 
-    return owner.up(c, version=version, dry=dry)
+    return runner.task(c, "up", version=version, dry=dry)
 
 
 @task(
