@@ -1,5 +1,9 @@
-"""prune's decisions (pure): what is kept, what may go, and why."""
-from ampel_tasks.operations.prune import image_files, image_tags, kept_manifests, parse_sizes, source_trees, tree_glob
+"""prune's decisions (pure): what is kept, what may go, and why; its reads of sizes
+(a command and the parser of its output)."""
+import subprocess
+
+from ampel_tasks.facts import sizes
+from ampel_tasks.operations.prune import image_files, image_tags, kept_manifests, source_trees, tree_glob
 
 
 def m(version, result="ok", tag=None, src="/home/ampel/Ampel-v0.3", started="2026"):
@@ -61,5 +65,28 @@ def test_trees_are_globbed_only_when_the_last_part_alone_varies():
 
 
 def test_sizes_from_stat_and_du():
-    assert parse_sizes("125829120 ampel-v0.3.5.simg\n4096\t/home/ampel/Ampel-v0.3\n\n") == {
+    assert sizes.parse("125829120 ampel-v0.3.5.simg\n4096\t/home/ampel/Ampel-v0.3\n\n") == {
         "ampel-v0.3.5.simg": 125829120, "/home/ampel/Ampel-v0.3": 4096}
+
+
+def test_the_size_commands_are_the_ones_sent():
+    assert sizes.files_command("/data/ampel/singularity", "ampel-*.simg") == (
+        "cd /data/ampel/singularity 2>/dev/null && for f in ampel-*.simg; do [ -f \"$f\" ] && stat -c '%s %n' \"$f\"; "
+        "done; true")
+    assert sizes.directories_command("'/data/ampel/mongo live'/*") == (
+        "for d in '/data/ampel/mongo live'/*; do [ -d \"$d\" ] && du -sb \"$d\"; done; true")
+    assert sizes.stat_command(["/tmp/a b.log", "/tmp/c"]) == "stat -c '%s %n' '/tmp/a b.log' /tmp/c 2>/dev/null"
+
+
+def test_what_the_size_commands_print_is_what_the_parser_reads(tmp_path):
+    """The commands run by a real shell over a real tree (names with a space too)."""
+    (tmp_path / "ampel-v0.3.5.simg").write_bytes(b"x" * 1000)
+    (tmp_path / "ampel-v0.3.6.simg").write_bytes(b"x" * 10)
+    (tmp_path / "other.txt").write_bytes(b"x")
+    (tmp_path / "Ampel v0.3").mkdir()
+    run = lambda cmd: subprocess.run(["bash", "-c", cmd], capture_output=True, text=True).stdout
+    assert sizes.parse(run(sizes.files_command(str(tmp_path), "ampel-*.simg"))) == {
+        "ampel-v0.3.5.simg": 1000, "ampel-v0.3.6.simg": 10}
+    assert set(sizes.parse(run(sizes.directories_command(f"'{tmp_path}'/Ampel*")))) == {f"{tmp_path}/Ampel v0.3"}
+    assert sizes.parse(run(sizes.stat_command([str(tmp_path / "other.txt"), str(tmp_path / "gone")]))) == {
+        str(tmp_path / "other.txt"): 1}

@@ -15,12 +15,11 @@ whole wait. Nothing is stopped on failure.
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from typing import Dict, List
 
 from ..config import console
-from . import envfile, replicas, stacklist, state
+from . import envfile, replicas, sizes, stacklist, stackpoll, state
 from ..config.errors import DeployError
 
 
@@ -106,55 +105,34 @@ class Poller:
     def start_at_end(self) -> None:
         """Read only what the replicas write from now on (their files were not truncated)."""
         files = {self.log_file(inst, src): key for key in self.offsets for inst, src in [key]}
-        res = self.site.stack_host.read("stat -c '%s %n' " + " ".join(shlex.quote(f) for f in files) + " 2>/dev/null",
-                                        user=self.r.settings.service_user, warn=True)
-        for line in res.stdout.splitlines():
-            size, _, name = line.partition(" ")
-            if name in files and size.isdigit():
-                self.offsets[files[name]] = int(size)
+        res = self.site.stack_host.read(sizes.stat_command(files), user=self.r.settings.service_user, warn=True)
+        for name, size in sizes.parse(res.stdout).items():
+            if name in files:
+                self.offsets[files[name]] = size
 
     def log_file(self, inst: str, source: str) -> str:
         s = self.r.settings
         return s.paths["replica_log"].format(user=s.service_user, instance=inst, source=source)
 
-    def script(self) -> str:
-        s = self.r.settings
-        limit = int(s.health["max_bytes"])
-        parts = [replicas.command(s.service_user, s.paths["replica_log"]), "echo @@PORTS"]
-        for p in self.ports:
-            parts.append(f"(timeout 2 bash -c '</dev/tcp/127.0.0.1/{int(p)}' 2>/dev/null && echo {int(p)} ok || echo {int(p)} no)")
-        for (inst, src), off in self.offsets.items():
-            f = shlex.quote(self.log_file(inst, src))
-            parts.append(
-                f"n=$(stat -c %s {f} 2>/dev/null || echo 0); echo \"@@F {inst} {src} $n\"; "
-                f"if [ \"$n\" -gt {off} ]; then tail -c +{off + 1} {f} | head -c {limit}; fi; echo")
-        return "; ".join(parts)
-
     def poll(self):
         """(the replicas' processes, {port: answers}, new log lines)."""
         s = self.r.settings
-        res = self.site.stack_host.read(self.script(), user=s.service_user, warn=True)
-        head, _, rest = res.stdout.partition("@@PORTS")
-        now = replicas.parse(head, s.service_user, s.paths["replica_log"])
-        port_text, *files = rest.split("@@F ")
-        ports_ok = {int(p): ok == "ok" for p, ok in (l.split() for l in port_text.splitlines() if len(l.split()) == 2)}
-        lines = []
-        for chunk in files:
-            header, _, body = chunk.partition("\n")
-            lines += self._consume(header.split(), body[:-1] if body.endswith("\n") else body)
-        return now, ports_ok, lines
+        user, log, limit = s.service_user, s.paths["replica_log"], int(s.health["max_bytes"])
+        res = self.site.stack_host.read(stackpoll.command(user, log, self.ports, self.offsets, limit), user=user, warn=True)
+        got = stackpoll.parse(res.stdout, user, log)
+        lines = [line for tail in got.files for line in self._consume(tail, limit)]
+        return got.replicas, got.ports, lines
 
-    def _consume(self, header, body: str):
-        inst, src, size = header[0], header[1], int(header[2])
-        off = self.offsets.get((inst, src), 0)
-        if size < off:  # truncated by a deploy of that replica: start again
+    def _consume(self, tail: stackpoll.FileTail, limit: int):
+        key = (tail.instance, tail.source)
+        off = self.offsets.get(key, 0)
+        if tail.size < off:  # truncated by a deploy of that replica: start again
             off = 0
-        data = body.encode(errors="replace")
-        limit = int(self.r.settings.health["max_bytes"])
+        data = tail.text.encode(errors="replace")
         lines, used = stacklist.split_new_text(data, len(data) >= limit)
-        self.offsets[(inst, src)] = off + used
-        svc, rep = self.instances[inst]
-        return stacklist.lines_with_source(svc, rep, src, lines)
+        self.offsets[key] = off + used
+        svc, rep = self.instances[tail.instance]
+        return stacklist.lines_with_source(svc, rep, tail.source, lines)
 
 
 def starting(want: dict, running: dict, stable: float) -> list:

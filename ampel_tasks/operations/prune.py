@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 from ..config import console
 from ..remote import dockerengine, registryapi
 from ..flow import run as runs
-from ..facts import stackinputs, state
+from ..facts import sizes, stackinputs, state
 from ..config.errors import DeployError
 from ..facts.site import Site
 from ..facts.sources import gather
@@ -118,22 +118,10 @@ def size_text(n: Optional[int]) -> str:
     return "?" if n is None else f"{n / 2**20:.1f} MiB"
 
 
-def parse_sizes(text: str) -> Dict[str, int]:
-    """'SIZE PATH' lines (stat -c '%s %n', du -sb) -> {path: size} (pure)."""
-    out = {}
-    for line in text.splitlines():
-        size, _, path = line.strip().partition(" ")
-        if not path:
-            size, _, path = line.strip().partition("\t")
-        if size.isdigit() and path.strip():
-            out[path.strip()] = int(size)
-    return out
-
-
 # -- facts (read-only, also under --dry) --------------------------------------
 def _sizes(host, cmd: str, user) -> Dict[str, int]:
     res = host.fact(cmd, user=user)
-    return parse_sizes(res.stdout) if res is not None and res.ok else {}
+    return sizes.parse(res.stdout) if res is not None and res.ok else {}
 
 
 def _work_in(r, host, tree: str, user) -> str:
@@ -176,14 +164,13 @@ def inventory(r, keep_n: int) -> dict:
     for h in s.hosts_with("pull"):
         host = r.host(h.name)
         d = s.paths["singularity_dir"]
-        files = _sizes(host, f"cd {shlex.quote(d)} 2>/dev/null && for f in {image_glob}; do [ -f \"$f\" ] && "
-                             f"stat -c '%s %n' \"$f\"; done; true", s.service_user)
+        files = _sizes(host, sizes.files_command(d, image_glob), s.service_user)
         items += image_files(h.name, files, keep, current)
     host = r.host(s.service_host.name)
     pattern = tree_glob(s.paths["ampel_src"])
     src_user = Site(r).src_user
     if pattern:
-        trees = _sizes(host, f"for d in {pattern}; do [ -d \"$d\" ] && du -sb \"$d\"; done; true", src_user)
+        trees = _sizes(host, sizes.directories_command(pattern), src_user)
         kept_paths = {m.get("ampel_src") for m in keep}
         work = {t: w for t in trees if t not in kept_paths for w in [_work_in(r, host, t, src_user)] if w}
         items += [Item(i.kind, host.name, i.name, i.size, i.remove, i.reason)
@@ -191,8 +178,7 @@ def inventory(r, keep_n: int) -> dict:
     items += image_tags("local image", "local", _local_tags(r), keep, current)
     items += image_tags("registry tag", "registry", _registry_tags(r), keep, current)
     live = s.paths["mongo_live_dir"]
-    databases = _sizes(host, f"for d in {shlex.quote(live)}/*; do [ -d \"$d\" ] && du -sb \"$d\"; done; true",
-                       s.service_user)
+    databases = _sizes(host, sizes.directories_command(f"{shlex.quote(live)}/*"), s.service_user)
     databases.update({f"{h}:{p}": n for h, p, n in stackinputs.archive_size(r)})
     return {"current": current, "keep": list(dict.fromkeys(m.get("version") for m in keep)), "items": items,
             "databases": databases, "tree_pattern": pattern}
