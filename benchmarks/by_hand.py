@@ -68,12 +68,14 @@ def main():
 
 
 TRACE = re.compile(r"^trace: \[(\w+)\] ([\d.]+)s exit -?\d+: (.*)$")
+AHEAD = re.compile(r"^trace: \[(\w+)\] read ahead, exit -?\d+: ")
 
 
 def profile(deploy: list) -> dict:
     """Where one no-op deploy's time goes: the whole run, Python's start (bare `invoke
-    --version`), and per host the commands and their seconds (AMPEL_TASKS_TRACE); the
-    hosts' commands run side by side with the local reads, so the parts overlap."""
+    --version`), and per host the commands sent and their seconds, and the reads answered
+    from the batch sent ahead (AMPEL_TASKS_TRACE); the hosts' commands run side by side
+    with the local reads, so the parts overlap."""
     start = timed(["invoke", "--version"])[0]
     os.environ["AMPEL_TASKS_TRACE"] = "1"
     try:
@@ -82,6 +84,10 @@ def profile(deploy: list) -> dict:
         del os.environ["AMPEL_TASKS_TRACE"]
     hosts, slowest = {}, []
     for line in p.stderr.splitlines():
+        ahead = AHEAD.match(line)
+        if ahead:
+            h = hosts.setdefault(ahead.group(1), {"commands": 0, "seconds": 0.0})
+            h["read_ahead"] = h.get("read_ahead", 0) + 1
         m = TRACE.match(line)
         if m:
             host, seconds, command = m.group(1), float(m.group(2)), m.group(3)

@@ -62,8 +62,10 @@ def _profile(p) -> list:
            f"One traced run (`AMPEL_TASKS_TRACE=1`): {p['wall_s']:g} s in all; Python and invoke start in "
            f"{p['python_start_s']:g} s (bare `invoke --version`). The plan reads the local facts (git remotes and "
            "mirrors, the engine, the registry) and transit's facts on threads of their own, burst's on the main "
-           "thread, so these overlap:", "", "| host | commands | seconds (sum) |", "|---|---:|---:|"]
-    out += [f"| {h} | {v['commands']} | {v['seconds']:g} |" for h, v in sorted(p["hosts"].items())]
+           "thread, so these overlap. Each host's connection opens with the reads the last plan asked of it sent as one "
+           "command (its reads side by side there); a read asked again is answered from it:", "",
+           "| host | commands sent | seconds (sum) | reads answered from the batch |", "|---|---:|---:|---:|"]
+    out += [f"| {h} | {v['commands']} | {v['seconds']:g} | {v.get('read_ahead', 0)} |" for h, v in sorted(p["hosts"].items())]
     out += ["", "The slowest commands:", ""]
     out += [f"- {c['host']}, {c['seconds']:g} s: `{c['command']}`" for c in p["slowest"]]
     return out

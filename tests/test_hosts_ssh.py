@@ -204,3 +204,73 @@ def test_every_command_says_whether_it_changes_the_host(burst, capsys):
         host.run("cat /etc/hostname")
     assert host.read("echo read under --dry").stdout == "read under --dry\n"
     assert host.change("touch /nonexistent/x").stdout == "" and "$ touch /nonexistent/x" in capsys.readouterr().out
+
+
+def remote_commands(log):
+    return [c[c.index("--") + 1] for c in calls(log) if "--" in c]
+
+
+def test_reads_sent_ahead_come_back_in_one_command_and_each_is_served_once(burst, tmp_path):
+    r, log = burst
+    (tmp_path / "env").write_text("AMPEL_TAG=v0.3.5\nä\n")
+    host = r.host("burst")
+    reads = [("ampel", f"cat {tmp_path}/env"), (None, "echo out; echo err >&2; exit 3"), ("ampel", "printf ''")]
+    host.connection()
+    before = len(remote_commands(log))
+    host.prefetch(reads)
+    assert len(remote_commands(log)) == before + 1, "one command for every read"
+    assert host.read(f"cat {tmp_path}/env", user="ampel").stdout == "AMPEL_TAG=v0.3.5\nä\n"
+    failed = host.run("echo out; echo err >&2; exit 3", mutating=False, warn=True)
+    assert (failed.stdout, failed.stderr, failed.exited) == ("out\n", "err\n", 3)
+    assert host.read("printf ''", user="ampel").stdout == ""
+    assert len(remote_commands(log)) == before + 1
+    (tmp_path / "env").write_text("AMPEL_TAG=v0.3.6\n")
+    assert host.read(f"cat {tmp_path}/env", user="ampel").stdout == "AMPEL_TAG=v0.3.6\n", "served once: asked again, read again"
+
+
+def test_a_change_to_the_host_drops_what_was_read_ahead(burst, tmp_path):
+    r, log = burst
+    (tmp_path / "f").write_text("before\n")
+    host = r.host("burst")
+    host.prefetch([(None, f"cat {tmp_path}/f")])
+    host.change(f"echo after > {tmp_path}/f")
+    assert host.read(f"cat {tmp_path}/f").stdout == "after\n"
+
+
+def test_a_read_asked_while_its_batch_is_under_way_waits_for_it(burst, tmp_path):
+    r, log = burst
+    host = r.host("burst")
+    read = (None, f"sleep 0.5; cat {tmp_path}/f")
+    (tmp_path / "f").write_text("from the batch\n")
+    host.expect([read])
+    t = threading.Thread(target=host.prefetch, args=([read],))
+    t.start()
+    got = host.read(read[1]).stdout
+    t.join()
+    assert got == "from the batch\n" and sum("sleep 0.5" in c for c in remote_commands(log)) == 1
+
+
+def test_a_failed_batch_serves_nothing_and_each_read_goes_on_its_own(burst, monkeypatch):
+    r, log = burst
+    host = r.host("burst")
+    monkeypatch.setenv("FAKE_SSH_LOGIN_ERROR", "Permission denied (gssapi-with-mic)")
+    host.expect([(None, "echo hi")])
+    host.prefetch([(None, "echo hi")])  # (the login fails: nothing fetched, nobody left waiting)
+    monkeypatch.delenv("FAKE_SSH_LOGIN_ERROR")
+    host.unreachable = None
+    assert host.read("echo hi").stdout == "hi\n"
+
+
+def test_the_batch_runs_its_reads_side_by_side(tmp_path):
+    """The batch script in a real shell: the first read waits for a file the last one
+    makes, so it ends only if they run at once; outputs and exit codes kept apart."""
+    import subprocess
+
+    from ampel_tasks.remote import readbatch
+
+    flag = tmp_path / "flag"
+    cmds = [f"for i in $(seq 100); do [ -e {flag} ] && break; sleep 0.05; done; cat {flag}",
+            "printf 'two\\nlines'; exit 1", f"echo made > {flag}"]
+    out = subprocess.run(["sh", "-c", readbatch.script(cmds)], capture_output=True, text=True, timeout=30).stdout
+    got = readbatch.parse(out)
+    assert [(g.stdout, g.exited) for g in (got[0], got[1], got[2])] == [("made\n", 0), ("two\nlines", 1), ("", 0)]

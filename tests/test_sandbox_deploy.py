@@ -85,11 +85,16 @@ def test_redeploy_skips_every_step_with_one_connection_per_host(deployed):
     assert all(s["action"] == "skip" and s["reason"] for s in plan["steps"]), plan
     mid = {h: accepted(sandbox, h) for h in ("burst", "transit")}
     assert mid == {h: before[h] + 1 for h in before}, "plan must use one SSH connection per host"
-    p = tool("deploy", "--version", "v0.3.5", "--yes", check=True)
+    p = tool("deploy", "--version", "v0.3.5", "--yes", check=True, env={"AMPEL_TASKS_TRACE": "1"})
     assert "v0.3.5 is up to date; nothing to do" in p.stdout
     assert "Stopping" not in p.stdout
     after = {h: accepted(sandbox, h) for h in ("burst", "transit")}
     assert after == {h: mid[h] + 1 for h in mid}, "deploy must use one SSH connection per host"
+    # the reads the plan before asked went ahead as one command per host, and answered
+    for h in ("burst", "transit"):
+        batches = re.findall(rf"^trace: \[{h}\] [\d.]+s exit 0: (\d+) reads at once$", p.stderr, re.M)
+        served = re.findall(rf"^trace: \[{h}\] read ahead, exit", p.stderr, re.M)
+        assert len(batches) == 1 and len(served) >= 5 and len(served) >= int(batches[0]) // 2, (h, p.stderr[-3000:])
 
 
 def test_status_and_history_name_the_running_version(deployed):

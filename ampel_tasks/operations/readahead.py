@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Callable, List
 
 from ..facts.site import stack_sites
+from ..remote import readbatch
 from ..steps import pull, push, runner, schema, secrets, src, test, up
 
 
@@ -41,19 +42,38 @@ def _each(reads: List[Callable]) -> None:
 @contextmanager
 def reading(r):
     """Within the block, the plan's reads go on (the image's decision and burst's reads
-    are done when it starts)."""
+    are done when it starts). Each host's connection opens with the reads the last plan
+    asked of it sent in one command; this plan's reads are kept for the next."""
     sites = stack_sites(r)
-    threads = _side_by_side([lambda site=site: site.stack_host.connection() for site in sites], wait=False)
+    hosts = [site.stack_host for site in sites]
+    batches = {h.name: readbatch.load(h.spec.hostname) for h in hosts}
+    for h in hosts:
+        h.record_reads()
+        h.expect(batches[h.name])
+    threads = _side_by_side([lambda h=h: _open(h, batches[h.name]) for h in hosts], wait=False)
     _each([lambda: runner.decide(r, "image")])  # (its target: what the reads after it are for)
     lanes = [local_reads(r)] + [host_reads(r, s) for s in sites if s.archive]
     threads += _side_by_side([lambda lane=lane: _each(lane) for lane in lanes], wait=False)
     for site in sites:
         if not site.archive:
             _each(host_reads(r, site))
-    yield
-    for t in threads:
-        t.join()
+    try:
+        yield
+    finally:
+        for t in threads:
+            t.join()
+        for h in hosts:
+            h.drop_fetched()  # (served to this plan only: later reads are fresh)
+    for h in hosts:
+        readbatch.save(h.spec.hostname, h.recorded_reads())
 
+
+def _open(host, batch) -> None:
+    """The host's connection, then the reads the last plan asked of it, in one command."""
+    try:
+        host.connection()
+    finally:
+        host.prefetch(batch)  # (no connection: it serves nothing, and the readers waiting go on)
 
 def _side_by_side(reads: List[Callable], wait: bool = True) -> list:
     """Each read on a thread of its own; joined unless `wait` is False (then returned)."""

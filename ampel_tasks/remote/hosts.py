@@ -16,10 +16,10 @@ import shlex
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 from ..config import console
-from . import ssh
+from . import readbatch, ssh
 from ..config.errors import DeployError
 from .processes import Result, execute
 from ..config.settings import HostSettings, Settings
@@ -81,6 +81,12 @@ class Host:
         self._master: Optional[ssh.Master] = None
         self.unreachable: Optional[str] = None
         self._lock = threading.Lock()
+        # reads sent ahead in one command (prefetch): their answers, each served once
+        self._fetched: Dict[readbatch.Read, Result] = {}
+        self._pending: set = set()
+        self._ready = threading.Event()
+        self._ready.set()
+        self._asked: Optional[List[readbatch.Read]] = None  # the reads asked while recording
 
     @property
     def where(self) -> str:
@@ -128,10 +134,22 @@ class Host:
         if self.dry and mutating:
             console.command(self.name, show or cmd, user)
             return DRY_RESULT
+        _record(self.spec.hostname, as_user(cmd, user, self.settings.preamble), data)
+        plain = data is None and not stream and on_line is None and shield is None
+        answer = self._answered((user, cmd)) if plain and not mutating else None
+        if mutating:
+            self.drop_fetched()
+        if answer is not None:
+            if os.environ.get("AMPEL_TASKS_TRACE"):
+                print(f"trace: [{self.name}] read ahead, exit {answer.exited}: {console.redact(show or cmd)[:150]}",
+                      file=sys.stderr, flush=True)
+            return self._checked(answer, show or cmd, user, warn)
+        return self._checked(self._send(cmd, user, show, data, stream, prefix, on_line, shield), show or cmd, user, warn)
+
+    def _send(self, cmd, user, show, data, stream, prefix, on_line, shield) -> Result:
         master = self.connection()
         remote = as_user(cmd, user, self.settings.preamble)
         argv = ssh.remote_argv(master, remote)
-        _record(self.spec.hostname, remote, data)
         printer = (lambda line: console.detail(prefix + line)) if stream else None
         t0 = time.time()
         result = execute(argv, data, on_line or printer, printer, shield)
@@ -141,9 +159,59 @@ class Host:
         if os.environ.get("AMPEL_TASKS_TRACE"):
             print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {result.exited}: "
                   f"{console.redact(show or cmd)[:150]}", file=sys.stderr, flush=True)
-        if not result.ok and (not warn or result.exited in (127, PREAMBLE_FAILED)):
-            raise DeployError(failure_detail(self.name, show or cmd, result, self.settings.preamble, user))
         return result
+
+    def _checked(self, result: Result, shown: str, user, warn: bool) -> Result:
+        if not result.ok and (not warn or result.exited in (127, PREAMBLE_FAILED)):
+            raise DeployError(failure_detail(self.name, shown, result, self.settings.preamble, user))
+        return result
+
+    # -- reads sent ahead in one command ----------------------------------------
+    def expect(self, reads: List[readbatch.Read]) -> None:
+        """`reads` will come in one batch (`prefetch`): until it has, a read among them waits for it."""
+        with self._lock:
+            self._pending = set(reads)
+            if reads:
+                self._ready.clear()
+
+    def prefetch(self, reads: List[readbatch.Read]) -> None:
+        """Send `reads` in one command; each answer is served once to the same read
+        (command and user) asked next, until the host is changed or `drop_fetched`.
+        A batch that fails serves nothing: every read then goes on its own."""
+        try:
+            if reads:
+                res = self._send(readbatch.script([as_user(c, u, self.settings.preamble) for u, c in reads]),
+                                 None, f"{len(reads)} reads at once", None, False, "", None, None)
+                answers = readbatch.parse(res.stdout) if res.exited == 0 else {}
+                with self._lock:
+                    self._fetched = {reads[i]: a for i, a in answers.items() if i < len(reads)}
+        except DeployError:
+            pass  # (each read, on its own, says what is wrong)
+        finally:
+            with self._lock:
+                self._pending = set()
+            self._ready.set()
+
+    def record_reads(self) -> None:
+        """From now on, keep the reads asked (`recorded_reads`)."""
+        self._asked = []
+
+    def recorded_reads(self) -> List[readbatch.Read]:
+        asked, self._asked = self._asked or [], None
+        return asked
+
+    def _answered(self, read: readbatch.Read) -> Optional[Result]:
+        if self._asked is not None:
+            self._asked.append(read)
+        if read in self._pending:
+            self._ready.wait()
+        with self._lock:
+            return self._fetched.pop(read, None)
+
+    def drop_fetched(self) -> None:
+        """What the batch answered and no read has asked yet is not served any more."""
+        with self._lock:
+            self._fetched = {}
 
     def fact(self, cmd: str, *, user: Optional[str] = None) -> Optional[Result]:
         """Run a read-only command; None if the host cannot be reached in --dry."""
