@@ -117,7 +117,7 @@ def test_listing_the_tasks_loads_only_the_face_and_the_help():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                 cwd=PACKAGE.parent).stdout.split())
     face = {"ampel_tasks", "ampel_tasks.tasks", "ampel_tasks.tasks.build", "ampel_tasks.tasks.hosts",
-            "ampel_tasks.tasks.site", "ampel_tasks.config", "ampel_tasks.config.helptext",
+            "ampel_tasks.tasks.site", "ampel_tasks.tasks.runoptions", "ampel_tasks.config", "ampel_tasks.config.helptext",
             "ampel_tasks.config.defaults", "ampel_tasks.config.version", "ampel_tasks.config.errors",
             "ampel_tasks.steps"}
     assert loaded == face, sorted(loaded - face)
@@ -143,3 +143,21 @@ def test_each_folder_imports_only_the_folders_below_it():
     upward = [f"{m} -> {d}" for m, deps in sorted(graph.items()) for d in sorted(deps)
               if _layer(m) is not None and _layer(d) is not None and _layer(d) > _layer(m)]
     assert not upward, upward
+
+
+def test_every_task_body_reads_each_parameter_it_declares():
+    """What a task's body takes is what it reads; the options that the run reads (typed
+    once into `Options`) are declared with `run_options` and never reach the body."""
+    import ast
+    import inspect
+    import textwrap
+
+    from ampel_tasks.tasks import ns
+
+    unread = []
+    for name, t in sorted(ns.tasks.items()):
+        body = inspect.unwrap(t.body)
+        fn = ast.parse(textwrap.dedent(inspect.getsource(body))).body[0]
+        used = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+        unread += [f"{name}: {p}" for p in list(inspect.signature(body).parameters)[1:] if p not in used]
+    assert not unread, unread

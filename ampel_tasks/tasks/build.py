@@ -3,6 +3,7 @@ registry. Each is its signature, help and docstring (what `--list`, `--help` and
 completion read, with nothing else imported) and a call into the module that owns it."""
 from invoke import task
 
+from .runoptions import run_options
 from ..config.helptext import DRY_HELP, SKIP_TESTS_HELP, STEP_HELP
 
 
@@ -30,7 +31,8 @@ def keys(c, repo, alias=None, dir=None, kind="rsa", dry=False):
 
 
 @task(help={**STEP_HELP, "force": "build even when no runbook condition makes a new image necessary"})
-def image(c, version=None, force=False, dry=False, verbose=False):
+@run_options("verbose")
+def image(c, version=None, force=False, dry=False):
     """Build and label the Ampel image, only when the runbook says it is necessary.
 
     Necessary if a repo was added to the Dockerfile, or dependencies or
@@ -46,7 +48,8 @@ def image(c, version=None, force=False, dry=False, verbose=False):
 
 
 @task(help={**STEP_HELP, "skip_tests": SKIP_TESTS_HELP})
-def test(c, version=None, skip_tests=False, dry=False, verbose=False):
+@run_options("skip_tests", "verbose")
+def test(c, version=None, dry=False):
     """Run each Ampel repo's unit tests in the image and at the commits that will run.
 
     The runbook's first step, on this machine, before anything is pushed or
@@ -62,7 +65,8 @@ def test(c, version=None, skip_tests=False, dry=False, verbose=False):
 
 
 @task(help={**STEP_HELP, "skip_tests": SKIP_TESTS_HELP})
-def push(c, version=None, dry=False, verbose=False, skip_tests=False):
+@run_options("verbose", "skip_tests")
+def push(c, version=None, dry=False):
     """Publish the image to the private registry on 127.0.0.1, digest verified.
 
     Starts the registry as the runbook does but listening on loopback by itself

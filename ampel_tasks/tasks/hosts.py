@@ -2,11 +2,13 @@
 `logs`: signatures, help and docstrings only; each calls the step's own module."""
 from invoke import task
 
+from .runoptions import run_options
 from ..config.helptext import NEW_ARCHIVE_HELP, STEP_HELP
 
 
 @task(help=STEP_HELP)
-def pull(c, version=None, dry=False, verbose=False):
+@run_options("verbose")
+def pull(c, version=None, dry=False):
     """Pull the image onto transit and burst through an ssh -R tunnel.
 
     For each host with the `pull` role: opens the runbook's reverse tunnel
@@ -22,7 +24,8 @@ def pull(c, version=None, dry=False, verbose=False):
 
 
 @task(help=STEP_HELP)
-def src(c, version=None, dry=False, verbose=False):
+@run_options("verbose")
+def src(c, version=None, dry=False):
     """Copy the writable Ampel sources out of the image into AMPEL_SRC on burst and transit.
 
     Runs `singularity-stack volume init <image file> /Ampel $AMPEL_SRC` as the
@@ -39,7 +42,8 @@ def src(c, version=None, dry=False, verbose=False):
     **STEP_HELP,
     "new_db": "start a new live database for this version even if no schema change asks for one",
 })
-def db(c, version=None, new_db=False, dry=False, verbose=False):
+@run_options("new_db", "verbose")
+def db(c, version=None, dry=False):
     """Point dryrun.env at this version; start a new live database when necessary.
 
     Always sets AMPEL_TAG and AMPEL_SRC. A new live database is necessary with
@@ -59,7 +63,8 @@ def db(c, version=None, new_db=False, dry=False, verbose=False):
     **STEP_HELP,
     "message": "commit message for the operator's own changes in the host copies (required when there are any)",
 })
-def tag(c, version=None, message=None, dry=False, verbose=False):
+@run_options("message", "verbose")
+def tag(c, version=None, dry=False):
     """Commit, tag and push the host copies of the Ampel repos under AMPEL_SRC.
 
     Every repo gets this deployment's tag (ampel.source.tag_pattern); the tool's
@@ -73,7 +78,8 @@ def tag(c, version=None, message=None, dry=False, verbose=False):
 
 
 @task(help=STEP_HELP)
-def secrets(c, version=None, dry=False, verbose=False):
+@run_options("verbose")
+def secrets(c, version=None, dry=False):
     """Copy the secrets each stack file names into <dryrun dir>/secrets on its host.
 
     burst gets what burst.yml names, transit what transit.yml names. Only secrets
@@ -89,7 +95,8 @@ def secrets(c, version=None, dry=False, verbose=False):
 
 
 @task(help={**STEP_HELP, "yes": "apply a migration that rewrites a table without asking (the plan shows its cost)"})
-def schema(c, version=None, yes=False, dry=False, verbose=False):
+@run_options("yes", "verbose")
+def schema(c, version=None, dry=False):
     """Apply the archive's pending schema migrations on transit.
 
     Reads the numbered SQL files of the archive's initdb directory at the version's
@@ -110,7 +117,8 @@ def schema(c, version=None, yes=False, dry=False, verbose=False):
     "same": "start the version the service host records as running again (e.g. after a reboot), without --version",
     "new_archive": NEW_ARCHIVE_HELP,
 })
-def up(c, version=None, same=False, new_archive=False, dry=False, verbose=False):
+@run_options("same", "new_archive", "verbose")
+def up(c, version=None, dry=False):
     """Redeploy the stacks with deploy/up, then wait until each is healthy.
 
     On transit first, only when something its stack runs from changed (its stack

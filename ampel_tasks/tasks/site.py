@@ -3,13 +3,15 @@ doctor and the archive's backups: signatures, help and docstrings only; each cal
 the module that owns it."""
 from invoke import task
 
+from .runoptions import run_options
 from ..config.helptext import DRY_HELP, LOCK_HELP, NEW_ARCHIVE_HELP, SKIP_TESTS_HELP, VERBOSE_HELP, VERSION_HELP
 from ..steps import ORDER
 
 
 @task(help={"version": VERSION_HELP, "json": "print the plan as JSON", "new_archive": NEW_ARCHIVE_HELP,
             "dry": DRY_HELP})
-def plan(c, version=None, json=False, new_archive=False, dry=False):
+@run_options("new_archive")
+def plan(c, version=None, json=False, dry=False):
     """Show which runbook steps are necessary for a version, and why.
 
     Every step is `run`, `skip` or `maybe`, with the evidence behind it: image
@@ -38,8 +40,8 @@ def plan(c, version=None, json=False, new_archive=False, dry=False):
         **LOCK_HELP,
     },
 )
-def deploy(c, version=None, yes=False, force=None, new_db=False, new_archive=False, message=None, skip_tests=False,
-           lock_wait=0, break_lock=False, dry=False, verbose=False):
+@run_options("yes", "force", "new_db", "new_archive", "message", "skip_tests", "lock_wait", "break_lock", "verbose")
+def deploy(c, version=None, dry=False):
     """Deploy a version: the whole runbook, skipping what is up to date.
 
     Prints the plan, asks on a terminal unless --yes, then runs image, test, push,
@@ -80,7 +82,8 @@ def history(c, json=False):
     "dry": DRY_HELP,
     **LOCK_HELP,
 })
-def rollback(c, to=None, yes=False, list=False, lock_wait=0, break_lock=False, dry=False, verbose=False):
+@run_options("lock_wait", "break_lock", "verbose")
+def rollback(c, to=None, yes=False, list=False, dry=False):
     """Redeploy an earlier version's image file, sources and dryrun.env values.
 
     Without --to, goes back to the last successful deployment before the
@@ -131,7 +134,8 @@ def doctor(c):
 
 
 @task(help={"dry": DRY_HELP, "verbose": VERBOSE_HELP})
-def archive_backup(c, dry=False, verbose=False):
+@run_options("verbose")
+def archive_backup(c, dry=False):
     """Back up the archive on transit: schema and data, pg_dump's directory format.
 
     Into ampel.archive.backup_dir on transit (ampel.archive.backup_jobs parallel
@@ -147,7 +151,8 @@ def archive_backup(c, dry=False, verbose=False):
       help={"from_": "the dump to restore: a directory under ampel.archive.backup_dir on transit",
             "into": "the new database to restore into (default: <database>_restored_<time>); never an existing one",
             "dry": DRY_HELP, "verbose": VERBOSE_HELP})
-def archive_restore(c, from_, into=None, dry=False, verbose=False):
+@run_options("verbose")
+def archive_restore(c, from_, into=None, dry=False):
     """Restore a backup of the archive into a new database on transit, and check it.
 
     The live database is not touched: the dump is restored into a new database
