@@ -1,4 +1,4 @@
-"""doctor's judgements (pure)."""
+"""doctor's judgements."""
 import pytest
 
 from ampel_tasks.operations import doctor
@@ -16,11 +16,32 @@ def test_the_runtime_must_fit_the_profiles_command_forms(configured, reported, o
     assert doctor.runtime_matches(configured, reported) is ok
 
 
-def test_space_wants_three_times_the_largest_image_and_at_least_a_gibibyte():
-    line = "/dev/sda1 10000000 9000000 2000000 82% /data"
-    assert doctor.space(line, 1_000_000) == (2_000_000, 3_000_000)
-    assert doctor.space(line, 10) == (2_000_000, 1 << 20)
-    assert doctor.space("", 0) == (0, 1 << 20)
+@pytest.mark.parametrize("free_mib, ok", [(5000, True), (1000, False)])
+def test_doctors_space_check_is_the_plans_own_estimate(monkeypatch, free_mib, ok):
+    """doctor and the plan's refusal before a pull cannot disagree: one estimate (the
+    layers missing from the cache, the image file, the unpacked tree) against the df
+    of each filesystem the pull writes to."""
+    from invoke import Config
+
+    from ampel_tasks.config.defaults import DEFAULTS
+    from ampel_tasks.facts import state
+    from ampel_tasks.facts.site import Site
+    from ampel_tasks.flow.run import Run
+    from ampel_tasks.remote.hosts import Result
+    from ampel_tasks.steps import pull
+
+    config = Config()
+    config.load_collection(DEFAULTS)
+    r = Run(config)
+    monkeypatch.setattr(state, "adopt_running", lambda r: r.set_version("v0.3.5"))
+    monkeypatch.setattr(pull, "_image_bytes", lambda r, site: ([("sha256:aa", 600 << 20)], 700 << 20))
+    df = (f"@@df /data/ampel/singularity\n/dev/sdb1 1 1 {free_mib << 20} 50% /data\n"
+          f"@@df ${{SINGULARITY_TMPDIR:-/tmp}}\n/dev/sda1 1 1 {8 << 30} 10% /\n@@cached\n")
+    host = type("Host", (), {"name": "burst", "fact": lambda self, cmd, user=None: Result(df, "", 0)})()
+    check = doctor.space_check(r, host)
+    refused = pull.space_problems(r, Site(r), [host])
+    assert check.ok is ok and (not refused) is ok
+    assert f"{float(free_mib)} MiB free in /data/ampel/singularity, 1200.0 MiB wanted for a pull" in check.detail
 
 
 def test_a_failed_check_says_its_fix():

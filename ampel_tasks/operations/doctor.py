@@ -17,11 +17,9 @@ from ..config import console
 from ..remote import dockerengine, localports, registry, ssh
 from ..flow import run as runs
 from ..config.errors import DeployError
-
-# at least this much free space where singularity pulls: the largest image file
-# there this many times (the layers, the unpacked tree and the file), and 1 GiB
-SPACE_FACTOR, SPACE_MIN_KIB = 3, 1 << 20
-
+from ..facts.site import Site
+from ..remote.registrypush import mib
+from ..steps import pull
 
 @dataclass
 class Check:
@@ -46,21 +44,10 @@ def runtime_matches(configured: str, reported: str) -> bool:
     return bool(m and v and not reported.startswith("apptainer") and m.group(1) == v.group(1))
 
 
-def space(df_line: str, largest_kib: int) -> tuple:
-    """(available KiB, needed KiB) from `df -Pk DIR | tail -1` and the largest image file (pure)."""
-    parts = df_line.split()
-    avail = int(parts[3]) if len(parts) >= 4 and parts[3].isdigit() else 0
-    return avail, max(SPACE_MIN_KIB, SPACE_FACTOR * largest_kib)
-
-
 def host_script(s) -> str:
-    """One command as the service user: the runtime's versions, free space and the
-    largest image file where singularity pulls."""
-    d = shlex.quote(s.paths["singularity_dir"])
+    """One command as the service user: the runtime's versions."""
     return (f"echo \"@@singularity $(singularity --version 2>&1 | head -1)\"; "
-            f"echo \"@@stack $(singularity-stack --version 2>&1 | head -1)\"; "
-            f"echo \"@@df $(df -Pk {d} 2>/dev/null | tail -1)\"; "
-            f"echo \"@@largest $(du -k {d}/*.simg 2>/dev/null | sort -n | tail -1 | cut -f1)\"")
+            f"echo \"@@stack $(singularity-stack --version 2>&1 | head -1)\"")
 
 
 def host_checks(r, name: str) -> List[Check]:
@@ -83,10 +70,23 @@ def host_checks(r, name: str) -> List[Check]:
     out.append(Check(f"{name}: runtime", runtime_matches(s.runtime, sing), f"{sing or 'no singularity'}, "
                      f"{stack or 'no singularity-stack'} (profile: {s.runtime})",
                      "pick the profile's command forms for this runtime (config/examples/runtime-*.yaml)"))
-    avail, need = space(facts.get("df", ""), int(facts.get("largest", "").strip() or 0))
-    out.append(Check(f"{name}: space", avail >= need, f"{avail >> 10} MiB free in {s.paths['singularity_dir']}, "
-                     f"{need >> 10} MiB wanted for a pull", "free space there (old image files: `ls -l` it)"))
+    if name in {h.name for h in s.hosts_with("pull")}:
+        out.append(space_check(r, host))
     return out
+
+
+def space_check(r, host) -> Check:
+    """Whether the running deployment's image would fit a pull again: the plan's own
+    estimate (steps/pull.py), per filesystem the pull writes to."""
+    if not state.adopt_running(r):
+        return Check(f"{host.name}: space", True, "no deployment recorded: no image to estimate a pull from")
+    needs = pull.space_needs(r, Site(r), host)
+    if not needs:
+        return Check(f"{host.name}: space", True, "a pull cannot be estimated (no registry manifest or image file)")
+    bad = [e for e in needs.values() if e["need"] > e["free"]]
+    detail = "; ".join(f"{mib(e['free'])} MiB free in {', '.join(sorted(e['paths']))}, {mib(e['need'])} MiB wanted "
+                       f"for a pull ({', '.join(e['parts'])})" for e in (bad or needs.values()))
+    return Check(f"{host.name}: space", not bad, detail, "free space there (`invoke prune`)")
 
 
 def archive_check(r) -> Optional[Check]:

@@ -91,18 +91,21 @@ def _image_bytes(r, site) -> tuple:
 
 def space_problems(r, site, hosts) -> list:
     """Each filesystem of each host that a pull of this image would overfill (read-only)."""
+    return [x for host in hosts for x in space.problems(host.name, space_needs(r, site, host) or {})]
+
+
+def space_needs(r, site, host):
+    """{mount point: {need, free, parts, paths}} of a pull of this image on `host` (the
+    one estimate the plan and `doctor` use); None when it cannot be estimated or read."""
     layers, unpacked = _image_bytes(r, site)
     if not layers:
-        return []
-    out = []
-    for host in hosts:
-        directory = site.singularity_dir()
-        res = host.fact(space.fact_command(directory), user=r.settings.service_user)
-        if res is None or not res.ok:
-            continue
-        df, cached = space.parse_fact(res.stdout)
-        out += space.problems(host.name, space.needs(layers, cached, unpacked, directory, space.TMP_DIR, df))
-    return out
+        return None
+    directory = site.singularity_dir()
+    res = host.fact(space.fact_command(directory), user=r.settings.service_user)
+    if res is None or not res.ok:
+        return None
+    df, cached = space.parse_fact(res.stdout)
+    return space.needs(layers, cached, unpacked, directory, space.TMP_DIR, df)
 
 
 def _require_space(r, site, names) -> None:
