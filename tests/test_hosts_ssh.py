@@ -210,7 +210,7 @@ def remote_commands(log):
     return [c[c.index("--") + 1] for c in calls(log) if "--" in c]
 
 
-def test_reads_sent_ahead_come_back_in_one_command_and_each_is_served_once(burst, tmp_path):
+def test_reads_sent_ahead_come_back_in_one_command_and_serve_until_dropped(burst, tmp_path):
     r, log = burst
     (tmp_path / "env").write_text("AMPEL_TAG=v0.3.5\nä\n")
     host = r.host("burst")
@@ -225,7 +225,10 @@ def test_reads_sent_ahead_come_back_in_one_command_and_each_is_served_once(burst
     assert host.read("printf ''", user="ampel").stdout == ""
     assert len(remote_commands(log)) == before + 1
     (tmp_path / "env").write_text("AMPEL_TAG=v0.3.6\n")
-    assert host.read(f"cat {tmp_path}/env", user="ampel").stdout == "AMPEL_TAG=v0.3.6\n", "served once: asked again, read again"
+    assert host.read(f"cat {tmp_path}/env", user="ampel").stdout == "AMPEL_TAG=v0.3.5\nä\n", "the batch's answer"
+    host.drop_fetched()  # (the plan's end)
+    assert host.read(f"cat {tmp_path}/env", user="ampel").stdout == "AMPEL_TAG=v0.3.6\n", "read again"
+    assert len(remote_commands(log)) == before + 2
 
 
 def test_a_change_to_the_host_drops_what_was_read_ahead(burst, tmp_path):

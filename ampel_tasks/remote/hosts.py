@@ -81,7 +81,7 @@ class Host:
         self._master: Optional[ssh.Master] = None
         self.unreachable: Optional[str] = None
         self._lock = threading.Lock()
-        # reads sent ahead in one command (prefetch): their answers, each served once
+        # reads sent ahead in one command (prefetch): their answers, until dropped
         self._fetched: Dict[readbatch.Read, Result] = {}
         self._pending: set = set()
         self._ready = threading.Event()
@@ -175,8 +175,9 @@ class Host:
                 self._ready.clear()
 
     def prefetch(self, reads: List[readbatch.Read]) -> None:
-        """Send `reads` in one command; each answer is served once to the same read
-        (command and user) asked next, until the host is changed or `drop_fetched`.
+        """Send `reads` in one command; each answer is served to the same read (command
+        and user) when it is asked, until the host is changed or `drop_fetched` (the
+        plan's end: what later steps read is read then).
         A batch that fails serves nothing: every read then goes on its own."""
         try:
             if reads:
@@ -206,7 +207,7 @@ class Host:
         if read in self._pending:
             self._ready.wait()
         with self._lock:
-            return self._fetched.pop(read, None)
+            return self._fetched.get(read)
 
     def drop_fetched(self) -> None:
         """What the batch answered and no read has asked yet is not served any more."""

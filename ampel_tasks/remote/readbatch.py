@@ -4,7 +4,7 @@ one line (pure builder and parser; `Host.prefetch` sends it).
 
 Which reads: those the last plan on this machine asked of that host (kept under the
 tool's cache directory, by host name, commands only: never an answer). A read asked
-again is answered from the batch once; any change to the host drops what is left."""
+is answered from the batch until the plan ends or the host is changed."""
 from __future__ import annotations
 
 import base64

@@ -177,11 +177,12 @@ def act(r, part: Part) -> None:
         host.write_file(target, ev["local"][name], user=user, mode="0600",
                         show=f"write {target} (mode 0600, content not shown)")
     runs.mark_changed(r, "secrets", host.name)
-    skipped(r, part)
+    _check_modes(r, part)
 
 
-def skipped(r, part: Part) -> None:
-    """Owner and modes of what the host holds, whether copied now or before."""
+def _check_modes(r, part: Part) -> None:
+    """Owner and modes of what the host holds after the copy (a skip read them already:
+    its decision holds only when each is private to the service user)."""
     site, ev, user = part.site, part.evidence, r.settings.service_user
     if r.dry or ev is None:
         return
