@@ -277,3 +277,19 @@ def test_the_batch_runs_its_reads_side_by_side(tmp_path):
     out = subprocess.run(["sh", "-c", readbatch.script(cmds)], capture_output=True, text=True, timeout=30).stdout
     got = readbatch.parse(out)
     assert [(g.stdout, g.exited) for g in (got[0], got[1], got[2])] == [("made\n", 0), ("two\nlines", 1), ("", 0)]
+
+
+def test_the_runs_reads_but_polls_are_kept_for_the_next_plan(burst, tmp_path, monkeypatch):
+    from ampel_tasks.remote import readbatch
+
+    monkeypatch.setenv("AMPEL_TASKS_CACHE", str(tmp_path / "cache"))
+    r, _ = burst
+    host = r.host("burst")
+    host.record_reads()
+    host.read("cat /etc/hostname", user="ampel")
+    host.read("echo @@PS; ps", fresh=True)  # (a poll)
+    host.change("true")
+    host.read("cat /etc/hostname", user="ampel")
+    host.read("date", warn=True)
+    host.close()
+    assert readbatch.load(host.spec.hostname) == [("ampel", "cat /etc/hostname"), (None, "date")]

@@ -105,7 +105,8 @@ class Poller:
     def start_at_end(self) -> None:
         """Read only what the replicas write from now on (their files were not truncated)."""
         files = {self.log_file(inst, src): key for key in self.offsets for inst, src in [key]}
-        res = self.site.stack_host.read(sizes.stat_command(files), user=self.r.settings.service_user, warn=True)
+        res = self.site.stack_host.read(sizes.stat_command(files), user=self.r.settings.service_user, warn=True,
+                                        fresh=True)
         for name, size in sizes.parse(res.stdout).items():
             if name in files:
                 self.offsets[files[name]] = size
@@ -118,7 +119,8 @@ class Poller:
         """(the replicas' processes, {port: answers}, new log lines)."""
         s = self.r.settings
         user, log, limit = s.service_user, s.paths["replica_log"], int(s.health["max_bytes"])
-        res = self.site.stack_host.read(stackpoll.command(user, log, self.ports, self.offsets, limit), user=user, warn=True)
+        res = self.site.stack_host.read(stackpoll.command(user, log, self.ports, self.offsets, limit), user=user,
+                                        warn=True, fresh=bool(self.offsets))  # (the gate's polls; status's look is a read)
         got = stackpoll.parse(res.stdout, user, log)
         lines = [line for tail in got.files for line in self._consume(tail, limit)]
         return got.replicas, got.ports, lines

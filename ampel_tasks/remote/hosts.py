@@ -108,6 +108,9 @@ class Host:
             return master
 
     def close(self) -> None:
+        if self._asked:
+            readbatch.save(self.spec.hostname, self._asked)
+            self._asked = None
         if self._master is not None:
             self._master.close()
             self._master = None
@@ -122,20 +125,21 @@ class Host:
 
     def run(self, cmd: str, *, mutating: bool, user: Optional[str] = None, warn: bool = False,
             stream: bool = False, show: Optional[str] = None, prefix: str = "", data: Optional[bytes] = None,
-            on_line: Optional[Callable[[str], None]] = None, shield: Optional[str] = None) -> Result:
+            on_line: Optional[Callable[[str], None]] = None, shield: Optional[str] = None, fresh: bool = False) -> Result:
         """Run `cmd` on the host (as `user` if given), `data` on its stdin.
 
         `mutating` has no default: each command says whether it changes the host
         (then, in --dry, it is printed, not run) or only reads (it runs). `show` replaces the
         command in what is printed (for commands carrying data, never secrets).
         `stream` hands output lines to the run log as they come (printed with
-        --verbose); `on_line` receives them instead. `shield`: see execute().
+        --verbose); `on_line` receives them instead. `shield`: see execute(). `fresh`: a
+        read whose answer changes by the moment (a poll): never sent ahead nor answered so.
         """
         if self.dry and mutating:
             console.command(self.name, show or cmd, user)
             return DRY_RESULT
         _record(self.spec.hostname, as_user(cmd, user, self.settings.preamble), data)
-        plain = data is None and not stream and on_line is None and shield is None
+        plain = data is None and not stream and on_line is None and shield is None and not fresh
         answer = self._answered((user, cmd)) if plain and not mutating else None
         if mutating:
             self.drop_fetched()
@@ -194,12 +198,10 @@ class Host:
             self._ready.set()
 
     def record_reads(self) -> None:
-        """From now on, keep the reads asked (`recorded_reads`)."""
+        """From now on, keep the reads asked: at the run's end (`close`) they are what
+        the next plan sends ahead (what this run's steps read after a change is what the
+        next plan asks)."""
         self._asked = []
-
-    def recorded_reads(self) -> List[readbatch.Read]:
-        asked, self._asked = self._asked or [], None
-        return asked
 
     def _answered(self, read: readbatch.Read) -> Optional[Result]:
         if self._asked is not None:
