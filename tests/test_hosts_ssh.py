@@ -279,7 +279,7 @@ def test_the_batch_runs_its_reads_side_by_side(tmp_path):
     assert [(g.stdout, g.exited) for g in (got[0], got[1], got[2])] == [("made\n", 0), ("two\nlines", 1), ("", 0)]
 
 
-def test_the_runs_reads_but_polls_are_kept_for_the_next_plan(burst, tmp_path, monkeypatch):
+def test_the_reads_asked_but_polls_are_recorded_once_each_and_kept(burst, tmp_path, monkeypatch):
     from ampel_tasks.remote import readbatch
 
     monkeypatch.setenv("AMPEL_TASKS_CACHE", str(tmp_path / "cache"))
@@ -291,5 +291,5 @@ def test_the_runs_reads_but_polls_are_kept_for_the_next_plan(burst, tmp_path, mo
     host.change("true")
     host.read("cat /etc/hostname", user="ampel")
     host.read("date", warn=True)
-    host.close()
+    readbatch.save(host.spec.hostname, host.recorded_reads())
     assert readbatch.load(host.spec.hostname) == [("ampel", "cat /etc/hostname"), (None, "date")]

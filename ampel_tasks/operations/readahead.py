@@ -43,7 +43,7 @@ def _each(reads: List[Callable]) -> None:
 def reading(r):
     """Within the block, the plan's reads go on (the image's decision and burst's reads
     are done when it starts). Each host's connection opens with the reads the last plan
-    asked of it sent in one command; this run's reads are kept for the next."""
+    asked of it sent in one command; this plan's reads are kept for the next."""
     sites = stack_sites(r)
     hosts = [site.stack_host for site in sites]
     batches = {h.name: readbatch.load(h.spec.hostname) for h in hosts}
@@ -64,6 +64,8 @@ def reading(r):
             t.join()
         for h in hosts:
             h.drop_fetched()  # (served to this plan only: later reads are fresh)
+    for h in hosts:  # (what the next plan sends ahead: a run's later reads, some slow, would make it wait)
+        readbatch.save(h.spec.hostname, h.recorded_reads())
 
 
 def _open(host, batch) -> None:

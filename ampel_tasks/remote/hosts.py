@@ -108,9 +108,6 @@ class Host:
             return master
 
     def close(self) -> None:
-        if self._asked:
-            readbatch.save(self.spec.hostname, self._asked)
-            self._asked = None
         if self._master is not None:
             self._master.close()
             self._master = None
@@ -198,10 +195,12 @@ class Host:
             self._ready.set()
 
     def record_reads(self) -> None:
-        """From now on, keep the reads asked: at the run's end (`close`) they are what
-        the next plan sends ahead (what this run's steps read after a change is what the
-        next plan asks)."""
+        """From now on, keep the reads asked (`recorded_reads`), polls left out."""
         self._asked = []
+
+    def recorded_reads(self) -> List[readbatch.Read]:
+        asked, self._asked = self._asked or [], None
+        return asked
 
     def _answered(self, read: readbatch.Read) -> Optional[Result]:
         if self._asked is not None:

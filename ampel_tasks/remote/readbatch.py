@@ -2,10 +2,10 @@
 its own stdout, stderr and exit status, then printed in order, each output base64 on
 one line (pure builder and parser; `Host.prefetch` sends it).
 
-Which reads: those the last run on this machine asked of that host, polls left out
+Which reads: those the last plan on this machine asked of that host, polls left out
 (kept under the tool's cache directory, by host name, commands only: never an
-answer), the plan's first. A read asked is answered from the batch until the plan
-ends or the host is changed."""
+answer). A read asked is answered from the batch until the plan ends or the host is
+changed."""
 from __future__ import annotations
 
 import base64
