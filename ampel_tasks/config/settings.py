@@ -21,6 +21,12 @@ _TYPE_NAMES = {bool: "true/false", int: "a whole number", str: "text", list: "a 
 _FREE_KEYS = {"ampel.hosts": HOST_DEFAULTS}
 
 
+def cache_dir() -> Path:
+    """The tool's cache on this machine (AMPEL_TASKS_CACHE): the repos' mirrors, the reads
+    the last plan asked of each host."""
+    return Path(os.environ.get("AMPEL_TASKS_CACHE", Path.home() / ".cache" / "ampel-tasks"))
+
+
 def _check(value: Any, default: Any, key: str) -> None:
     if isinstance(default, dict):
         if not isinstance(value, Mapping):

@@ -18,11 +18,12 @@ from typing import Dict, List, Optional
 
 from . import dockerfile
 from ..config.errors import DeployError
+from ..config.settings import cache_dir
 from .sources import parse_ls_remote
 
 # Files whose change means new dependencies or console_scripts entry points.
 DEPENDENCY_FILES = ("setup.py", "setup.cfg", "pyproject.toml", "environment.yml", "requirements.txt")
-CACHE = Path(os.environ.get("AMPEL_TASKS_CACHE", Path.home() / ".cache" / "ampel-tasks"))
+CACHE = cache_dir()
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def repos(image_dir: Path, settings) -> List[Repo]:
     for line in dockerfile.clone_lines(text):
         alias = dockerfile.key_alias(line.alias, settings.source["host_alias"])
         key = key_path(image_dir, settings.source["key_pattern"], alias)
-        name = line.dest.rstrip("/").rsplit("/", 1)[-1]
+        name = line.directory
         if not key.is_file():
             raise DeployError(
                 f"the Dockerfile clones {line.org}/{line.repo} through {line.alias}, but its deploy key {key} is "

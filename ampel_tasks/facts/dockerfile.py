@@ -22,6 +22,11 @@ class CloneLine:
     repo: str
     dest: str
 
+    @property
+    def directory(self) -> str:
+        """The directory it makes under /Ampel: the name of the host copy."""
+        return self.dest.rstrip("/").rsplit("/", 1)[-1]
+
 
 def files(image_dir: Path):
     dockerfile = image_dir / "Dockerfile"

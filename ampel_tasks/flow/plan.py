@@ -50,6 +50,12 @@ class Part:
     then: Optional[str] = None  # a step the act asks the runner to run right after it
 
 
+def host_label(step: str, host: str, settings) -> str:
+    """The head of a step's line for its part on one stack host: the host is named only
+    where the site has more than one (transit's archive besides burst)."""
+    return f"{step} {host}" if settings.archive_host else step
+
+
 def per_host(step: str, own: Dict[str, Optional[Decision]]) -> Optional[Decision]:
     """One decision from each stack host's (pure): run where any host runs; unknown
     (None) where one cannot be read and none runs; else skip. With one host, that

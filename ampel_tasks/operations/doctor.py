@@ -21,6 +21,7 @@ from ..facts.site import Site
 from ..remote.registrypush import mib
 from ..steps import pull
 
+
 @dataclass
 class Check:
     what: str

@@ -50,10 +50,10 @@ def reading(r):
     for h in hosts:
         h.record_reads()
         h.expect(batches[h.name])
-    threads = _side_by_side([lambda h=h: _open(h, batches[h.name]) for h in hosts], wait=False)
+    threads = _started([lambda h=h: _open(h, batches[h.name]) for h in hosts])
     _each([lambda: runner.decide(r, "image")])  # (its target: what the reads after it are for)
     lanes = [local_reads(r)] + [host_reads(r, s) for s in sites if s.archive]
-    threads += _side_by_side([lambda lane=lane: _each(lane) for lane in lanes], wait=False)
+    threads += _started([lambda lane=lane: _each(lane) for lane in lanes])
     for site in sites:
         if not site.archive:
             _each(host_reads(r, site))
@@ -75,15 +75,11 @@ def _open(host, batch) -> None:
     finally:
         host.prefetch(batch)  # (no connection: it serves nothing, and the readers waiting go on)
 
-def _side_by_side(reads: List[Callable], wait: bool = True) -> list:
-    """Each read on a thread of its own; joined unless `wait` is False (then returned)."""
+def _started(reads: List[Callable]) -> list:
+    """Each read going on on a thread of its own (the caller joins them)."""
     threads = [threading.Thread(target=_each, args=([read],), daemon=True) for read in reads]
     for t in threads:
         t.start()
-    if wait:
-        for t in threads:
-            t.join()
-        return []
     return threads
 
 

@@ -211,7 +211,7 @@ class Host:
             return self._fetched.get(read)
 
     def drop_fetched(self) -> None:
-        """What the batch answered and no read has asked yet is not served any more."""
+        """What the batch answered is not served any more (the plan's end, a change)."""
         with self._lock:
             self._fetched = {}
 

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..config.settings import cache_dir
 from .processes import Result
 
 MARK = "@@ampel-read"
@@ -49,8 +50,7 @@ def parse(text: str) -> Dict[int, Result]:
 
 
 def _store(hostname: str) -> Path:
-    cache = Path(os.environ.get("AMPEL_TASKS_CACHE", Path.home() / ".cache" / "ampel-tasks"))
-    return cache / "reads" / f"{hostname}.json"
+    return cache_dir() / "reads" / f"{hostname}.json"
 
 
 def load(hostname: str) -> List[Read]:

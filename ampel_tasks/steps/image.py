@@ -80,7 +80,7 @@ def decide_image(r):
 
 def announce(r, part: Part) -> str:
     d = part.decision
-    reason = f"--force image" if "image" in r.force else (d.reason if d else "no evidence could be read")
+    reason = "--force image" if "image" in r.force else (d.reason if d else "no evidence could be read")
     return f"building {Site(r).image_ref} ({reason})"
 
 

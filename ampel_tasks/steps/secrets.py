@@ -11,7 +11,7 @@ import shlex
 from ..config import console
 from ..flow import run as runs
 from ..config.errors import DeployError, Refusal
-from ..flow.plan import Decision, Part, per_host
+from ..flow.plan import Decision, Part, host_label, per_host
 from ..facts.site import stack_sites
 from . import inputs
 
@@ -145,7 +145,7 @@ def parts(r):
     decide_secrets(r)
     for site in stack_sites(r):
         ev = secrets_evidence(r, site)
-        label = f"secrets {site.stack_host.name}" if r.settings.archive_host else "secrets"
+        label = host_label("secrets", site.stack_host.name, r.settings)
         yield Part(_decide_on(site, ev), label, site.stack_host.name, doing=_doing(r, site, ev), site=site, evidence=ev)
 
 

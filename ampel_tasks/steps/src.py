@@ -12,7 +12,7 @@ from ..config import console
 from ..flow import run as runs
 from ..facts import dockerfile, sources, state
 from ..config.errors import DeployError
-from ..flow.plan import Decision, Part, per_host
+from ..flow.plan import Decision, Part, host_label, per_host
 from ..facts.site import Site, stack_sites
 
 
@@ -55,7 +55,7 @@ def _recipe_repos(image_dir) -> list:
     recipe = Path(image_dir) / "Dockerfile"
     if not recipe.is_file():
         return []
-    return [line.dest.rstrip("/").rsplit("/", 1)[-1] for line in dockerfile.clone_lines(recipe.read_text())]
+    return [line.directory for line in dockerfile.clone_lines(recipe.read_text())]
 
 
 def decide_src(r):
@@ -91,7 +91,7 @@ def parts(r):
     for site in stack_sites(r):
         host = site.stack_host
         d = _decide_on(r, site)
-        yield Part(d, f"src {host.name}" if r.settings.archive_host else "src", host.name,
+        yield Part(d, host_label("src", host.name, r.settings), host.name,
                    doing=d.reason if d is not None else f"{site.ampel_src} on {host.name}", site=site)
 
 

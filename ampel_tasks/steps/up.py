@@ -9,7 +9,7 @@ from ..config import console
 from ..facts import health, preflight, stackinputs, state
 from ..flow import run as runs
 from ..config.errors import DeployError
-from ..flow.plan import Decision, Part, per_host
+from ..flow.plan import Decision, Part, host_label, per_host
 from ..facts.site import stack_sites
 from . import inputs
 from .schema import record_initialised
@@ -76,7 +76,7 @@ def parts(r):
     for site in stack_sites(r):
         host = site.stack_host
         d = None if _redeploy_forced(r, site) else _decide_on(r, site)
-        yield Part(d, f"up {host.name}" if s.archive_host else "up", host.name, forceable=not site.archive,
+        yield Part(d, host_label("up", host.name, s), host.name, forceable=not site.archive,
                    doing=f"{site.up_script} {s.stack['config']} in {site.dryrun_dir} on {host.name}", site=site)
 
 
