@@ -56,7 +56,7 @@ class Archive:
             if "database system is ready to accept connections" in tail:
                 return logs
             if docker("inspect", "-f", "{{.State.Running}}", self.name).stdout.strip() != "true":
-                return logs
+                return self.logs()  # (read again: it may have ended, writing its last lines, since `logs`)
             time.sleep(0.25)
         raise AssertionError(f"{IMAGE} did not start:\n{self.logs()}")
 
