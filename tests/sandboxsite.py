@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import stat
+import threading
+import time
 import subprocess
 from pathlib import Path
 
@@ -162,3 +164,44 @@ def checkout_as_upstream(clone: Path, ssh_config: Path):
     env = dict(os.environ, GIT_SSH_COMMAND=f"ssh -F {ssh_config}")
     subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin"], env=env, check=True)
     subprocess.run(["git", "-C", str(clone), "reset", "-q", "--hard", "origin/master"], check=True)
+
+
+class ServiceLifetimes:
+    """How long each service process of burst's replicas started during the block
+    lived (`singularity run instance://...` of an AMPEL service, the nannies'
+    children), read from /proc every 20 ms: the hosts share this machine's process
+    table."""
+
+    def __init__(self):
+        self.seen = {}  # {pid: (first seen, last seen)}
+        self.before = None  # (those running when it began)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while True:
+            self._read(time.time())
+            if self.before is None:
+                self.before = set(self.seen)
+            if self._stop.wait(0.02):
+                return
+
+    def _read(self, now: float):
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "instance://" in args and " ampel-" in args or "nsenter" in args and " -- ampel-" in args:
+                self.seen[pid] = (self.seen.get(pid, (now,))[0], now)
+
+    def lives(self) -> list:
+        return sorted(last - first for pid, (first, last) in self.seen.items() if pid not in (self.before or ()))

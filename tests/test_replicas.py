@@ -117,3 +117,13 @@ def test_one_read_sees_a_crash_loop_between_restarts_by_a_child_younger_than_its
     first = HEALTHY.replace("   4409    4401 S         2", "   4409    4401 S        29")
     assert replicas.restarted(INSTANCES, snap(first)) == []
     assert replicas.restarted(INSTANCES, snap(HEALTHY), within=1) == []
+
+
+def test_a_service_left_by_its_ended_nanny_heads_the_writers_but_is_not_the_stacks():
+    """The tool ends an old stack's nannies before deploy/up: what they ran lives on
+    (its parent now init) until `rm` stops its instance."""
+    orphan = "\n".join(l for l in HEALTHY.splitlines() if not l.startswith("   4301 ")).replace(
+        "   4307    4301 S", "   4307       1 S")
+    got = snap(orphan)
+    assert got["a9404f1e"] == replicas.Replica(4307, 35, 4308, 35, by_stack=False)
+    assert got["36535acb"].by_stack and got["af186630"].by_stack

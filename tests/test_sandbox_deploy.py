@@ -22,7 +22,7 @@ import yaml
 
 from conftest import REGISTRY, REPO, sandbox_cmd, tool
 from sandboxsite import (
-    DAEMONS, NEW_DEPENDENCY, STATE, Upstream, accepted, bare, burst, daemon, instance, live_instances,
+    DAEMONS, NEW_DEPENDENCY, STATE, ServiceLifetimes, Upstream, accepted, bare, burst, daemon, instance, live_instances,
     no_secret_in, status, transit, tree_digest,
 )
 
@@ -211,9 +211,14 @@ def injected(sandbox, flag):
         f.unlink()
 
 
+def stable_window() -> float:
+    """ampel.health.stable of the sandbox's profile."""
+    return yaml.safe_load((REPO / "config/sandbox.yaml").read_text())["ampel"]["health"]["stable"]
+
+
 def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(deployed):
     sandbox = deployed
-    with injected(sandbox, "FAULT"):
+    with injected(sandbox, "FAULT"), ServiceLifetimes() as started:
         p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
         assert p.returncode == 1
         assert "stack unhealthy" in p.stderr and "ERROR" in p.stderr
@@ -225,8 +230,10 @@ def test_health_gate_fails_on_error_lines_and_keeps_the_evidence(deployed):
         alive = [n for n in os.listdir(burst(sandbox, DAEMONS))]
         assert len(alive) == 22, "the failing stack must be left running for inspection"
         assert "failed" in tool("history", check=True).stdout
+    # the stable window covers a failing start: each service that failed had ended within it
+    assert len(started.lives()) >= 20 and started.lives()[-1] < stable_window(), started.lives()
     p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
-    assert p.returncode == 0 and "healthy after" in p.stdout
+    assert p.returncode == 0 and "healthy after" in p.stdout, p.stdout[-3000:] + p.stderr
 
 
 def nannies(sandbox, stack="burst") -> dict:
@@ -248,7 +255,7 @@ def test_a_crash_looping_service_fails_the_gate_by_its_processes(deployed):
     """Every service exits 3 at once, silently; its nanny restarts it after 10 s. The
     instances live on (as 2.x's do) and the nanny's lines are block-buffered (as
     0.2.2's are): only the processes tell."""
-    with injected(deployed, "CRASH"):
+    with injected(deployed, "CRASH"), ServiceLifetimes() as started:
         t0 = time.time()
         p = tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300)
         assert p.returncode == 1, p.stdout[-2000:]
@@ -260,6 +267,8 @@ def test_a_crash_looping_service_fails_the_gate_by_its_processes(deployed):
         assert time.time() - t0 < 120
         # left running for inspection: every replica's nanny is still there
         assert len(nannies(deployed)) == 22
+    # the stable window covers a failing start: each service had ended within it
+    assert len(started.lives()) >= 20 and started.lives()[-1] < stable_window(), started.lives()
     assert tool("deploy", "--version", "v0.3.5", "--yes", "--force", "up", timeout=300).returncode == 0
 
 
