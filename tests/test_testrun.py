@@ -146,3 +146,29 @@ def test_a_pass_covers_the_tools_own_dryrun_env_commit_on_top(tmp_path):
     same = lambda name, a, b: only_changes(repo / ".git", a, b, env_file)  # noqa: E731
     assert decide(False, "i", {"ampel-core": tool_commit}, manifests, False, same)[0] == "skip"
     assert decide(False, "i", {"ampel-core": code}, manifests, False, same)[0] == "run"
+
+
+def test_the_tools_own_deployment_tags_upstream_need_no_fetch_when_the_mirror_has_their_commits(tmp_path):
+    """`tag` pushes deployed/<version>-<n> upstream after each deploy; the next plan's
+    mirrors hold those commits already (they were tested from there), so fetching
+    every mirror again for the tag alone is wasted (a no-op right after a deploy)."""
+    from ampel_tasks.facts.build import mirror_holds
+
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@b", "PATH": "/usr/bin:/bin"}
+    repo = tmp_path / "r"
+    for cmd in (["init", "-q", "-b", "master", str(repo)], ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "x"],
+                ["-C", str(repo), "update-ref", "refs/remotes/origin/HEAD", "HEAD"]):
+        subprocess.run(["git", *cmd], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    mirror = repo / ".git"
+    upstream = {"HEAD": head, "refs/heads/master": head}
+    assert mirror_holds(mirror, upstream, "deployed/{version}-{n}")
+    assert mirror_holds(mirror, {**upstream, "refs/tags/deployed/v0.3.5-3": head}, "deployed/{version}-{n}")
+    missing = "f" * 40
+    assert not mirror_holds(mirror, {**upstream, "refs/tags/deployed/v0.3.5-4": missing}, "deployed/{version}-{n}"), \
+        "a commit tagged upstream that the mirror lacks (another operator's fix) is fetched"
+    assert not mirror_holds(mirror, {**upstream, "refs/tags/v0.3.6": head}, "deployed/{version}-{n}"), \
+        "a release tag is upstream's, not the tool's"
+    # a pattern without a namespace of its own before {version}: every tag is upstream's
+    assert not mirror_holds(mirror, {**upstream, "refs/tags/v0.3.5/deployed-3": head}, "{version}/deployed-{n}")
