@@ -121,7 +121,7 @@ def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False,
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         git.Repo.init(path, bare=True)
-    elif _holds(path, upstream if everything else None, needs):
+    elif mirror_holds(path, upstream if everything else None, settings.source["tag_pattern"], needs):
         return path
     cfg = local_ssh_config(image_dir, settings)
     try:
@@ -152,13 +152,24 @@ def same_refs(local: Dict[str, str], upstream: Dict[str, str]) -> bool:
             and local.get("refs/remotes/origin/HEAD") == upstream.get("HEAD"))
 
 
-def _holds(path: Path, upstream: Optional[Dict[str, str]], needs: tuple) -> bool:
-    if upstream is not None:
+def mirror_holds(path: Path, upstream: Optional[Dict[str, str]], tag_pattern: str, needs: tuple = ()) -> bool:
+    """Whether a mirror needs no fetch: it has `upstream`'s refs (a host's `git
+    ls-remote`), the tool's own deployment tags (`tag_pattern`'s namespace) counted
+    as had when the mirror has their commits; else the commits `needs` names."""
+    if upstream is None:
+        return bool(needs) and _has_commits(path, needs)
+    own = "refs/tags/" + tag_pattern.split("{")[0] if "/" in tag_pattern.split("{")[0] else None
+    if own is None:
         return same_refs(mirror_refs(path), upstream)
-    if not needs:
-        return False
+    local = {k: v for k, v in mirror_refs(path).items() if not k.startswith(own)}
+    theirs = {k: v for k, v in upstream.items() if not k.startswith(own)}
+    tagged = tuple(v for k, v in upstream.items() if k.startswith(own))
+    return same_refs(local, theirs) and (not tagged or _has_commits(path, tagged))
+
+
+def _has_commits(path: Path, commits) -> bool:
     p = subprocess.run(["git", "--git-dir", str(path), "cat-file", "--batch-check"], capture_output=True, text=True,
-                       input="".join(f"{c}^{{commit}}\n" for c in needs))
+                       input="".join(f"{c}^{{commit}}\n" for c in commits))
     return p.returncode == 0 and "missing" not in p.stdout
 
 
