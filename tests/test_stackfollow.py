@@ -3,6 +3,8 @@ its one command: the old stack's replicas and files are left out, the new ones r
 from their start."""
 from types import SimpleNamespace
 
+import pytest
+
 from ampel_tasks.facts import stackfollow
 from ampel_tasks.remote.hosts import Result
 
@@ -59,3 +61,18 @@ def test_the_old_stacks_replicas_and_what_their_ended_nannies_left_do_not_count(
     assert f"tail -c +1 /var/tmp/ampel.singularity.{CATALOG}.stdout" in host.commands[2]
     assert AP not in host.commands[2]  # (the old alertprocessor's file is not read)
     assert [l.msg for l in third.lines] == ["MongoDB starting"]
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # (a thread's traceback)
+def test_the_follower_reads_once_before_the_block_and_a_failed_read_ends_it_quietly(capfd):
+    import time
+
+    old = [(100, 1, 30, STACK), (101, 100, 30, "nsenter -- mongod")]
+    host = Host([poll_output(old, [(100, CATALOG), (101, CATALOG)])] * 2)  # (a third read fails)
+    follow = stackfollow.Follow(poller(host))
+    with follow:
+        assert host.commands, "the old stack is read before the block starts"
+        time.sleep(3 * stackfollow.WHILE_UP)
+    assert not follow._thread.is_alive()
+    assert len(follow.taken()) == 2 and follow.taken() == []
+    assert "Traceback" not in capfd.readouterr().err
