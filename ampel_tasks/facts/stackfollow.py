@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from . import replicas, sizes, stacklist, stackpoll
-from ..config.errors import DeployError
 
 # s between two reads while deploy/up runs (its services start over about 10 s), and
 # after it, while the last ones started hold for the stable window
@@ -68,12 +67,14 @@ class Poller:
         return o.replicas, o.ports, o.lines
 
     def observe(self) -> Observation:
+        """One read, timed."""
         s = self.r.settings
         user, log, limit = s.service_user, s.paths["replica_log"], int(s.health["max_bytes"])
         asked = time.time()
+        # (the gate's polls are never answered from the reads sent ahead; status's look is a read)
         res = self.site.stack_host.read(stackpoll.command(user, log, self.ports, self.offsets, limit), user=user,
                                         warn=True, fresh=self.read_logs or self.new_only)
-        answered = time.time()  # (the gate's polls; status's look is a read)
+        answered = time.time()
         got = stackpoll.parse(res.stdout, user, log)
         lines = [line for tail in got.files for line in self._consume(tail, limit)]
         now = self._new(got.replicas) if self.new_only else got.replicas
@@ -129,7 +130,7 @@ class Follow:
         while not self._stop.is_set():
             try:
                 self.seen.append(self.poller.observe())
-            except DeployError:
+            except Exception:  # (whatever went wrong, the gate's own next read meets it and says so)
                 return
             self._stop.wait(WHILE_UP)
 
