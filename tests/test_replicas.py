@@ -127,3 +127,17 @@ def test_a_service_left_by_its_ended_nanny_heads_the_writers_but_is_not_the_stac
     got = snap(orphan)
     assert got["a9404f1e"] == replicas.Replica(4307, 35, 4308, 35, by_stack=False)
     assert got["36535acb"].by_stack and got["af186630"].by_stack
+
+
+def test_a_fork_of_the_nanny_not_yet_a_program_of_its_own_is_not_its_child():
+    """The nanny forks to run `singularity instance.list` (and its service): until the
+    fork execs, it has the nanny's own command line. A read in that instant must not
+    take it for the service (the next read would count a restart)."""
+    fork = HEALTHY.replace(
+        "   4409    4401 S         2 /usr/bin/nsenter -t 4390 -U -m -p -r -w --preserve-credentials -- ampel-alertprocessor --broker b --group g",
+        "   4409    4401 S         0 /usr/bin/python3 /usr/bin/singularity-stack deploy -c "
+        "/home/ampel/Ampel-v0.3/ampel-core/deploy/production/burst.yml burst")
+    fork = fork.replace("   4410    4409 S         2 python3 /usr/local/bin/ampel-alertprocessor --broker b --group g\n", "")
+    assert snap(fork)["36535acb"].child is None
+    w = watch_after(fork, HEALTHY, HEALTHY)
+    assert w.failures() == []
