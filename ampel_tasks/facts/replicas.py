@@ -86,7 +86,7 @@ def parse(text: str, user: str, replica_log: str) -> Dict[str, Replica]:
     """{instance: Replica} from the output of `command` (pure). The nanny is a
     writer of the replica file whose parent is not one (singularity-stack's own
     process where there is one); its child is any live process it started other
-    than singularity's instance.list check."""
+    than singularity's instance.list check and a fork of its own not yet exec'd."""
     head, _, fds = text.partition("@@FD")
     procs = parse_ps(head.partition("@@PS")[2])
     out = {}
@@ -97,8 +97,9 @@ def parse(text: str, user: str, replica_log: str) -> Dict[str, Replica]:
         if not tops:
             continue
         nanny = min(tops, key=lambda p: procs[p].age)  # the newest, should an old one linger
-        kids = [p for p, pr in procs.items()
-                if pr.ppid == nanny and not pr.stat.startswith("Z") and "instance.list" not in pr.args]
+        # (a fork that has not yet exec'd has the nanny's own command line: not yet the service)
+        kids = [p for p, pr in procs.items() if pr.ppid == nanny and not pr.stat.startswith("Z")
+                and "instance.list" not in pr.args and pr.args != procs[nanny].args]
         child = min(kids, key=lambda p: procs[p].age) if kids else None
         out[inst] = Replica(nanny, procs[nanny].age, child, procs[child].age if child else 0, bool(stack))
     return out
