@@ -119,16 +119,6 @@ def test_one_read_sees_a_crash_loop_between_restarts_by_a_child_younger_than_its
     assert replicas.restarted(INSTANCES, snap(HEALTHY), within=1) == []
 
 
-def test_a_service_left_by_its_ended_nanny_heads_the_writers_but_is_not_the_stacks():
-    """The tool ends an old stack's nannies before deploy/up: what they ran lives on
-    (its parent now init) until `rm` stops its instance."""
-    orphan = "\n".join(l for l in HEALTHY.splitlines() if not l.startswith("   4301 ")).replace(
-        "   4307    4301 S", "   4307       1 S")
-    got = snap(orphan)
-    assert got["a9404f1e"] == replicas.Replica(4307, 35, 4308, 35, by_stack=False)
-    assert got["36535acb"].by_stack and got["af186630"].by_stack
-
-
 def test_a_fork_of_the_nanny_not_yet_a_program_of_its_own_is_not_its_child():
     """The nanny forks to run `singularity instance.list` (and its service): until the
     fork execs, it has the nanny's own command line. A read in that instant must not

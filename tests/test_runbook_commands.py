@@ -3,7 +3,6 @@
 Hosts are replaced by recorders that answer facts from a script, so these read
 like the runbook: "on burst, as ampel, in /data/ampel/singularity: singularity pull".
 """
-import contextlib
 import re
 
 import pytest
@@ -49,7 +48,7 @@ class RecordingHost(hosts.Host):
         self.log = log
 
     def run(self, cmd, *, mutating, user=None, warn=False, stream=False, show=None, prefix="", data=None,
-            on_line=None, shield=None, fresh=False):
+            on_line=None, shield=None):
         if self.dry and mutating:
             return super().run(cmd, user=user, mutating=mutating, show=show)
         if data is not None:
@@ -224,7 +223,6 @@ def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
 
     r, answers, log = site
     monkeypatch.setattr(health, "gate", lambda *a, **k: None)
-    monkeypatch.setattr(health, "following", lambda *a, **k: contextlib.nullcontext())  # (the gate's reads)
     answers.append((r"^cat .*dryrun\.env$", Result(ENV, "", 0)))
     r.changed.add("db")
     runner.run(r, "up")

@@ -56,7 +56,7 @@ def test_first_deploy_runs_the_whole_runbook(sandbox):
     assert "connection refused on burst.zeuthen.desy.de:27018, retry after 1 s" in log
     assert "connected to burst.zeuthen.desy.de:27017" in log
     assert re.search(r"burst\s+alertprocessor\s+16\s+a9404f1e", log)
-    assert "22 replicas running for 1 s or more (alertprocessor x16), no restarts" in out
+    assert "22 replicas running for 3 s or more (alertprocessor x16), no restarts" in out
     no_secret_in(sandbox, p.stdout, p.stderr, log)
     # the alert processors write the live database of this version, in its consumer group
     time.sleep(6)

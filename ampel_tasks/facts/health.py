@@ -19,8 +19,7 @@ import time
 from typing import Dict, List
 
 from ..config import console
-from . import envfile, replicas, stacklist, state
-from .stackfollow import AFTER_UP, Follow, Observation, Poller
+from . import envfile, replicas, sizes, stacklist, stackpoll, state
 from ..config.errors import DeployError
 
 
@@ -91,6 +90,53 @@ def check(want: dict, live: Dict[str, int], ports_ok: dict, lines: List[stacklis
     return waiting, fatal
 
 
+class Poller:
+    """Reads the stack's state on the service host, one command per poll: the
+    replicas' processes, ports, and the replicas' output files from where the last
+    poll stopped (they are truncated at each deploy, so a gate starts at 0)."""
+
+    def __init__(self, r, site, want: dict, read_logs: bool):
+        self.r, self.site, self.want = r, site, want
+        s = r.settings
+        self.instances = stacklist.expected_instances(site.stack_name, want)
+        self.offsets = {(inst, src): 0 for inst in self.instances for src in ("stdout", "stderr")} if read_logs else {}
+        self.ports = sorted({p for _, ports in want.values() for p in ports})
+
+    def start_at_end(self) -> None:
+        """Read only what the replicas write from now on (their files were not truncated)."""
+        files = {self.log_file(inst, src): key for key in self.offsets for inst, src in [key]}
+        res = self.site.stack_host.read(sizes.stat_command(files), user=self.r.settings.service_user, warn=True,
+                                        fresh=True)
+        for name, size in sizes.parse(res.stdout).items():
+            if name in files:
+                self.offsets[files[name]] = size
+
+    def log_file(self, inst: str, source: str) -> str:
+        s = self.r.settings
+        return s.paths["replica_log"].format(user=s.service_user, instance=inst, source=source)
+
+    def poll(self):
+        """(the replicas' processes, {port: answers}, new log lines)."""
+        s = self.r.settings
+        user, log, limit = s.service_user, s.paths["replica_log"], int(s.health["max_bytes"])
+        res = self.site.stack_host.read(stackpoll.command(user, log, self.ports, self.offsets, limit), user=user,
+                                        warn=True, fresh=bool(self.offsets))  # (the gate's polls; status's look is a read)
+        got = stackpoll.parse(res.stdout, user, log)
+        lines = [line for tail in got.files for line in self._consume(tail, limit)]
+        return got.replicas, got.ports, lines
+
+    def _consume(self, tail: stackpoll.FileTail, limit: int):
+        key = (tail.instance, tail.source)
+        off = self.offsets.get(key, 0)
+        if tail.size < off:  # truncated by a deploy of that replica: start again
+            off = 0
+        data = tail.text.encode(errors="replace")
+        lines, used = stacklist.split_new_text(data, len(data) >= limit)
+        self.offsets[key] = off + used
+        svc, rep = self.instances[tail.instance]
+        return stacklist.lines_with_source(svc, rep, tail.source, lines)
+
+
 def starting(want: dict, running: dict, stable: float) -> list:
     """Services some of whose replicas run but have not yet held for `stable` s (pure)."""
     out = []
@@ -101,75 +147,46 @@ def starting(want: dict, running: dict, stable: float) -> list:
     return out
 
 
-class _Evidence:
-    """What a gate has read so far: the replicas followed across reads, the last lines
-    read, the problem lines."""
-
-    def __init__(self, poller: Poller, patterns):
-        self.watch, self.patterns = replicas.Watch(poller.instances), patterns
-        self.seen, self.fatal = [], []
-
-    def add(self, o: Observation, want: dict) -> tuple:
-        """(live counts, waiting problems) of the read `o`."""
-        self.watch.feed(o.replicas, o.answered)
-        self.seen = (self.seen + o.lines)[-400:]
-        live = replicas.live_counts(self.watch.instances, o.replicas)
-        waiting, problems = check(want, live, o.ports, o.lines, self.patterns)
-        self.fatal += problems  # (each poll reads only new lines: kept across the confirming read)
-        return live, waiting
-
-
-def gate(r, site, poller=None, follow: Follow = None):
+def gate(r, site, poller=None):
     """Wait until the stack is healthy (or fail with the evidence); `poller`: one that
-    already follows the stack (e.g. from the end of its replica files); `follow`: the
-    reads made while deploy/up ran, judged first (the verdict is the latest read's)."""
+    already follows the stack (e.g. from the end of its replica files)."""
     h = r.settings.health
     doc = site.stack_doc() or {}
-    poller = follow.poller if follow else poller or Poller(r, site, expected(doc, _env(site)), read_logs=True)
-    earlier, ev = (follow.taken() if follow else []), _Evidence(poller, h["error_patterns"])
-    t0, last_note, confirm = time.time(), "", False
+    poller = poller or Poller(r, site, expected(doc, _env(site)), read_logs=True)
+    want = poller.want
+    watch = replicas.Watch(poller.instances)
+    t0, last_note, seen, fatal, confirm = time.time(), "", [], [], False
     while True:
         elapsed = time.time() - t0
-        o = earlier.pop(0) if earlier else poller.observe()
-        live, waiting = ev.add(o, poller.want)
-        failing = [] if earlier else ev.watch.failures()
+        now, ports_ok, lines = poller.poll()
+        watch.feed(now)
+        seen = (seen + lines)[-400:]
+        live = replicas.live_counts(poller.instances, now)
+        waiting, problems = check(want, live, ports_ok, lines, h["error_patterns"])
+        fatal += problems  # (each poll reads only new lines: kept across the confirming read)
+        failing = watch.failures()
         if failing and not confirm:  # one more read: the youngest nannies' first child is due too
             confirm = True
-            time.sleep(replicas.FIRST_CHILD_GRACE + replicas.ETIMES_OVER)
+            time.sleep(replicas.FIRST_CHILD_GRACE)
             continue
-        if earlier:
-            continue
-        if failing or ev.fatal:
-            refused = [x for x in (refused_secret(l.msg, doc) for l in ev.seen) if x]
-            _report(failing, ev.fatal, ev.seen, elapsed, after_failure(r, site), refused[:1])
-        waiting += starting(poller.want, ev.watch.running(o.replicas, h["stable"], o.asked), h["stable"])
+        if failing or fatal:
+            refused = [x for x in (refused_secret(l.msg, doc) for l in seen) if x]
+            _report(failing, fatal, seen, elapsed, after_failure(r, site), refused[:1])
+        waiting += starting(want, watch.running(now, h["stable"]), h["stable"])
         if not waiting:
-            return _healthy(site, live, h["stable"], elapsed)
-        last_note = _waiting(waiting, elapsed, last_note)
+            ap = f" (alertprocessor x{live['alertprocessor']})" if "alertprocessor" in live else ""
+            console.note(f"{site.stack_host.name} healthy after {elapsed:.0f} s: {len(live)} services, "
+                         f"{sum(live.values())} replicas running for {h['stable']:g} s or more{ap}, no restarts, no errors")
+            return
+        note = "; ".join(waiting[:3])
+        if note != last_note:
+            console.detail(f"health: waiting ({elapsed:.0f} s): {note}")
+            last_note = note
         if elapsed > h["timeout"]:
             raise DeployError(
                 f"stack not healthy after {elapsed:.0f} s (ampel.health.timeout={h['timeout']}): "
                 + "; ".join(waiting) + f"; {after_failure(r, site)}")
-        time.sleep(AFTER_UP)
-
-
-def _healthy(site, live: dict, stable: float, elapsed: float) -> None:
-    ap = f" (alertprocessor x{live['alertprocessor']})" if "alertprocessor" in live else ""
-    console.note(f"{site.stack_host.name} healthy after {elapsed:.0f} s: {len(live)} services, "
-                 f"{sum(live.values())} replicas running for {stable:g} s or more{ap}, no restarts, no errors")
-
-
-def _waiting(waiting: list, elapsed: float, last_note: str) -> str:
-    note = "; ".join(waiting[:3])
-    if note != last_note:
-        console.detail(f"health: waiting ({elapsed:.0f} s): {note}")
-    return note
-
-
-def following(r, site) -> Follow:
-    """A follower of the stack file's replicas started from now on, reading their files (for `gate`)."""
-    doc = site.stack_doc() or {}
-    return Follow(Poller(r, site, expected(doc, _env(site)), read_logs=True, new_only=True))
+        time.sleep(1)
 
 
 def _env(site) -> dict:

@@ -20,10 +20,6 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 # a nanny's time from its start to its first child (DaemonContext, one instance.list)
 FIRST_CHILD_GRACE = 2.0
-# ps's etimes: procps-ng 4 rounds a process's age down; 3.3 (older hosts) subtracts the
-# whole seconds of its start from the whole seconds of now, over the age by up to 1 s.
-# Less this, it is never over
-ETIMES_OVER = 1
 
 
 class Proc(NamedTuple):
@@ -40,9 +36,6 @@ class Replica:
     nanny_age: int
     child: Optional[int] = None
     child_age: int = 0
-    # the nanny is a singularity-stack process (not a service left running by a nanny
-    # that was ended: its parent gone, it heads the file's writers)
-    by_stack: bool = True
 
 
 def command(user: str, replica_log: str) -> str:
@@ -92,8 +85,7 @@ def parse(text: str, user: str, replica_log: str) -> Dict[str, Replica]:
     out = {}
     for inst, pids in parse_writers(fds, user, replica_log).items():
         tops = [p for p in pids if p in procs and procs[p].ppid not in pids and not procs[p].stat.startswith("Z")]
-        stack = [p for p in tops if "singularity-stack" in procs[p].args]
-        tops = stack or tops
+        tops = [p for p in tops if "singularity-stack" in procs[p].args] or tops
         if not tops:
             continue
         nanny = min(tops, key=lambda p: procs[p].age)  # the newest, should an old one linger
@@ -101,7 +93,7 @@ def parse(text: str, user: str, replica_log: str) -> Dict[str, Replica]:
         kids = [p for p, pr in procs.items() if pr.ppid == nanny and not pr.stat.startswith("Z")
                 and "instance.list" not in pr.args and pr.args != procs[nanny].args]
         child = min(kids, key=lambda p: procs[p].age) if kids else None
-        out[inst] = Replica(nanny, procs[nanny].age, child, procs[child].age if child else 0, bool(stack))
+        out[inst] = Replica(nanny, procs[nanny].age, child, procs[child].age if child else 0)
     return out
 
 
@@ -109,7 +101,6 @@ def parse(text: str, user: str, replica_log: str) -> Dict[str, Replica]:
 class Track:
     """What a gate knows of one replica across reads."""
     child: Optional[int] = None
-    child_seen: Optional[float] = None  # when a read first showed that child (its age is at least since then)
     restarts: int = 0
     dead: bool = False       # its service is not running now (a death already counted)
     seen: bool = False       # its nanny was seen
@@ -122,8 +113,7 @@ class Watch:
     instances: Dict[str, Tuple[str, int]]  # {instance: (service, replica)}
     tracks: Dict[str, Track] = field(default_factory=dict)
 
-    def feed(self, now: Dict[str, Replica], at: Optional[float] = None) -> None:
-        """One read; `at`: when its answer came (this machine's clock)."""
+    def feed(self, now: Dict[str, Replica]) -> None:
         for inst in self.instances:
             t = self.tracks.setdefault(inst, Track())
             r = now.get(inst)
@@ -134,30 +124,20 @@ class Watch:
             if r.child is not None:
                 if t.child is not None and r.child != t.child and not t.dead:
                     t.restarts += 1  # ended and started again between two reads
-                if r.child != t.child:
-                    t.child_seen = at
                 t.child, t.dead = r.child, False
-            elif not t.dead and (t.child is not None or r.nanny_age - ETIMES_OVER >= FIRST_CHILD_GRACE):
+            elif not t.dead and (t.child is not None or r.nanny_age >= FIRST_CHILD_GRACE):
                 t.restarts += 1
                 t.child, t.dead = None, True
 
-    def running(self, now: Dict[str, Replica], stable: float, at: Optional[float] = None) -> Dict[str, Tuple[int, int]]:
-        """{service: (replicas whose child has run at least `stable` s, replicas with a child)}.
-        A child's age is the larger of what `ps` says less ETIMES_OVER and the time from
-        the answer that first showed it to `at` (when the read of `now` was asked): both
-        can only be short of the truth, never over it."""
+    def running(self, now: Dict[str, Replica], stable: float) -> Dict[str, Tuple[int, int]]:
+        """{service: (replicas whose child has run at least `stable` s, replicas with a child)}."""
         out: Dict[str, Tuple[int, int]] = {}
         for inst, (svc, _) in self.instances.items():
             r = now.get(inst)
             held, live = out.get(svc, (0, 0))
             up = r is not None and r.child is not None
-            out[svc] = (held + (up and self._age(inst, r, at) >= stable), live + up)
+            out[svc] = (held + (up and r.child_age >= stable), live + up)
         return out
-
-    def _age(self, inst: str, r: Replica, at: Optional[float]) -> float:
-        t = self.tracks.get(inst)
-        seen = t.child_seen if t is not None and t.child == r.child else None
-        return max(r.child_age - ETIMES_OVER, at - seen if at is not None and seen is not None else 0)
 
     def failures(self) -> List[str]:
         """One entry per failing service: `svc (n of m replicas, k restarts)`,

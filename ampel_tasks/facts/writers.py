@@ -13,7 +13,7 @@ import time
 from typing import Dict, List
 
 from ..config import console
-from . import envfile, health, replicas, stackfollow
+from . import envfile, health, replicas
 from ..config.errors import DeployError
 
 def clients(doc: dict, secrets) -> List[str]:
@@ -51,7 +51,7 @@ def restart(r, site, secrets) -> None:
         return
     env = envfile.read(host.read_file(site.env_file, user=site.src_user) or "")
     want = health.expected(doc, env)
-    waiter, gate = stackfollow.Poller(r, site, want, read_logs=False), stackfollow.Poller(r, site, want, read_logs=True)
+    waiter, gate = health.Poller(r, site, want, read_logs=False), health.Poller(r, site, want, read_logs=True)
     now, _, _ = waiter.poll()
     old = children(waiter.instances, now, names)
     console.step(f"restart {host.name}", f"{', '.join(names)} ({len(old)} processes), to read the archive's schema again")

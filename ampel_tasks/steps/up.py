@@ -108,14 +108,12 @@ def act(r, part: Part) -> None:
     if site.archive:
         stackinputs.prepare(r, site, (d.data if d is not None else {}).get("inputs"))
     preflight.require(r, site)
+    _deploy_up(r, site)
     if r.dry:
-        _deploy_up(r, site)
         console.note("then: the health gate (services, replicas, ports, logs"
                      + (", a query as the archive's read user)" if site.archive else ")"))
         return
-    with health.following(r, site) as follow:  # (the gate reads from deploy/up's start)
-        _deploy_up(r, site)
-    health.gate(r, site, follow=follow)
+    health.gate(r, site)
     if site.archive:
         ev = archive_evidence(r, site)
         stackinputs.after_start(r, site, ev)
