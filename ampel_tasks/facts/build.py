@@ -158,7 +158,8 @@ def mirror_holds(path: Path, upstream: Optional[Dict[str, str]], tag_pattern: st
     as had when the mirror has their commits; else the commits `needs` names."""
     if upstream is None:
         return bool(needs) and _has_commits(path, needs)
-    own = "refs/tags/" + tag_pattern.split("{")[0] if "/" in tag_pattern.split("{")[0] else None
+    fixed = tag_pattern.split("{")[0]  # (the pattern's text before its first field)
+    own = "refs/tags/" + fixed if "/" in fixed else None
     if own is None:
         return same_refs(mirror_refs(path), upstream)
     local = {k: v for k, v in mirror_refs(path).items() if not k.startswith(own)}
