@@ -1,5 +1,9 @@
 """The process verdict (replicas.py) on captured output of its one command: what
 runs is the nanny and its live child, never the instance listing."""
+import getpass
+import subprocess
+import time
+
 from ampel_tasks.facts import replicas
 
 LOG = "/var/tmp/{user}.singularity.{instance}.{source}"
@@ -132,3 +136,43 @@ def test_a_fork_of_the_nanny_not_yet_a_program_of_its_own_is_not_its_child():
     assert snap(fork)["36535acb"].child is None
     w = watch_after(fork, HEALTHY, HEALTHY)
     assert w.failures() == []
+
+
+# the start section of a read of burst in the sandbox (/proc/uptime, CLK_TCK, then each
+# process's start tick), for the nanny 4120, its child and service, and 4401's child
+# just started; `ps etimes` whole seconds (procps 3.3 rounds them up) give way to it
+STARTS = """@@START
+71654.70 91302.93
+100
+4120 7163371
+4125 7163374
+4126 7163377
+4409 7165400
+"""
+
+
+def test_ages_come_from_the_start_ticks_where_the_read_has_them():
+    got = snap(HEALTHY + STARTS)
+    assert got["af186630"] == replicas.Replica(4120, 20.99, 4125, 20.96)
+    assert got["36535acb"].child_age == 0.7  # etimes said 2
+    assert got["a9404f1e"] == replicas.Replica(4301, 35, 4307, 35)  # no tick read: etimes
+    assert snap(HEALTHY + "@@START\ngarbled\n")["36535acb"].child_age == 2
+
+
+def test_the_read_gives_a_process_its_age_in_hundredths_whatever_its_name(tmp_path):
+    """The command itself, in a real shell: a process writing to a replica file, its
+    name holding `) ` as a command's name may, is aged from its start tick."""
+    log = str(tmp_path / "{user}.{instance}.{source}")
+    prog = tmp_path / "a) b"
+    prog.symlink_to("/bin/sleep")
+    out = open(log.format(user=getpass.getuser(), instance="i0", source="stdout"), "w")
+    p = subprocess.Popen([str(prog), "30"], stdout=out)
+    try:
+        time.sleep(0.3)
+        text = subprocess.run(["sh", "-c", replicas.command(getpass.getuser(), log)],
+                              capture_output=True, text=True).stdout
+        nanny = replicas.parse(text, getpass.getuser(), log)["i0"]
+        assert nanny.nanny == p.pid and 0.25 <= nanny.nanny_age < 1.5, nanny
+    finally:
+        p.kill()
+        out.close()

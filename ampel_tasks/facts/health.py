@@ -22,6 +22,10 @@ from ..config import console
 from . import envfile, replicas, sizes, stacklist, stackpoll, state
 from ..config.errors import DeployError
 
+# s between two polls: far shorter than the nanny's restart delay (10 s at the site),
+# so a service that died is seen without its child, and a fraction of a stable window
+POLL = 0.25
+
 
 def expected(doc: dict, env: dict) -> dict:
     """{service: (replicas, [ports])} from the stack file, variables from dryrun.env."""
@@ -186,7 +190,7 @@ def gate(r, site, poller=None):
             raise DeployError(
                 f"stack not healthy after {elapsed:.0f} s (ampel.health.timeout={h['timeout']}): "
                 + "; ".join(waiting) + f"; {after_failure(r, site)}")
-        time.sleep(1)
+        time.sleep(POLL)
 
 
 def _env(site) -> dict:

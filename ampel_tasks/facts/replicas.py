@@ -7,8 +7,10 @@ child, `singularity run instance://<instance>`, and starts it again after the
 restart delay when it ends. A Singularity 2.x instance outlives that child, so a
 listing of instances says nothing about the service: the nanny and its child do.
 
-One command per read (`ps` of the service user, and which processes write to a
-replica file), parsed by a pure function; `Watch` follows the replicas across
+One command per read (`ps` of the service user, which processes write to a
+replica file, and each process's start in clock ticks since boot beside the
+host's uptime: an age to the hundredth of a second, where `ps etimes` gives whole
+seconds that procps 3.3 can round up), parsed by a pure function; `Watch` follows the replicas across
 reads and counts restarts (a child that ended or was replaced).
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ FIRST_CHILD_GRACE = 2.0
 class Proc(NamedTuple):
     ppid: int
     stat: str
-    age: int  # seconds since it started (ps etimes)
+    age: float  # seconds since it started (ps etimes; from its start tick where read)
     args: str
 
 
@@ -33,9 +35,9 @@ class Proc(NamedTuple):
 class Replica:
     """One replica's processes: its nanny and the nanny's live child, if any."""
     nanny: int
-    nanny_age: int
+    nanny_age: float
     child: Optional[int] = None
-    child_age: int = 0
+    child_age: float = 0
 
 
 def command(user: str, replica_log: str) -> str:
@@ -44,8 +46,12 @@ def command(user: str, replica_log: str) -> str:
     pattern = replica_log.format(user=user, instance="*", source="stdout")
     # (the shell running this poll is one of the user's processes: its args, which hold
     # the poll's markers, are left out)
-    return (f"echo @@PS; ps -u {shlex.quote(user)} -o pid=,ppid=,stat=,etimes=,args= | grep -v -F @@; echo @@FD; "
-            f"find /proc/[0-9]*/fd/1 -maxdepth 0 -lname {shlex.quote(pattern)} -printf '%p %l\\n' 2>/dev/null; true")
+    u = shlex.quote(user)
+    # (/proc/PID/stat: `PID (COMM) STATE PPID ...`, its 22nd field the start tick; COMM may hold `) `)
+    return (f"echo @@PS; ps -u {u} -o pid=,ppid=,stat=,etimes=,args= | grep -v -F @@; echo @@FD; "
+            f"find /proc/[0-9]*/fd/1 -maxdepth 0 -lname {shlex.quote(pattern)} -printf '%p %l\\n' 2>/dev/null; "
+            f"echo @@START; cat /proc/uptime; getconf CLK_TCK; ps -u {u} -o pid= | sed 's|^ *|/proc/|; s|$|/stat|' "
+            f"| xargs -r cat 2>/dev/null | sed 's|^\\([0-9]*\\) .*) |\\1 |' | cut -d' ' -f1,21; true")
 
 
 def _log_regex(user: str, replica_log: str):
@@ -60,6 +66,22 @@ def parse_ps(text: str) -> Dict[int, Proc]:
         f = line.split(None, 4)
         if len(f) >= 4 and f[0].isdigit() and f[1].isdigit() and f[3].isdigit():
             out[int(f[0])] = Proc(int(f[1]), f[2], int(f[3]), f[4] if len(f) > 4 else "")
+    return out
+
+
+def parse_ages(text: str) -> Dict[int, float]:
+    """{pid: seconds since it started} from the start section: /proc/uptime, CLK_TCK,
+    then `pid start-tick` lines (pure); {} when it is missing or garbled."""
+    lines = text.strip().splitlines()
+    try:
+        uptime, tick = float(lines[0].split()[0]), int(lines[1])
+    except (IndexError, ValueError):
+        return {}
+    out = {}
+    for line in lines[2:]:
+        f = line.split()
+        if len(f) == 2 and f[0].isdigit() and f[1].isdigit():
+            out[int(f[0])] = max(0.0, round(uptime - int(f[1]) / tick, 2))
     return out
 
 
@@ -80,8 +102,10 @@ def parse(text: str, user: str, replica_log: str) -> Dict[str, Replica]:
     writer of the replica file whose parent is not one (singularity-stack's own
     process where there is one); its child is any live process it started other
     than singularity's instance.list check and a fork of its own not yet exec'd."""
-    head, _, fds = text.partition("@@FD")
-    procs = parse_ps(head.partition("@@PS")[2])
+    head, _, rest = text.partition("@@FD")
+    fds, _, starts = rest.partition("@@START")
+    procs, ages = parse_ps(head.partition("@@PS")[2]), parse_ages(starts)
+    procs = {pid: pr._replace(age=ages.get(pid, pr.age)) for pid, pr in procs.items()}
     out = {}
     for inst, pids in parse_writers(fds, user, replica_log).items():
         tops = [p for p in pids if p in procs and procs[p].ppid not in pids and not procs[p].stat.startswith("Z")]
