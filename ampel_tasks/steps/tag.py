@@ -25,6 +25,7 @@ from ..flow import run as runs
 from ..facts import sources, state
 from ..config.errors import DeployError
 from ..flow.plan import Decision, Part
+from ..remote import sidebyside
 from ..facts.site import Site
 from . import evidence, inputs
 from .src import follow_tag, src_evidence
@@ -135,20 +136,22 @@ def parts(r):
 
 
 def act(r, part: Part) -> None:
-    """Carry out the tag decision: its actions and nothing else."""
+    """Carry out the tag decision: its actions and nothing else, each repo's commit,
+    tag and push as one command, the repos' side by side."""
     site, s, d = part.site, r.settings, part.decision
     if d is None:
         return
     host = site.service_host
     ident = (f"-c user.name={shlex.quote(s.operator)} "
              f"-c user.email={shlex.quote(s.operator + '@' + s.service_host.hostname)}")
-    for a in d.data.get("actions", []):
-        for what, cmd in commands(a, f"{site.ampel_src}/{a.repo}", ident):
-            res = host.change(cmd, user=site.src_user, warn=True)
-            if not res.ok:
-                last = (res.stderr.strip().splitlines() or ["(no output)"])[-1].strip()
-                hint = " (upstream may have moved since the plan; re-run to plan again)" if what == "push" else ""
-                raise DeployError(f"{a.repo} on {host.name}: git {what} failed: {last}{hint}")
+    actions = d.data.get("actions", [])
+    jobs = [commands(a, f"{site.ampel_src}/{a.repo}", ident) for a in actions]
+    results = sidebyside.change(host, jobs, user=site.src_user, show=f"commit, tag and push {len(jobs)} repos at once")
+    for a, res in zip(actions, results):
+        if not res.ok:
+            what, last = sidebyside.failed_step(res)
+            hint = " (upstream may have moved since the plan; re-run to plan again)" if what == "push" else ""
+            raise DeployError(f"{a.repo} on {host.name}: git {what or 'tag'} failed: {last}{hint}")
         console.note(f"{a.repo}: tagged {a.tag}" + (f", {a.branch} pushed" if a.branch else ""))
     r.changed.add("tag")
     follow_tag(r)
