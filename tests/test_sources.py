@@ -1,5 +1,9 @@
 """Host copies follow upstream without losing work: the pure parts of sources.py."""
+from types import SimpleNamespace
+
+from ampel_tasks.config.settings import build_settings
 from ampel_tasks.facts import sources
+from ampel_tasks.remote.processes import Result
 
 STATUS = """@@repo ampel-core 1111111111111111111111111111111111111111 master git@github-ampel:AmpelProject/Ampel-core.git
  M deploy/production/dryrun.env
@@ -115,3 +119,34 @@ def test_upstreams_refs_come_back_in_order_a_failed_one_marked(tmp_path):
                          timeout=10).stdout
     assert out == ("@@ls ampel-core\na1\trefs/heads/master\n@@ls ampel-base\nb2\trefs/tags/v0.3.5\n"
                    "@@ls ampel-x\n@@failed\n")
+
+
+class AnsweringHost:
+    """A host that answers the copies' status and upstream's refs, and counts what it was asked."""
+    name = "burst"
+
+    def __init__(self, status):
+        self.status, self.asked = status, []
+
+    def fact(self, cmd, user=None):
+        self.asked.append("ls-remote" if "ls-remote" in cmd else "status")
+        if "ls-remote" in cmd:
+            names = [line.split()[1] for line in self.status.splitlines() if line.startswith("@@repo")]
+            return Result("".join(f"@@ls {n}\n{LS}" for n in names), "", 0)
+        return Result(self.status, "", 0)
+
+
+def test_after_src_moved_the_copies_upstream_is_not_asked_again_unless_a_copy_is_new():
+    settings, site = build_settings({}), SimpleNamespace(ampel_src="/home/ampel/Ampel-v0.3", src_user="ampel")
+    before = sources.gather(AnsweringHost(STATUS), site, settings, "v0.3.5")
+    moved = STATUS.replace("1" * 40, "2" * 40).replace(" M deploy/production/dryrun.env\n", "")
+    host = AnsweringHost(moved)
+    copies = sources.regather(host, site, settings, "v0.3.5", before)
+    assert host.asked == ["status"]
+    assert copies["ampel-core"].head == "2" * 40 and copies["ampel-core"].dirty == []
+    assert copies["ampel-core"].refs == sources.parse_ls_remote(LS) and copies["ampel-core"].known
+    assert (copies["ampel-base"].wanted, copies["ampel-base"].wanted_ref) == ("2" * 40, "tag v0.3.5")
+    added = moved + "@@repo ampel-new 4444444444444444444444444444444444444444 master git@h:AmpelProject/new.git\n"
+    host = AnsweringHost(added)
+    assert set(sources.regather(host, site, settings, "v0.3.5", before)) == {"ampel-core", "ampel-base", "ampel-new"}
+    assert host.asked == ["status", "status", "ls-remote"]

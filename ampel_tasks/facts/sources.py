@@ -154,9 +154,26 @@ def gather(host, site, settings, version: str) -> Dict[str, Copy]:
         if "@@failed" in text:
             raise DeployError(f"on {host.name}: cannot read upstream of {copy.name} "
                               f"({push_url(settings, copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
-        refs = copy.refs = parse_ls_remote(text)
-        want(copy, refs, tag)
-        know(copy, refs)
+        with_refs(copy, parse_ls_remote(text), tag)
+    return copies
+
+
+def with_refs(copy: Copy, refs: Dict[str, str], tag: str) -> None:
+    """The copy given upstream's refs (pure): what it wants of them and whether upstream knows its HEAD."""
+    copy.refs = refs
+    want(copy, refs, tag)
+    know(copy, refs)
+
+
+def regather(host, site, settings, version: str, before: Dict[str, Copy]) -> Dict[str, Copy]:
+    """`gather` again after the copies moved on the host, upstream's refs as read
+    `before` (one command: nothing this run does between moves upstream); all of it
+    read again when a copy is new."""
+    copies = read_status(host, site)
+    if not copies or set(copies) - set(before):
+        return gather(host, site, settings, version)
+    for c in copies.values():
+        with_refs(c, before[c.name].refs, release_tag(settings, version))
     return copies
 
 

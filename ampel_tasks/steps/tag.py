@@ -95,14 +95,15 @@ def commands(a: TagAction, repo_dir: str, ident: str) -> List[Tuple[str, str]]:
 
 
 def _facts(r, site):
+    ev = src_evidence(r, site)
     if not r.changed & set(inputs("tag")):  # nothing moved since src read the same copies
-        ev = src_evidence(r, site)
         return ev["copies"] if ev and ev["exists"] else None
     host = site.service_host
     exists = host.exists(site.ampel_src, user=site.src_user)
     if not exists:
         return None
-    return sources.gather(host, site, r.settings, site.version)
+    # (src moved the copies, not upstream: its reading of upstream's refs still holds)
+    return sources.regather(host, site, r.settings, site.version, ev["copies"] if ev else {})
 
 
 def decide_tag(r):
