@@ -19,6 +19,17 @@ SERVER = {"ampel-core": "Ampel-core", "ampel-base": "Ampel-base", "ampel-contrib
           "ampel-contrib-foo": "ampel-contrib-foo"}
 
 
+def eventually(fetch, until, within=60.0, every=0.5):
+    """`fetch()` again until `until(value)` holds or `within` s have passed: the last
+    value (the caller asserts on it). What a service does happens in its own time."""
+    deadline = time.time() + within
+    value = fetch()
+    while not until(value) and time.time() < deadline:
+        time.sleep(every)
+        value = fetch()
+    return value
+
+
 def burst(sandbox, *parts):
     return Path(sandbox["host"]["burst"]["root"], *parts)
 

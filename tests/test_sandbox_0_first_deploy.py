@@ -5,13 +5,12 @@ needs no reset of its own; anywhere else it resets the site first.)
 """
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import archive, archived, sandbox_cmd, tool
-from sandboxsite import burst, no_secret_in
+from sandboxsite import burst, eventually, no_secret_in
 
 pytestmark = pytest.mark.sandbox
 
@@ -56,14 +55,14 @@ def test_first_deploy_runs_the_whole_runbook(sandbox):
     assert "connection refused on burst.zeuthen.desy.de:27018, retry after 1 s" in log
     assert "connected to burst.zeuthen.desy.de:27017" in log
     assert re.search(r"burst\s+alertprocessor\s+16\s+a9404f1e", log)
-    assert "22 replicas running for 3 s or more (alertprocessor x16), no restarts" in out
+    assert "22 replicas running for 1 s or more (alertprocessor x16), no restarts" in out
     no_secret_in(sandbox, p.stdout, p.stderr, log)
     # the alert processors write the live database of this version, in its consumer group
-    time.sleep(6)
-    written = burst(sandbox, "data/ampel/mongo/live/v0.3.5/alerts.jsonl").read_text().splitlines()
+    live = burst(sandbox, "data/ampel/mongo/live/v0.3.5/alerts.jsonl")
+    written = eventually(lambda: live.read_text().splitlines() if live.exists() else [], bool)
     assert written and {json.loads(l)["group"] for l in written} == {"ampel-v0.3.5"}
     # every alert processor replica wrote its alerts into the archive on transit, none missing
-    writers = archived(sandbox)
+    writers = eventually(lambda: archived(sandbox), lambda w: len(w) == 16 and all(n >= 7 for n in w.values()))
     assert len(writers) == 16 and all(n >= 7 for n in writers.values()), writers
     # and then there is nothing left to do, on either host
     again = json.loads(tool("plan", "--version", "v0.3.5", "--json", check=True).stdout)["steps"]

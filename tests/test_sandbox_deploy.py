@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import yaml
 from conftest import REGISTRY, REPO, sandbox_cmd, tool
 from sandboxsite import (
     DAEMONS, NEW_DEPENDENCY, STATE, ServiceLifetimes, Upstream, accepted, bare, burst, daemon, instance, live_instances,
-    no_secret_in, status, transit, tree_digest,
+    eventually, no_secret_in, status, transit, tree_digest,
 )
 
 pytestmark = pytest.mark.sandbox
@@ -121,9 +122,19 @@ def test_logs_follow_all_16_replicas(deployed):
     # following: new lines arrive until interrupted
     proc = subprocess.Popen(["invoke", "-f", "config/sandbox.yaml", "logs", "alertprocessor,stats"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
+    lines = []
+
+    def reader():
+        for line in proc.stdout:
+            lines.append(line)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    eventually(lambda: "".join(lines), lambda o: "(stats:0 stdout) " in o and "(alertprocessor:" in o, within=30)
     proc.send_signal(2)
-    out, err = proc.communicate(timeout=20)
+    proc.wait(timeout=20)
+    t.join(timeout=5)
+    out, err = "".join(lines), proc.stderr.read()
     assert "Traceback" not in err and proc.returncode in (0, 130)
     assert "(stats:0 stdout) " in out and "(alertprocessor:" in out
     bad = tool("logs", "alertprocesor", "--no-follow")
@@ -286,11 +297,10 @@ def test_logs_show_each_line_within_2_s_of_its_writing(deployed):
         for line in proc.stdout:
             seen.setdefault(line.split(") ", 1)[-1].strip(), time.time())
 
-    import threading
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     try:
-        time.sleep(4)  # the remote tail has started
+        eventually(lambda: len(seen), bool, within=20, every=0.1)  # the remote tail has started (its first kB shown)
         lags = []
         for n in range(3):
             marker = f"marker {os.getpid()} {n} {time.time()}"

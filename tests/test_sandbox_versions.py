@@ -25,7 +25,7 @@ import pytest
 from conftest import archive_query, archived, postmaster, REGISTRY, sandbox_cmd, tool
 from sandboxsite import (
     CHECKOUTS, NEW_DEPENDENCY, SERVER, STATE, STEPS, Upstream, bare, burst, checkout_as_upstream, daemon,
-    live_instances, second_operator,
+    eventually, live_instances, second_operator,
 )
 
 pytestmark = pytest.mark.sandbox
@@ -211,15 +211,14 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         assert acted["src"] and acted["tag"] and acted["up"]
         # burst only: transit's postgres keeps running; burst's new writers archive, no alert missing
         assert "==> up transit: skip" in p.stdout and postmaster(sandbox) == server
-        time.sleep(7)
-        assert set(archived(sandbox)) - set(before), "the new release's writers archive nothing"
+        assert eventually(lambda: set(archived(sandbox)) - set(before), bool), "the new release's writers archive nothing"
         assert sent < 5, f"a code-only release sent {sent:.1f} MiB to the hosts"
         now = status()
         assert now["env"]["AMPEL_TAG"] == start["env"]["AMPEL_TAG"], "a code-only release keeps AMPEL_TAG"
         assert {k: now["env"][k] for k in live} == live, "the live database continues"
         assert now["env"]["AMPEL_SRC"] == "/home/ampel/Ampel-v0.3"
-        time.sleep(7)
-        written = alerts(sandbox, live["MONGO_PATH"])
+        written = eventually(lambda: alerts(sandbox, live["MONGO_PATH"]),
+                             lambda w: any(x["release"] == release for x in w))
         assert {w["group"] for w in written if w["release"] == release} == {live["GROUP_NAME"]}
         assert f"deployed/{v['v0.3.6']}-1" in {t.split(":", 1)[1].removeprefix("refs/tags/") for t in server_tags(sandbox)}
         # the tag's push left the next deploy clean: nothing left to do
@@ -250,8 +249,8 @@ def test_versions_in_the_order_operators_live_them(sandbox, tmp_path):
         assert plan["image"] == "run" and plan["src"] == "run"
         assert "ampel-contrib-foo added by the image" in p.stdout
         assert burst(sandbox, "home/ampel/Ampel-v0.3/ampel-contrib-foo/.git").is_dir()
-        time.sleep(3)
-        units = tool("logs", "alertprocessor", "--no-follow", "--grep", "units from", check=True).stdout
+        units = eventually(lambda: tool("logs", "alertprocessor", "--no-follow", "--grep", "units from", check=True).stdout,
+                           lambda u: "ampel-contrib-foo" in u)
         assert "ampel-contrib-foo" in units and "ERROR" not in units
         v038 = status()
         assert {k: v038["env"][k] for k in live} == live
