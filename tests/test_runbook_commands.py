@@ -227,8 +227,10 @@ def test_up_runs_deploy_up_in_the_dryrun_directory_as_ampel(site, monkeypatch):
     r.changed.add("db")
     runner.run(r, "up")
     # v0.3.5's deploy/up takes the config only; the machine comes from the hostname
-    assert ("burst", "ampel", "cd /home/ampel/dryrun && timeout -k 10 1200 env PYTHONUNBUFFERED=1 "
-            "/scratch/ampel/Ampel-v0.3/ampel-core/deploy/up dryrun") in commands(log)
+    plain = ("cd /home/ampel/dryrun && timeout -k 10 1200 env PYTHONUNBUFFERED=1 "
+             "/scratch/ampel/Ampel-v0.3/ampel-core/deploy/up dryrun")
+    # (run so that its session ends with it: up.ending_with)
+    assert ("burst", "ampel", up.ending_with(plain)) in commands(log)
 
 
 def test_version_is_quoted_where_it_meets_a_shell(site):

@@ -135,13 +135,26 @@ def _deploy_up(r, site) -> None:
     )
     runs.mark_changed(r, "up", host.name)
     last = []
-    res = host.change(cmd, user=s.service_user, stream=True, warn=True, on_line=lambda line: _keep_last(last, line),
+    res = host.change(ending_with(cmd), user=s.service_user, stream=True, warn=True, show=cmd,
+                      on_line=lambda line: _keep_last(last, line),
                       shield=f"{site.up_script} replaces the stack on {host.name}")
     if not res.ok:
         said = f"; it last said: {last[-1].strip()}" if last else ""
         what = (f"did not end within {limit} s (ampel.timeouts.up) and was ended" if res.exited in (124, 137)
                 else f"failed (exit {res.exited})")
         raise DeployError(f"{site.up_script} on {host.name} {what}{said}; {health.after_failure(r, site)}")
+
+
+def ending_with(cmd: str) -> str:
+    """`cmd` run so that its session ends when it does (pure). Singularity 2.x's
+    instance.stop leaves `{ sleep KILL_WAIT; kill -9 PID; } &` behind, holding the
+    output it inherited, so a plain session stays open 10 s past deploy/up's `rm`.
+    Here cmd's output (stderr with it) goes to a private file that `tail --pid`
+    relays as it grows until cmd has ended; its exit status is the session's. What
+    cmd started runs on (a second Ctrl-C ends the session, not deploy/up)."""
+    return ('out=$(mktemp) || exit 1; '
+            f'{{ {cmd}\n}} >"$out" 2>&1 </dev/null & pid=$!; '
+            'tail -s 0.1 -n +1 -f --pid=$pid "$out"; wait $pid; code=$?; rm -f "$out"; exit $code')
 
 
 def _keep_last(last: list, line: str) -> None:
