@@ -293,3 +293,21 @@ def test_the_reads_asked_but_polls_are_recorded_once_each_and_kept(burst, tmp_pa
     host.read("date", warn=True)
     readbatch.save(host.spec.hostname, host.recorded_reads())
     assert readbatch.load(host.spec.hostname) == [("ampel", "cat /etc/hostname"), (None, "date")]
+
+
+def test_the_next_batch_holds_the_last_two_plans_reads_the_newest_first(tmp_path, monkeypatch):
+    """A plan on an empty site (a first deploy's) reads little of what the next plan,
+    on the site deployed, asks; the plan before it likely read that."""
+    from ampel_tasks.remote import readbatch
+
+    monkeypatch.setenv("AMPEL_TASKS_CACHE", str(tmp_path / "cache"))
+    deployed = [("ampel", "cat /home/ampel/dryrun/dryrun.env"), ("ampel", "echo @@PS; ps -u ampel")]
+    empty = [("ampel", "cat /home/ampel/dryrun/dryrun.env"), (None, "ls /data/ampel/singularity")]
+    readbatch.save("burst.example", deployed)
+    readbatch.save("burst.example", empty)
+    assert readbatch.load("burst.example") == empty + deployed[1:]
+    readbatch.save("burst.example", [(None, "date")])  # (only the last two plans are kept)
+    assert readbatch.load("burst.example") == [(None, "date")] + empty
+    # what an earlier release kept (one plan, a list) is read as one plan
+    (tmp_path / "cache/reads/transit.example.json").write_text('[["ampel", "true"]]')
+    assert readbatch.load("transit.example") == [("ampel", "true")]

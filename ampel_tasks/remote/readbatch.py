@@ -2,9 +2,9 @@
 its own stdout, stderr and exit status, then printed in order, each output base64 on
 one line (pure builder and parser; `Host.prefetch` sends it).
 
-Which reads: those the last plan on this machine asked of that host, polls left out
-(kept under the tool's cache directory, by host name, commands only: never an
-answer). A read asked is answered from the batch until the plan ends or the host is
+Which reads: those the last two plans on this machine asked of that host, polls
+left out (kept under the tool's cache directory, by host name, commands only: never
+an answer). A read asked is answered from the batch until the plan ends or the host is
 changed."""
 from __future__ import annotations
 
@@ -53,21 +53,34 @@ def _store(hostname: str) -> Path:
     return cache_dir() / "reads" / f"{hostname}.json"
 
 
-def load(hostname: str) -> List[Read]:
-    """The reads the last plan asked of `hostname` (none when not recorded or unreadable)."""
+KEPT = 2  # plans whose reads are sent ahead: a plan on an empty site (the first deploy's) reads
+# little of what the next one, on a deployed site, asks; the one before it likely did
+
+
+def _plans(hostname: str) -> List[List[Read]]:
+    """The reads of the last KEPT plans that asked `hostname`, newest first."""
     try:
-        return [(u, c) for u, c in json.loads(_store(hostname).read_text())][:LIMIT]
-    except (OSError, ValueError, TypeError):
+        kept = json.loads(_store(hostname).read_text())
+        plans = kept["plans"] if isinstance(kept, dict) else [kept]  # (a list: one plan, as kept before)
+        return [[(u, c) for u, c in plan] for plan in plans][:KEPT]
+    except (OSError, ValueError, TypeError, KeyError):
         return []
 
 
+def load(hostname: str) -> List[Read]:
+    """What the last KEPT plans asked of `hostname`, the newest's first, each once
+    (none when not recorded or unreadable)."""
+    return list(dict.fromkeys(read for plan in _plans(hostname) for read in plan))[:LIMIT]
+
+
 def save(hostname: str, reads: List[Read]) -> None:
-    """Keep this plan's reads of `hostname` for the next run (best effort)."""
+    """Keep this plan's reads of `hostname` for the next runs (best effort)."""
     path = _store(hostname)
+    plans = [list(dict.fromkeys(reads))[:LIMIT]] + _plans(hostname)[:KEPT - 1]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(list(dict.fromkeys(reads))[:LIMIT]))
+        tmp.write_text(json.dumps({"plans": plans}))
         tmp.replace(path)
     except OSError:
         pass
