@@ -10,8 +10,8 @@ listing of instances says nothing about the service: the nanny and its child do.
 One command per read (`ps` of the service user, which processes write to a
 replica file, and each process's start in clock ticks since boot beside the
 host's uptime: an age to the hundredth of a second, where `ps etimes` gives whole
-seconds that procps 3.3 can round up), parsed by a pure function; `Watch` follows the replicas across
-reads and counts restarts (a child that ended or was replaced).
+seconds that procps 3.3 can round up), parsed by a pure function; `Watch` follows
+the replicas across reads and counts restarts (a child that ended or was replaced).
 """
 from __future__ import annotations
 
