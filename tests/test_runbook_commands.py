@@ -129,6 +129,34 @@ def test_src_moves_existing_copies_to_the_versions_commits_without_overwriting(s
     assert cmds[-2].startswith("git -C /scratch/ampel/Ampel-v0.3/ampel-core fetch -q git@github.com:AmpelProject/Ampel-core.git")
 
 
+def test_src_takes_upstreams_refs_from_the_images_read_and_asks_the_host_only_for_the_rest(site, monkeypatch):
+    from pathlib import Path
+
+    from ampel_tasks.facts import sources, state
+    from ampel_tasks.facts.build import Repo
+
+    r, answers, log = site
+    monkeypatch.setattr(state, "image_labels", lambda r, site: {"org.ampelproject.repos": '{"ampel-core": {}, "ampel-x": {}}'})
+    head, new, other = "1" * 40, "2" * 40, "3" * 40
+    # what the image's decision read this run with the deploy keys (every ref of each repo it clones)
+    read = [Repo("ampel-core", "git@github-ampel:AmpelProject/Ampel-core.git", Path("k"), new,
+                 {"HEAD": new, "refs/heads/master": new, "refs/tags/v0.3.4": head})]
+    r.evidence("image evidence", lambda: {"found": read})
+    answers.append((r"^stat -c %U", Result("ampelop\n", "", 0)))
+    answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
+        f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n"
+        f"@@repo ampel-x {head} master git@github-ampel-x:AmpelProject/ampel-x.git\n", "", 0)))
+    answers.append((r"^d=\$\(mktemp -d\) .*git ls-remote", Result(
+        f"@@ls ampel-x\n{other}\trefs/heads/master\n{head}\trefs/tags/v0.3.4\n", "", 0)))
+    runner.run(r, "src")
+    cmds = [c for _, _, c in commands(log)]
+    asked = [c for c in cmds if "git ls-remote" in c]
+    assert len(asked) == 1 and "ampel-x.git" in asked[0] and "Ampel-core" not in asked[0], cmds
+    assert f"git -C /scratch/ampel/Ampel-v0.3/ampel-core reset -q --keep {new}" in " ".join(cmds)
+    assert f"git -C /scratch/ampel/Ampel-v0.3/ampel-x reset -q --keep {other}" in " ".join(cmds)
+    assert sources.repo_key("git@github.com:AmpelProject/Ampel-core.git") == "ampelproject/ampel-core"
+
+
 def test_src_refuses_a_tree_owned_by_another_user_before_anything_changes(site):
     from ampel_tasks.steps import src
     

@@ -150,3 +150,18 @@ def test_after_src_moved_the_copies_upstream_is_not_asked_again_unless_a_copy_is
     host = AnsweringHost(added)
     assert set(sources.regather(host, site, settings, "v0.3.5", before)) == {"ampel-core", "ampel-base", "ampel-new"}
     assert host.asked == ["status", "status", "ls-remote"]
+
+
+def test_refs_known_for_every_copy_are_not_asked_on_the_host_again():
+    settings, site = build_settings({}), SimpleNamespace(ampel_src="/home/ampel/Ampel-v0.3", src_user="ampel")
+    known = {"ampelproject/ampel-core": sources.parse_ls_remote(LS),
+             "ampelproject/ampel-base": sources.parse_ls_remote(LS)}
+    host = AnsweringHost(STATUS)
+    copies = sources.gather(host, site, settings, "v0.3.5", known)
+    assert host.asked == ["status"]
+    assert (copies["ampel-base"].wanted, copies["ampel-base"].wanted_ref) == ("2" * 40, "tag v0.3.5")
+    assert copies["ampel-core"].wanted == "2" * 40 and copies["ampel-core"].known is False
+    # a repo known under another org is not the copy's: the host asks
+    host = AnsweringHost(STATUS)
+    sources.gather(host, site, settings, "v0.3.5", {"someone/ampel-core": {}})
+    assert host.asked == ["status", "ls-remote"]

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -32,6 +32,8 @@ class Repo:
     url: str
     key: Path
     commit: str = ""
+    # upstream's refs ({ref: commit}, as `git ls-remote` lists them; HEAD is `commit`)
+    refs: Dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 def key_path(image_dir: Path, pattern: str, alias: str) -> Path:
@@ -88,7 +90,7 @@ def _git_env(ssh_config: str) -> dict:
 
 
 def remote_commits(found: List[Repo], image_dir: Path, settings) -> List[Repo]:
-    """Each repo with upstream's HEAD, read with its deploy key (all repos at once)."""
+    """Each repo with upstream's HEAD and refs, read with its deploy key (all repos at once)."""
     from concurrent.futures import ThreadPoolExecutor
 
     cfg = local_ssh_config(image_dir, settings)
@@ -100,12 +102,13 @@ def remote_commits(found: List[Repo], image_dir: Path, settings) -> List[Repo]:
 
 
 def _head(r: Repo, cfg: str) -> Repo:
-    p = subprocess.run(["git", "ls-remote", r.url, "HEAD"], capture_output=True, text=True, env=_git_env(cfg),
-                       timeout=60)
-    if p.returncode != 0 or not p.stdout.split():
+    # (every ref, not HEAD alone: the same answer tells the host copies what they want, sources.gather)
+    p = subprocess.run(["git", "ls-remote", r.url], capture_output=True, text=True, env=_git_env(cfg), timeout=60)
+    refs = parse_ls_remote(p.stdout) if p.returncode == 0 else {}
+    if not refs.get("HEAD"):
         err = (p.stderr.strip().splitlines() or ["no HEAD"])[-1]
         raise DeployError(f"cannot read {r.url} with deploy key {r.key.name}: {err}")
-    return Repo(r.name, r.url, r.key, p.stdout.split()[0])
+    return Repo(r.name, r.url, r.key, refs["HEAD"], refs)
 
 
 def mirror(repo: Repo, image_dir: Path, settings, everything: bool = False,

@@ -137,25 +137,50 @@ def upstream_command(urls: Dict[str, str]) -> str:
     return " ".join(["d=$(mktemp -d) || exit 1;", *asks, "wait;", "; ".join(shows) + ";", 'rm -rf "$d"'])
 
 
-def gather(host, site, settings, version: str) -> Dict[str, Copy]:
+def repo_key(url: str) -> Optional[str]:
+    """'<org>/<repo>' of a git URL in the build's or a host copy's form, lower case
+    (pure; None for another form): the same repo whichever alias reaches it."""
+    m = ORIGIN.match(url or "")
+    return f"{m.group('org')}/{m.group('repo')}".lower() if m else None
+
+
+def gather(host, site, settings, version: str, known: Optional[Dict[str, Dict[str, str]]] = None) -> Dict[str, Copy]:
     """The copies' state and what upstream wants for `version`, read on the host
-    (two commands)."""
+    (two commands, or one). Upstream's refs of a repo in `known` ({repo_key: refs}, as the
+    operator's machine just read them from the same git host) are not asked again;
+    the host asks for the rest (one command, none when `known` has them all)."""
     tag = release_tag(settings, version)
     copies = read_status(host, site)
     if not copies:
         return {}
     urls = {c.name: push_url(settings, c.name, c.origin) for c in copies.values()}
+    refs = {n: known[repo_key(u)] for n, u in urls.items() if known and repo_key(u) in known}
+    asked = {n: u for n, u in urls.items() if n not in refs}
+    if asked:
+        read = _host_refs(host, site, settings, copies, asked)
+        if read is None:
+            return {}
+        refs.update(read)
+    for name, copy in copies.items():
+        with_refs(copy, refs.get(name, {}), tag)
+    return copies
+
+
+def _host_refs(host, site, settings, copies: Dict[str, Copy], urls: Dict[str, str]) -> Optional[Dict[str, Dict[str, str]]]:
+    """{copy: upstream's refs} as `git ls-remote` on the host lists them (one command;
+    None when --dry cannot read)."""
     res = host.fact(upstream_command(urls), user=site.src_user)
     if res is None:
-        return {}
+        return None
+    out = {}
     for part in res.stdout.split("@@ls ")[1:]:
         name, _, text = part.partition("\n")
         copy = copies[name.strip()]
         if "@@failed" in text:
             raise DeployError(f"on {host.name}: cannot read upstream of {copy.name} "
                               f"({push_url(settings, copy.name, copy.origin)}): {res.stderr.strip().splitlines()[-1:]}")
-        with_refs(copy, parse_ls_remote(text), tag)
-    return copies
+        out[copy.name] = parse_ls_remote(text)
+    return out
 
 
 def with_refs(copy: Copy, refs: Dict[str, str], tag: str) -> None:

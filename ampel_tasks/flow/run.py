@@ -120,6 +120,12 @@ class Run:
         with lock:  # (the plan reads ahead on threads: a second asker waits for the first)
             return self._evidence(key, gather, after, foresees)
 
+    def gathered(self, key: str):
+        """The fact under `key` if this run has gathered it already, else None (never
+        gathers: for a reader that can do without it)."""
+        with self._guard:
+            return self.cache.get(key)
+
     def _evidence(self, key: str, gather, after, foresees):
         seen = frozenset(self.changed & set(after))
         if key in self.cache and self.cache.get(("seen", key), frozenset()) == seen:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Dict, Optional
 
 
-from ..facts import build, dockerfile, state
+from ..facts import build, dockerfile, sources, state
 from ..config import console
 from ..remote import dockerengine
 from ..config.errors import DeployError
@@ -34,6 +35,16 @@ def image_evidence(r):
     """The recipe, the repos' commits upstream, this version's, the previous and the
     running image: read once per run."""
     return r.evidence("image evidence", lambda: _image_evidence(r))
+
+
+def upstream_refs(r) -> Optional[Dict[str, Dict[str, str]]]:
+    """Upstream's refs of each repo the image clones ({sources.repo_key: refs}), as
+    this run's image evidence read them with the deploy keys; None when it has not
+    read them (a stack host then asks upstream itself)."""
+    ev = r.gathered("image evidence")
+    if not ev:
+        return None
+    return {sources.repo_key(repo.url): repo.refs for repo in ev["found"] if repo.refs}
 
 
 def decide_image(r):

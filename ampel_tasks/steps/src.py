@@ -14,6 +14,7 @@ from ..facts import dockerfile, sources, state
 from ..config.errors import DeployError
 from ..flow.plan import Decision, Part, host_label, per_host
 from ..facts.site import Site, stack_sites
+from . import image
 
 
 def _src_evidence(r, site):
@@ -22,7 +23,7 @@ def _src_evidence(r, site):
     if res is None:
         return None
     exists = res.ok
-    copies = sources.gather(host, site, r.settings, site.version) if exists else {}
+    copies = sources.gather(host, site, r.settings, site.version, image.upstream_refs(r)) if exists else {}
     running = state.running_manifest(r)
     if running.get("version") == site.version and running.get("ampel_src") == site.ampel_src:
         # the running version is what runs: its recorded commits, wherever upstream has moved since
@@ -150,7 +151,8 @@ def follow_tag(r) -> None:
             console.note(f"then: the copies on {site.stack_host.name} brought to the commits tagged on {burst.stack_host.name}")
             continue
         heads = {c.name: c.head for c in sources.read_status(burst.stack_host, burst).values()}
-        copies = sources.gather(site.stack_host, site, r.settings, site.version)
+        # (upstream's refs as the plan read them: the tags pushed since only name burst's heads)
+        copies = sources.gather(site.stack_host, site, r.settings, site.version, image.upstream_refs(r))
         for c in copies.values():
             if c.name in heads:
                 c.wanted, c.wanted_ref = heads[c.name], f"as tagged on {burst.stack_host.name}"
@@ -163,7 +165,7 @@ def follow_tag(r) -> None:
 def _moves_after_copy(r, site, only=None):
     """The moves of copies just copied out of the image (all, or `only` these):
     fresh, so they hold nothing to lose."""
-    copies = sources.gather(site.stack_host, site, r.settings, site.version)
+    copies = sources.gather(site.stack_host, site, r.settings, site.version, image.upstream_refs(r))
     for c in copies.values():
         c.known = c.known or only is None or c.name in only
     return _moves(r, site, copies)
