@@ -161,3 +161,37 @@ def test_ctrl_c_while_a_test_container_is_created_leaves_none(sandbox, tmp_path)
     client.containers.create(image.id, ["true"], labels={"org.ampelproject.step": "test"}, name="ampel-test-left")
     assert "ampel-test-left" in testrun.sweep(client)
     assert client.containers.list(all=True, filters={"label": "org.ampelproject.step=test"}) == []
+
+
+def test_the_repos_are_tested_side_by_side_and_ctrl_c_leaves_no_container(sandbox, tmp_path):
+    import io
+
+    import docker
+    from ampel_tasks.facts import repotests as testrun
+
+    client = docker.from_env()
+    recipe = b"FROM ampel-sandbox-base:bookworm\nRUN mkdir -p /Ampel/ampel-a /Ampel/ampel-b\n"
+    image, _ = client.images.build(fileobj=io.BytesIO(recipe), tag="ampel-sandbox-two-repos:test", rm=True)
+    commit = f"{time.time_ns():040d}"
+    mine = {"label": f"org.ampelproject.commit={commit}"}
+    trees = []
+    for repo in ("ampel-a", "ampel-b"):
+        (tmp_path / repo).mkdir()
+        trees.append((repo, commit, tmp_path / repo))
+    both_ran = []
+
+    def ctrl_c_once_both_run():
+        deadline = time.time() + 20
+        while time.time() < deadline and not both_ran:
+            if len(client.containers.list(filters={**mine, "status": "running"})) == 2:
+                both_ran.append(True)
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)  # (as a terminal sends it)
+
+    threading.Thread(target=ctrl_c_once_both_run, daemon=True).start()
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        testrun.run_trees(client, image, trees, "sleep 120")
+    assert both_ran, "the two repos' tests never ran at the same time"
+    assert time.time() - t0 < 60, "Ctrl-C waited for the tests to end"
+    assert client.containers.list(all=True, filters=mine) == []

@@ -144,34 +144,59 @@ def export(mirror: Path, commit: str, dest: Path) -> None:
 
 # -- the run ---------------------------------------------------------------
 def run_one(client, image, repo: str, commit: str, tree: Path, command: str) -> Outcome:
-    """One repo's tests in a throwaway container of `image`, without network.
+    """One repo's tests in a throwaway container of `image`, without network."""
+    return run_trees(client, image, [(repo, commit, tree)], command)[0]
 
-    The container has a name of its own, and Ctrl-C waits for the engine's answer
-    to the create: it is removed whenever the run is interrupted."""
-    name = f"ampel-test-{repo}-{uuid.uuid4().hex[:10]}"
+
+def _create(client, image, name: str, repo: str, commit: str, tree: Path, command: str) -> None:
+    """The container `name` for one repo's tests, made on the calling thread. Ctrl-C
+    waits for the engine's answer to the create: the caller, who named it first,
+    removes it whenever the run is interrupted."""
+    with interrupts.deferred():  # an interrupt lands after the engine answered
+        client.containers.create(
+            image.id, ["sh", "-c", script(repo, command)], name=name, network_mode="none",
+            volumes={str(tree): {"bind": f"/src/{repo}", "mode": "ro"}},
+            labels={"org.ampelproject.step": "test", "org.ampelproject.repo": repo, "org.ampelproject.commit": commit},
+        )
+
+
+def _follow(client, name: str, repo: str):
+    """(exit status, output lines) of a created container, started and followed to its end."""
+    container = client.containers.get(name)
+    container.start()
     output = []
+    for chunk in container.logs(stream=True, follow=True):
+        for line in chunk.decode(errors="replace").splitlines():
+            output.append(line)
+            console.detail(f"test {repo}: {line}")
+    return container.wait().get("StatusCode", 1), output
+
+
+def run_trees(client, image, runs, command: str) -> List[Outcome]:
+    """Each (repo, commit, tree)'s tests, side by side: every container made and
+    removed on the calling thread (where Ctrl-C lands; removing one ends its follower)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names, pool = [], ThreadPoolExecutor(max(1, len(runs)))
     try:
-        with interrupts.deferred():  # an interrupt lands after the engine answered
-            container = client.containers.create(
-                image.id, ["sh", "-c", script(repo, command)], name=name, network_mode="none",
-                volumes={str(tree): {"bind": f"/src/{repo}", "mode": "ro"}},
-                labels={"org.ampelproject.step": "test", "org.ampelproject.repo": repo,
-                        "org.ampelproject.commit": commit},
-            )
-        container.start()
-        for chunk in container.logs(stream=True, follow=True):
-            for line in chunk.decode(errors="replace").splitlines():
-                output.append(line)
-                console.detail(f"test {repo}: {line}")
-        code = container.wait().get("StatusCode", 1)
+        for repo, commit, tree in runs:
+            names.append(f"ampel-test-{repo}-{uuid.uuid4().hex[:10]}")  # (a name of its own, known before)
+            _create(client, image, names[-1], repo, commit, tree, command)
+        followed = [pool.submit(_follow, client, name, repo) for name, (repo, _, _) in zip(names, runs)]
+        ended = [f.result() for f in followed]
     finally:
-        _remove(client, name)
-    text = "\n".join(output)
-    if missing_pytest(text):
-        raise DeployError(f"test: the image {image.short_id} has no pytest (`{command}` in /Ampel/{repo}); add "
-                          "pytest to environment.yml, or deploy with --skip-tests")
-    summary, failures = parse_pytest(text, code)
-    return Outcome(repo, commit, code, summary, failures)
+        for name in names:
+            _remove(client, name)
+        pool.shutdown(wait=True)
+    outcomes = []
+    for (repo, commit, _), (code, output) in zip(runs, ended):
+        text = "\n".join(output)
+        if missing_pytest(text):
+            raise DeployError(f"test: the image {image.short_id} has no pytest (`{command}` in /Ampel/{repo}); add "
+                              "pytest to environment.yml, or deploy with --skip-tests")
+        summary, failures = parse_pytest(text, code)
+        outcomes.append(Outcome(repo, commit, code, summary, failures))
+    return outcomes
 
 
 def _remove(client, name: str) -> None:
@@ -191,15 +216,15 @@ def sweep(client) -> List[str]:
 
 
 def run_all(client, image, commits: Dict[str, str], mirrors: Dict[str, Path], command: str) -> List[Outcome]:
-    outcomes = []
+    """Every repo's tests at its commit, side by side; each one's verdict printed."""
     with tempfile.TemporaryDirectory(prefix="ampel-test-") as tmp:
+        runs = []
         for repo, commit in sorted(commits.items()):
-            tree = Path(tmp) / repo
-            export(mirrors[repo], commit, tree)
-            o = run_one(client, image, repo, commit, tree, command)
-            console.note(f"{repo} {commit[:10]}: {o.summary}")
-            outcomes.append(o)
-            shutil.rmtree(tree, ignore_errors=True)
+            export(mirrors[repo], commit, Path(tmp) / repo)
+            runs.append((repo, commit, Path(tmp) / repo))
+        outcomes = run_trees(client, image, runs, command)
+    for o in outcomes:
+        console.note(f"{o.repo} {o.commit[:10]}: {o.summary}")
     return outcomes
 
 
