@@ -114,3 +114,27 @@ def test_the_image_decision_fixes_the_runs_target(r, monkeypatch):
     assert r.target == Target()
     runner.decide(r, "image")
     assert r.target == reuse
+
+
+def test_the_manifests_read_of_the_host_started_beside_the_gate_is_used_once_and_a_failed_one_read_again(
+        r, monkeypatch):
+    import threading
+
+    reads, release = [], threading.Event()
+
+    def read(site):
+        reads.append(threading.current_thread() is threading.main_thread())
+        if len(reads) == 1:
+            release.wait(5)  # (still reading while the gate runs)
+            return {"sources": {"ampel-core": "1" * 40}}
+        raise RuntimeError("ssh: lost")
+
+    monkeypatch.setattr(runrecord, "_recorded", read)
+    runrecord.read_beside(r, "burst")
+    release.set()
+    assert runrecord._recorded_for(r, "burst") == {"sources": {"ampel-core": "1" * 40}}
+    assert reads == [False] and r.outcome.recorded is None
+    runrecord.read_beside(r, "burst")  # a read ahead that fails: read again where the manifest is written
+    monkeypatch.setattr(runrecord, "_recorded", lambda site: reads.append("again") or {"sources": {}})
+    r.outcome.recorded.exception()
+    assert runrecord._recorded_for(r, "burst") == {"sources": {}} and reads[-1] == "again"

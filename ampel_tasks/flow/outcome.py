@@ -3,6 +3,7 @@ acts for: facts/site.py's `Target`). Nothing of it travels under a string key.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from concurrent.futures import Future
 from typing import List, Optional
 
 
@@ -19,3 +20,5 @@ class Outcome:
     archive: Optional[dict] = None  # transit's archive after up: schema version, size, path
     archive_backups: List[dict] = field(default_factory=list)  # backups taken before migrations
     schema_deferred: bool = False  # the archive did not run at schema's turn: migrated after transit's start
+    # what the manifest keeps of the service host, read beside the health gate (runrecord.read_beside)
+    recorded: Optional[Future] = None

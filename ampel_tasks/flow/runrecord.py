@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from ..facts import drift, envfile
 from . import hooks
@@ -43,6 +44,28 @@ def _recorded(site) -> dict:
     return drift.fingerprints(facts, site) if facts else {"sources": {}}
 
 
+def read_beside(r, site) -> None:
+    """Start reading what the manifest keeps of the service host on a thread of its
+    own, once deploy/up has ended there: what follows (the health gate) only watches,
+    so the manifest's read is done by the verdict (the image file's sha256 takes a while)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        r.outcome.recorded = pool.submit(_recorded, site)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _recorded_for(r, site) -> dict:
+    """What `read_beside` read, else read now (again, when that read failed)."""
+    ahead, r.outcome.recorded = r.outcome.recorded, None
+    if ahead is not None:
+        try:
+            return ahead.result()
+        except Exception:  # (read again here: the error, if any, is this read's own)
+            pass
+    return _recorded(site)
+
+
 def _switched_db(r, values: dict) -> bool:
     before = (running_manifest(r).get("env") or {}).get("MONGO_PATH")
     return bool(before and values.get("MONGO_PATH") and before != values["MONGO_PATH"])
@@ -55,7 +78,7 @@ def record(r, st: State, result: str) -> None:
         running = running_manifest(r)
         if r.changed & {"src", "tag"} and running.get("version") == r.version:
             # the stack reads its mounted sources live: what runs now is what the copies hold
-            st.write_manifest({**running, **_recorded(site), "tests": r.outcome.tests or running.get("tests")})
+            st.write_manifest({**running, **_recorded_for(r, site), "tests": r.outcome.tests or running.get("tests")})
         st.audit(f"{r.version}: {', '.join(sorted(r.changed)) or 'nothing'} changed; stack not redeployed")
         return
     manifest = _manifest(r, site, result)
@@ -90,7 +113,7 @@ def _manifest(r, site, result: str) -> dict:
         # a new live database, or a switch to another one than the running deployment's
         "new_db": r.outcome.new_db or _switched_db(r, values),
         "ampel_src": site.ampel_src,
-        **_recorded(site),
+        **_recorded_for(r, site),
         "env": {k: values.get(k) for k in ("AMPEL_TAG", "AMPEL_SRC", "MONGO_PATH", "GROUP_NAME")},
         "operator": r.settings.operator, "started": r.outcome.started, "ended": now(),
         "steps": dict(r.results),

@@ -7,7 +7,7 @@ import shlex
 
 from ..config import console
 from ..facts import health, preflight, stackinputs, state
-from ..flow import run as runs
+from ..flow import run as runs, runrecord
 from ..config.errors import DeployError
 from ..flow.plan import Decision, Part, host_label, per_host
 from ..facts.site import stack_sites
@@ -113,6 +113,8 @@ def act(r, part: Part) -> None:
         console.note("then: the health gate (services, replicas, ports, logs"
                      + (", a query as the archive's read user)" if site.archive else ")"))
         return
+    if not site.archive:
+        runrecord.read_beside(r, site)
     health.gate(r, site)
     if site.archive:
         ev = archive_evidence(r, site)
