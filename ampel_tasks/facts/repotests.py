@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import re
 import shlex
-import shutil
 import subprocess
 import tarfile
 import tempfile
