@@ -26,3 +26,11 @@ def test_its_lines_come_as_they_are_written():
     assert p.stdout.readline() == "first\n" and time.time() - t0 < 2.5
     assert p.stdout.readline() == "second\n"
     assert p.wait(timeout=10) == 0
+
+
+def test_when_its_output_file_cannot_be_made_the_reason_is_what_it_last_said(tmp_path):
+    full = tmp_path / "gone"  # (mktemp's directory: one that does not exist, as /tmp full or gone would)
+    p = subprocess.run(["bash", "-c", up.ending_with("echo replaced")], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "TMPDIR": str(full)})
+    assert p.returncode != 0 and "replaced" not in p.stdout
+    assert "mktemp" in p.stdout.strip().splitlines()[-1] and str(full) in p.stdout, (p.stdout, p.stderr)
