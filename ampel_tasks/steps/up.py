@@ -154,7 +154,8 @@ def ending_with(cmd: str) -> str:
     Here cmd's output (stderr with it) goes to a private file that `tail --pid`
     relays as it grows until cmd has ended; its exit status is the session's. What
     cmd started runs on (a second Ctrl-C ends the session, not deploy/up)."""
-    return ('out=$(mktemp) || exit 1; '
+    # (mktemp's reason, if it fails, on stdout: the error line says what deploy/up last said)
+    return ('out=$(mktemp 2>&1) || { echo "$out"; exit 1; }; '
             f'{{ {cmd}\n}} >"$out" 2>&1 </dev/null & pid=$!; '
             'tail -s 0.1 -n +1 -f --pid=$pid "$out"; wait $pid; code=$?; rm -f "$out"; exit $code')
 
