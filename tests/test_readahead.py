@@ -7,6 +7,7 @@ import pytest
 
 from ampel_tasks.operations import readahead
 from ampel_tasks.config.errors import DeployError
+from ampel_tasks.flow import run as runs
 from ampel_tasks.flow.run import Run
 
 
@@ -51,9 +52,9 @@ def test_a_read_that_fails_ahead_is_raised_by_the_one_that_needs_it():
 
 def test_a_read_started_aside_returns_its_value_or_raises_on_the_asking_thread():
     begun = time.time()
-    slow = readahead.started(lambda: time.sleep(0.3) or "schema 3.0")
+    slow = runs.started(lambda: time.sleep(0.3) or "schema 3.0")
     assert time.time() - begun < 0.2, "started() does not wait"
     assert slow.result() == "schema 3.0"
-    failed = readahead.started(lambda: (_ for _ in ()).throw(DeployError("transit refuses the read user")))
+    failed = runs.started(lambda: (_ for _ in ()).throw(DeployError("transit refuses the read user")))
     with pytest.raises(DeployError, match="refuses the read user"):
         failed.result()

@@ -11,7 +11,8 @@ every task of the chain then shares its settings and its SSH connections.
 from __future__ import annotations
 
 import threading
-from typing import Dict, FrozenSet, List, Optional, Set
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Dict, FrozenSet, List, Optional, Set
 
 from ..config.errors import DeployError, Refusal
 from ..remote.hosts import HostPool
@@ -153,6 +154,16 @@ class Run:
         self.cleanups.clear()
         if self._hosts is not None:
             self._hosts.close()
+
+
+def started(read: Callable) -> Future:
+    """`read()` going on on a thread of its own; `.result()` waits for it (and raises
+    what it raised, on the asking thread)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(read)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def mark_changed(r: Run, step: str, host: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 from ..facts import drift, envfile
 from . import hooks
+from .run import started
 from ..config.errors import DeployError
 from ..facts.site import Site
 from ..facts.state import State, image_labels, now, running_manifest, running_version
@@ -48,11 +48,7 @@ def read_beside(r, site) -> None:
     """Start reading what the manifest keeps of the service host on a thread of its
     own, once deploy/up has ended there: what follows (the health gate) only watches,
     so the manifest's read is done by the verdict (the image file's sha256 takes a while)."""
-    pool = ThreadPoolExecutor(1)
-    try:
-        r.outcome.recorded = pool.submit(_recorded, site)
-    finally:
-        pool.shutdown(wait=False)
+    r.outcome.recorded = started(lambda: _recorded(site))
 
 
 def _recorded_for(r, site) -> dict:

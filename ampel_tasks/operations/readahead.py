@@ -9,7 +9,6 @@ here is read again by its decider, which raises."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, List
 
@@ -82,12 +81,3 @@ def _started(reads: List[Callable]) -> list:
         t.start()
     return threads
 
-
-def started(read: Callable) -> Future:
-    """`read()` going on on a thread of its own; `.result()` waits for it (and raises
-    what it raised, on the asking thread)."""
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(read)
-    finally:
-        pool.shutdown(wait=False)

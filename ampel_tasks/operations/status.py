@@ -6,7 +6,6 @@ import json as jsonlib
 
 from ..config import console
 from ..facts import drift, health, stackinputs, stacklist, state
-from . import readahead
 from ..flow import run as runs
 from .prune import size_text
 from ..facts.site import Site
@@ -25,7 +24,7 @@ def status(c, json=False):
 def status_data(r) -> dict:
     current, manifest = state.running_version(r), state.running_manifest(r)
     adopted = state.adopt_running(r)  # (first: the archive's read below is for the running version)
-    archive = readahead.started(lambda: stackinputs.archive_status(r)) if current else None  # (transit's, meanwhile)
+    archive = runs.started(lambda: stackinputs.archive_status(r)) if current else None  # (transit's, meanwhile)
     s = r.settings
     listing = r.host(s.service_host.name).read(s.commands["list"], user=s.service_user, warn=True)
     services = stacklist.parse_list(listing.stdout).get(s.stack["name"], {})
