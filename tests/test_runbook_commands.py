@@ -134,6 +134,7 @@ def test_src_takes_upstreams_refs_from_the_images_read_and_asks_the_host_only_fo
 
     from ampel_tasks.facts import sources, state
     from ampel_tasks.facts.build import Repo
+    from ampel_tasks.steps import image
 
     r, answers, log = site
     monkeypatch.setattr(state, "image_labels", lambda r, site: {"org.ampelproject.repos": '{"ampel-core": {}, "ampel-x": {}}'})
@@ -141,7 +142,7 @@ def test_src_takes_upstreams_refs_from_the_images_read_and_asks_the_host_only_fo
     # what the image's decision read this run with the deploy keys (every ref of each repo it clones)
     read = [Repo("ampel-core", "git@github-ampel:AmpelProject/Ampel-core.git", Path("k"), new,
                  {"HEAD": new, "refs/heads/master": new, "refs/tags/v0.3.4": head})]
-    r.evidence("image evidence", lambda: {"found": read})
+    r.evidence(image.EVIDENCE, lambda: {"found": read})
     answers.append((r"^stat -c %U", Result("ampelop\n", "", 0)))
     answers.append((r"^cd /scratch/ampel/Ampel-v0.3 && for d in", Result(
         f"@@repo ampel-core {head} master git@github-ampel:AmpelProject/Ampel-core.git\n"

@@ -31,17 +31,20 @@ def _image_evidence(r):
     }
 
 
+EVIDENCE = "image evidence"  # (its key in the run: read by image_evidence, looked up by upstream_refs)
+
+
 def image_evidence(r):
     """The recipe, the repos' commits upstream, this version's, the previous and the
     running image: read once per run."""
-    return r.evidence("image evidence", lambda: _image_evidence(r))
+    return r.evidence(EVIDENCE, lambda: _image_evidence(r))
 
 
 def upstream_refs(r) -> Optional[Dict[str, Dict[str, str]]]:
     """Upstream's refs of each repo the image clones ({sources.repo_key: refs}), as
     this run's image evidence read them with the deploy keys; None when it has not
     read them (a stack host then asks upstream itself)."""
-    ev = r.gathered("image evidence")
+    ev = r.gathered(EVIDENCE)
     if not ev:
         return None
     return {sources.repo_key(repo.url): repo.refs for repo in ev["found"] if repo.refs}
