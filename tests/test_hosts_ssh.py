@@ -3,6 +3,7 @@ argv and runs the remote command locally, so these check exactly what reaches
 the host, as whom, in which shell environment, over how many connections."""
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -311,3 +312,29 @@ def test_the_next_batch_holds_the_last_two_plans_reads_the_newest_first(tmp_path
     # what an earlier release kept (one plan, a list) is read as one plan
     (tmp_path / "cache/reads/transit.example.json").write_text('[["ampel", "true"]]')
     assert readbatch.load("transit.example") == [("ampel", "true")]
+
+
+def test_trace_lines_from_hosts_read_side_by_side_stay_whole_lines(burst, capfd, monkeypatch):
+    """AMPEL_TASKS_TRACE: each host's reads go on a thread of their own in a plan; each
+    trace line must reach stderr whole (the sandbox test and the benchmark parse them)."""
+    monkeypatch.setenv("AMPEL_TASKS_TRACE", "1")
+    r, _ = burst
+    reads = [(None, f"echo {i}") for i in range(4)]
+    hosts = [r.host("burst"), r.host("transit")]
+    for host in hosts:
+        host.prefetch(reads)
+    capfd.readouterr()
+
+    def ask(host):
+        for _ in range(600):
+            for _, cmd in reads:
+                host.read(cmd)
+
+    threads = [threading.Thread(target=ask, args=(h,)) for h in hosts for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = capfd.readouterr().err.splitlines()
+    whole = [l for l in lines if re.fullmatch(r"trace: \[(burst|transit)\] read ahead, exit 0: echo \d", l)]
+    assert len(whole) == len(lines) == 4 * 600 * 4, [l for l in lines if l not in whole][:3]
