@@ -143,6 +143,16 @@ def warn(text: str) -> None:
         _to_log(f"warning: {text}")
 
 
+def trace(text: str) -> None:
+    """A timing line on stderr when AMPEL_TASKS_TRACE is set (the benchmarks and a
+    sandbox test parse them): whole, though hosts read on threads side by side."""
+    if os.environ.get("AMPEL_TASKS_TRACE"):
+        text = redact(text)
+        with _lock:
+            sys.stderr.write(f"trace: {text}\n")
+            sys.stderr.flush()
+
+
 def command(host: str, cmd: str, user: str | None = None) -> None:
     """A command as --dry shows it (and --echo would)."""
     who = f" (as {user})" if user else ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -141,9 +140,8 @@ class Host:
         if mutating:
             self.drop_fetched()
         if answer is not None:
-            if os.environ.get("AMPEL_TASKS_TRACE"):
-                print(f"trace: [{self.name}] read ahead, exit {answer.exited}: {console.redact(show or cmd)[:150]}",
-                      file=sys.stderr, flush=True)
+            console.trace(f"[{self.name}] read ahead, exit {answer.exited}: "
+                          f"{console.redact(show or cmd)[:150]}")
             return self._checked(answer, show or cmd, user, warn)
         return self._checked(self._send(cmd, user, show, data, stream, prefix, on_line, shield), show or cmd, user, warn)
 
@@ -157,9 +155,8 @@ class Host:
         if result.exited == 255 and not master.alive():
             raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: "
                               f"{console.redact(result.stderr.strip()[-200:]) or 'no output'}")
-        if os.environ.get("AMPEL_TASKS_TRACE"):
-            print(f"trace: [{self.name}] {time.time() - t0:.2f}s exit {result.exited}: "
-                  f"{console.redact(show or cmd)[:150]}", file=sys.stderr, flush=True)
+        console.trace(f"[{self.name}] {time.time() - t0:.2f}s exit {result.exited}: "
+                      f"{console.redact(show or cmd)[:150]}")
         return result
 
     def _checked(self, result: Result, shown: str, user, warn: bool) -> Result:
