@@ -8,9 +8,11 @@ breaks the tool is one red test naming the package and version, not a broken dem
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -71,12 +73,13 @@ def installed(venv: Path) -> dict:
     return {d["name"].lower(): d["version"] for d in json.loads(p.stdout)}
 
 
-def run_cli_tier(venv: Path):
+def run_cli_tier(venv: Path, where: Path):
     """Every test that needs neither the sandbox nor another install, with this venv's
-    python, invoke and ampel-deploy."""
+    python, invoke and ampel-deploy (its temporary files under `where`)."""
     env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
     env.pop("PYTHONPATH", None)
     return _run([venv / "bin/python", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                 "--basetemp", where / "tmp",
                  "-m", "not sandbox and not install", "tests"], cwd=REPO, env=env, timeout=1200)
 
 
@@ -91,20 +94,43 @@ def _verdict(p, which: str, versions: dict) -> None:
                          f"releases unlike the lock: {', '.join(differing) or 'none'}\n{p.stdout[-4000:]}")
 
 
-def test_the_newest_releases_the_ranges_allow_run_the_cli_tier(tmp_path):
-    venv = make_venv(tmp_path / "newest", "--upgrade", "--upgrade-strategy", "eager", f"{REPO}[test]")
+def source_copy(where: Path) -> Path:
+    """The project's files, to build from (two builds in one tree would share its build/)."""
+    return Path(shutil.copytree(REPO, where / "src", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache")))
+
+
+def _newest(where: Path):
+    venv = make_venv(where / "venv", "--upgrade", "--upgrade-strategy", "eager", f"{source_copy(where)}[test]")
     versions = installed(venv)
-    _verdict(run_cli_tier(venv), "newest", versions)
+    _verdict(run_cli_tier(venv, where), "newest", versions)
 
 
-def test_the_oldest_releases_the_ranges_allow_run_the_cli_tier(tmp_path):
+def _oldest(where: Path):
     oldest = lower_bounds(pyproject_requirements())
-    constraints = tmp_path / "oldest.txt"
+    constraints = where / "oldest.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in oldest.items()))
-    venv = make_venv(tmp_path / "oldest", "-c", constraints, f"{REPO}[test]")
+    venv = make_venv(where / "venv", "-c", constraints, f"{source_copy(where)}[test]")
     versions = installed(venv)
     assert {n: Version(versions[n.lower()]) for n in oldest} == {n: Version(v) for n, v in oldest.items()}
-    _verdict(run_cli_tier(venv), "oldest", versions)
+    _verdict(run_cli_tier(venv, where), "oldest", versions)
+
+
+@pytest.fixture(scope="module")
+def tiers(tmp_path_factory):
+    """Both installs and their CLI tiers side by side (each mostly waits on the package
+    index, then takes one core); each test asks for its own outcome (its error raised there)."""
+    with ThreadPoolExecutor(2) as pool:
+        return {"newest": pool.submit(_newest, tmp_path_factory.mktemp("newest")),
+                "oldest": pool.submit(_oldest, tmp_path_factory.mktemp("oldest"))}
+
+
+def test_the_newest_releases_the_ranges_allow_run_the_cli_tier(tiers):
+    tiers["newest"].result()
+
+
+def test_the_oldest_releases_the_ranges_allow_run_the_cli_tier(tiers):
+    tiers["oldest"].result()
 
 
 def test_the_system_python_has_no_ampel_tasks():
