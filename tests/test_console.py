@@ -108,3 +108,16 @@ def test_a_failed_pull_is_explained_by_singularitys_first_error_line():
     assert pull_failure("ERROR: Image file exists, not overwriting.\n") == "Image file exists, not overwriting."
     assert pull_failure("curl: (7) Failed to connect\n") == "curl: (7) Failed to connect"
     assert pull_failure("") == "no output"
+
+
+def test_a_trace_line_masks_a_secret_cut_at_its_end_and_is_nothing_untraced(capsys, monkeypatch):
+    monkeypatch.setattr(console, "_secrets", set())  # (this test's secret goes with it)
+    console.register_secret("kafka-p4ssw0rd")
+    command = "x" * 140 + " kafka-p4ssw0rd"  # (the secret spans the 150th character)
+    monkeypatch.delenv("AMPEL_TASKS_TRACE", raising=False)
+    console.trace("[burst] 0.10s exit 0", command)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("AMPEL_TASKS_TRACE", "1")
+    console.trace("[burst] 0.10s exit 0", command)
+    err = capsys.readouterr().err
+    assert err == f"trace: [burst] 0.10s exit 0: {'x' * 140} *****\n" and "kafka" not in err

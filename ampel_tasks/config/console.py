@@ -143,13 +143,14 @@ def warn(text: str) -> None:
         _to_log(f"warning: {text}")
 
 
-def trace(text: str) -> None:
-    """A timing line on stderr when AMPEL_TASKS_TRACE is set (the benchmarks and a
-    sandbox test parse them): whole, though hosts read on threads side by side."""
+def trace(head: str, command: str) -> None:
+    """`trace: HEAD: COMMAND` on stderr when AMPEL_TASKS_TRACE is set (the benchmarks and
+    a sandbox test parse them): the command redacted, then cut to 150 characters; the
+    line whole, though hosts read on threads side by side. Nothing done otherwise."""
     if os.environ.get("AMPEL_TASKS_TRACE"):
-        text = redact(text)
+        line = f"trace: {head}: {redact(command)[:150]}\n"
         with _lock:
-            sys.stderr.write(f"trace: {text}\n")
+            sys.stderr.write(line)
             sys.stderr.flush()
 
 

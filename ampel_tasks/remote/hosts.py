@@ -140,8 +140,7 @@ class Host:
         if mutating:
             self.drop_fetched()
         if answer is not None:
-            console.trace(f"[{self.name}] read ahead, exit {answer.exited}: "
-                          f"{console.redact(show or cmd)[:150]}")
+            console.trace(f"[{self.name}] read ahead, exit {answer.exited}", show or cmd)
             return self._checked(answer, show or cmd, user, warn)
         return self._checked(self._send(cmd, user, show, data, stream, prefix, on_line, shield), show or cmd, user, warn)
 
@@ -155,8 +154,7 @@ class Host:
         if result.exited == 255 and not master.alive():
             raise DeployError(f"on {self.name}: lost the connection while running `{show or cmd}`: "
                               f"{console.redact(result.stderr.strip()[-200:]) or 'no output'}")
-        console.trace(f"[{self.name}] {time.time() - t0:.2f}s exit {result.exited}: "
-                      f"{console.redact(show or cmd)[:150]}")
+        console.trace(f"[{self.name}] {time.time() - t0:.2f}s exit {result.exited}", show or cmd)
         return result
 
     def _checked(self, result: Result, shown: str, user, warn: bool) -> Result:
